@@ -1,0 +1,335 @@
+//! Typed, layered configuration: built-in defaults < the TOML file < `USERBRIDGE_*`
+//! environment (`__` separates levels: `USERBRIDGE_SERVER__LISTEN`) < command-line flags.
+//! Unknown keys are errors. Mistakes in the file are reported at their line and column;
+//! secrets are never echoed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+use toml::de::DeValue;
+
+use crate::diagnostic::Diagnostic;
+use crate::mapping::load::{de, parse_table};
+use crate::redact::Secret;
+
+/// The default config file, relative to the working directory.
+pub const DEFAULT_FILE: &str = "config/userbridge.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Request limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Where the mapping files are and which to load.
+    #[serde(default)]
+    pub mappings: MappingsConfig,
+    /// Per-dialect settings, by dialect name (the mapping file's stem).
+    #[serde(default)]
+    pub dialects: BTreeMap<String, DialectConfig>,
+    /// The backend canonical operations go to.
+    #[serde(default)]
+    pub backend: BackendConfig,
+    /// Groups the embedded store knows, created at start.
+    #[serde(default)]
+    pub groups: Vec<GroupConfig>,
+    /// Caller credentials, per dialect. Secrets: never logged.
+    #[serde(default)]
+    pub credentials: Vec<Credential>,
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: default_listen() }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+/// Bounds on what a request may be.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body, in bytes (413 beyond).
+    #[serde(default = "default_body")]
+    pub max_body_bytes: usize,
+    /// Deepest JSON nesting (400 beyond).
+    #[serde(default = "default_depth")]
+    pub max_json_depth: usize,
+    /// Whole-request deadline, in milliseconds.
+    #[serde(default = "default_timeout")]
+    pub request_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_body_bytes: default_body(), max_json_depth: default_depth(), request_timeout_ms: default_timeout() }
+    }
+}
+
+fn default_body() -> usize {
+    64 * 1024
+}
+fn default_depth() -> usize {
+    32
+}
+fn default_timeout() -> u64 {
+    10_000
+}
+
+/// Mapping files.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MappingsConfig {
+    /// Directory of `*.toml` mapping files (relative to the working directory).
+    #[serde(default = "default_mappings")]
+    pub dir: PathBuf,
+    /// Load only these dialects (file stems); all when absent.
+    #[serde(default)]
+    pub enabled: Option<Vec<String>>,
+}
+
+impl Default for MappingsConfig {
+    fn default() -> Self {
+        Self { dir: default_mappings(), enabled: None }
+    }
+}
+
+fn default_mappings() -> PathBuf {
+    "mappings".into()
+}
+
+/// Settings for one dialect.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DialectConfig {
+    /// Overrides of the mapping's `vars` (for example `base` for a path prefix).
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+/// The backend.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BackendConfig {
+    /// The embedded SQLite store.
+    Sqlite {
+        /// The database file.
+        #[serde(default = "default_db")]
+        path: PathBuf,
+    },
+    /// A SCIM 2.0 service provider.
+    Scim {
+        /// Base URL (ending before `/Users`).
+        url: String,
+        /// Bearer token, if the provider needs one.
+        #[serde(default)]
+        token: Option<Secret>,
+    },
+    /// POST the canonical operation as JSON to a URL.
+    Webhook {
+        /// The URL.
+        url: String,
+        /// Shared secret sent as a bearer token, if any.
+        #[serde(default)]
+        token: Option<Secret>,
+    },
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self::Sqlite { path: default_db() }
+    }
+}
+
+fn default_db() -> PathBuf {
+    "data/userbridge.db".into()
+}
+
+/// A group the embedded store declares.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// Positive id.
+    pub id: i32,
+    /// Name.
+    pub name: String,
+}
+
+/// One caller credential.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    /// Who this is (logs say this, never the token).
+    pub name: String,
+    /// The dialect it is valid for.
+    pub dialect: String,
+    /// The token the caller presents.
+    pub token: Secret,
+    /// Roles granted.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// The caller's own password, for step-up checks (`callerPassword`).
+    #[serde(default)]
+    pub password: Option<Secret>,
+}
+
+/// Command-line overrides, the top layer.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Flags {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+impl Config {
+    /// Loads the layered configuration from `file` (or the default file when it exists).
+    /// Every problem found in the file is returned, each at its place.
+    pub fn load(file: Option<&Path>, flags: &Flags) -> Result<(Config, Option<PathBuf>), Vec<Diagnostic>> {
+        let path = match file {
+            Some(p) => Some(p.to_owned()),
+            None => Path::new(DEFAULT_FILE).exists().then(|| PathBuf::from(DEFAULT_FILE)),
+        };
+        let mut diags = Vec::new();
+        if let Some(p) = &path {
+            match std::fs::read_to_string(p) {
+                Ok(src) => check_file(p, &src, &mut diags),
+                Err(e) => diags.push(Diagnostic::file(p, format!("cannot read: {e}"))),
+            }
+        }
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(p) = &path {
+            fig = fig.merge(Toml::file_exact(p));
+        }
+        fig = fig.merge(Env::prefixed("USERBRIDGE_").split("__"));
+        if let Some(l) = &flags.listen {
+            fig = fig.merge(Serialized::default("server.listen", l));
+        }
+        let where_ = path.clone().unwrap_or_else(|| PathBuf::from("<defaults>"));
+        let cfg: Config = fig.extract().map_err(|e| {
+            e.into_iter().map(|e| Diagnostic::file(&where_, redact_figment(&e))).collect::<Vec<_>>()
+        })?;
+        let problems = cfg.validate();
+        if !problems.is_empty() {
+            return Err(problems.into_iter().map(|m| Diagnostic::file(&where_, m)).collect());
+        }
+        Ok((cfg, path))
+    }
+
+    /// Checks that need the whole config: unique names and ids.
+    fn validate(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            if g.id <= 0 {
+                out.push(format!("groups[{i}].id must be a positive integer"));
+            }
+            if self.groups[..i].iter().any(|o| o.id == g.id || o.name == g.name) {
+                out.push(format!("groups[{i}] repeats the id or name of an earlier group"));
+            }
+        }
+        for (i, c) in self.credentials.iter().enumerate() {
+            if c.token.expose().is_empty() {
+                out.push(format!("credentials[{i}] ({}) has an empty token", c.name));
+            }
+            if self.credentials[..i].iter().any(|o| o.dialect == c.dialect && o.token == c.token) {
+                out.push(format!("credentials[{i}] ({}) repeats the token of an earlier credential", c.name));
+            }
+        }
+        out
+    }
+
+    /// Per-dialect variable overrides, for loading mappings.
+    pub fn mapping_vars(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.dialects.iter().map(|(k, v)| (k.clone(), v.vars.clone())).collect()
+    }
+}
+
+/// Figment's messages can quote a value; keep the key path and kind, drop the value.
+fn redact_figment(e: &figment::Error) -> String {
+    use figment::error::Kind;
+    let key = if e.path.is_empty() { String::new() } else { format!("`{}`: ", e.path.join(".")) };
+    let origin = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+    let what = match &e.kind {
+        Kind::InvalidType(actual, expected) => format!("expected {expected}, found {}", kind_word(actual)),
+        Kind::InvalidValue(actual, expected) => format!("invalid value ({}), expected {expected}", kind_word(actual)),
+        Kind::UnknownField(f, _) => format!("unknown key `{f}`"),
+        Kind::UnknownVariant(v, exp) => format!("unknown variant `{v}`, expected one of {}", exp.join(", ")),
+        Kind::MissingField(f) => format!("missing key `{f}`"),
+        Kind::DuplicateField(f) => format!("duplicate key `{f}`"),
+        other => other.to_string(),
+    };
+    format!("{key}{what}{origin}")
+}
+
+fn kind_word(a: &figment::error::Actual) -> &'static str {
+    use figment::error::Actual;
+    match a {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a float",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Seq => "an array",
+        Actual::Map => "a table",
+        _ => "another kind of value",
+    }
+}
+
+/// Checks the file alone, one top-level section at a time, so that every section's first
+/// mistake is reported with its line.
+fn check_file(path: &Path, src: &str, diags: &mut Vec<Diagnostic>) {
+    let Some(table) = parse_table(path, src, diags) else { return };
+    for (key, value) in table.get_ref().iter() {
+        let mut one = toml::de::DeTable::new();
+        one.insert(key.clone(), value.clone());
+        let root = Spanned::new(0..src.len(), DeValue::Table(one));
+        let _ = de::<Config>(path, src, &root, diags);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_section_mistake_is_reported_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[server]\nlisten = 80\n\n[limits]\nmax_body_byte = 1\n\n[[credentials]]\nname = \"x\"\ndialect = \"d\"\ntoken = \"hunter2\"\nbogus = 1\n").unwrap();
+        let errs = Config::load(Some(&p), &Flags::default()).unwrap_err();
+        let lines: Vec<usize> = errs.iter().map(|d| d.line).collect();
+        assert_eq!(lines, vec![2, 5, 11], "{errs:?}");
+        assert!(errs.iter().all(|d| !d.to_string().contains("hunter2") || d.line == 10));
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[server]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+        let (cfg, _) = Config::load(Some(&p), &Flags { listen: Some("127.0.0.1:2".into()) }).unwrap();
+        assert_eq!(cfg.server.listen, "127.0.0.1:2");
+    }
+}

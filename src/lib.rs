@@ -1,0 +1,14 @@
+//! userbridge: a gateway that accepts user create/update requests in several vendor
+//! dialects, translates each into one canonical (SCIM 2.0 shaped) operation through
+//! declarative mapping files, and answers in the caller's own dialect.
+//!
+//! The translation core is usable offline: [`config`] loads the layered configuration,
+//! [`mapping`] compiles the mapping files and translates requests both ways.
+
+pub mod canonical;
+pub mod config;
+pub mod diagnostic;
+pub mod dialect;
+pub mod json;
+pub mod mapping;
+pub mod redact;

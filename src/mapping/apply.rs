@@ -1,0 +1,573 @@
+//! Request → canonical operation. Rules run in file order; the first failing rule answers
+//! with a 400 naming its member. Nothing here parses the mapping: it only follows the plan.
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
+
+use super::*;
+use crate::canonical::{GroupChange, GroupOp, GroupRef, PendingJoin, Precondition, UserDoc, get, set};
+use crate::dialect::Rejection;
+use crate::dialect::route::Params;
+use crate::json::{JsonError, parse_strict};
+use crate::redact::Secret;
+
+enum Eval {
+    Absent,
+    Null,
+    Value(Value),
+}
+
+struct Ctx<'a> {
+    op: OpKind,
+    params: &'a Params,
+    headers: &'a http::HeaderMap,
+}
+
+#[derive(Default)]
+struct Out {
+    user: Map<String, Value>,
+    target: Map<String, Value>,
+    groups_op: Option<Value>,
+    groups_values: Option<Value>,
+    caller_password: Option<Secret>,
+    pending: Vec<PendingJoin>,
+    kept: Vec<(usize, Value)>,
+}
+
+/// The 400 for a body that is not acceptable JSON.
+pub fn json_rejection(e: JsonError) -> Rejection {
+    Rejection::new(crate::dialect::Outcome::Validation, "json", e.to_string())
+}
+
+impl Mapping {
+    /// Translates a request body for route `route` (an index into `routes`).
+    pub fn translate(
+        &self,
+        route: usize,
+        params: &Params,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        max_depth: usize,
+    ) -> Result<Translation, Rejection> {
+        let value = parse_strict(body, max_depth).map_err(json_rejection)?;
+        self.translate_value(route, params, headers, &value)
+    }
+
+    /// Translates an already parsed body.
+    pub fn translate_value(
+        &self,
+        route: usize,
+        params: &Params,
+        headers: &http::HeaderMap,
+        body: &Value,
+    ) -> Result<Translation, Rejection> {
+        let Some(route) = self.routes.get(route) else {
+            return Err(Rejection::new(crate::dialect::Outcome::Validation, "route", "no such route"));
+        };
+        let Value::Object(obj) = body else {
+            return Err(Rejection::new(crate::dialect::Outcome::Validation, "json", "the request body must be a JSON object"));
+        };
+        let op = route.operation;
+        let mut notes = Vec::new();
+        self.unknown_members(&self.known, obj, "", &mut notes)?;
+        let ctx = Ctx { op, params, headers };
+        let mut out = Out::default();
+        for (i, rule) in self.rules.iter().enumerate() {
+            if !rule.applies(op) {
+                continue;
+            }
+            if rule.read_only {
+                if fetch(rule, body, &ctx).is_some() {
+                    notes.push(Note::ReadOnlyDropped(rule.name.to_string()));
+                }
+                continue;
+            }
+            if !rule.required_with.is_empty() && !present(rule, body, &ctx) {
+                if let Some(j) = rule.required_with.iter().copied().find(|&j| present(&self.rules[j], body, &ctx)) {
+                    return Err(required_with(&rule.name, &self.rules[j].name));
+                }
+            }
+            if let Some(join) = &rule.join {
+                apply_join(i, rule, join, body, &ctx, &mut out)?;
+                continue;
+            }
+            let ev = eval(rule, fetch(rule, body, &ctx), &ctx)?;
+            write(i, rule, ev, &ctx, &mut out)?;
+        }
+        self.finish(route, out, notes)
+    }
+
+    fn finish(&self, route: &Route, out: Out, notes: Vec<Note>) -> Result<Translation, Rejection> {
+        let op = route.operation;
+        for t in &route.target {
+            let loc = crate::canonical::location(t);
+            if get(&out.target, &loc).is_none() {
+                let name = self.rules.iter().find(|r| r.identifies.as_ref() == Some(&loc)).map_or(&**t, |r| &*r.name);
+                return Err(Rejection::invalid(name, "required", format!("{name} is required")));
+            }
+        }
+        let groups = match out.groups_values {
+            Some(Value::Array(items)) => {
+                let verb = out.groups_op.as_ref().and_then(Value::as_str).unwrap_or("add");
+                match verb {
+                    "none" => None,
+                    v => {
+                        let op = GroupOp::parse(v).ok_or_else(|| {
+                            Rejection::new(crate::dialect::Outcome::Validation, "groups", format!("`{v}` is not a group operation"))
+                        })?;
+                        Some(GroupChange { op, values: items.iter().map(group_ref).collect() })
+                    }
+                }
+            }
+            _ => None,
+        };
+        let preconditions = if op == OpKind::Update {
+            self.preconditions
+                .iter()
+                .map(|p| Precondition {
+                    attribute: p.attribute.clone(),
+                    equals: p.equals_rule.and_then(|j| out.kept.iter().find(|(i, _)| *i == j).map(|(_, v)| v.clone())),
+                    field: p.equals_rule.map(|j| self.rules[j].name.clone()),
+                    message: p.message.clone(),
+                })
+                .filter(|p| p.field.is_none() || p.equals.is_some())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Translation {
+            op: Operation {
+                operation: op,
+                dialect: self.dialect.clone(),
+                target: (op == OpKind::Update).then_some(UserDoc(out.target)),
+                user: UserDoc(out.user),
+                groups,
+                caller_password: out.caller_password,
+                preconditions,
+                pending: out.pending,
+            },
+            notes,
+        })
+    }
+
+    /// Completes an update against the stored user: merges multi-part attributes sent in part
+    /// and checks the preconditions. The backend executor calls it once the target is found.
+    pub fn complete(&self, op: &mut Operation, stored: &UserDoc) -> Result<(), Rejection> {
+        for p in &op.preconditions {
+            let current = stored.attr(&p.attribute).filter(|v| !v.is_null());
+            let ok = match &p.equals {
+                Some(want) => current == Some(want),
+                None => current.is_none(),
+            };
+            if !ok {
+                return Err(match &p.field {
+                    Some(f) => Rejection::invalid(f, "precondition", p.message.to_string()),
+                    None => Rejection::new(crate::dialect::Outcome::Validation, "precondition", p.message.to_string()),
+                });
+            }
+        }
+        for pending in std::mem::take(&mut op.pending) {
+            let Some(rule) = self.rules.get(pending.rule) else { continue };
+            let Some(join) = &rule.join else { continue };
+            let stored_value = rule.dests.iter().find_map(|d| match d {
+                Dest::Attr(loc, _) => get(stored.exposed(), loc).and_then(Value::as_str),
+                _ => None,
+            });
+            let mut parts = split(join, stored_value);
+            for (slot, (_, part)) in parts.iter_mut().zip(&join.parts) {
+                if let Some(v) = pending.parts.get(&*part.name) {
+                    *slot = v.as_str().map(str::to_owned);
+                }
+            }
+            let v = finish_join(join, parts)?;
+            for d in &rule.dests {
+                if let Dest::Attr(loc, _) = d {
+                    set(&mut op.user.0, loc, v.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unknown_members(&self, known: &Known, obj: &Map<String, Value>, prefix: &str, notes: &mut Vec<Note>) -> Result<(), Rejection> {
+        if known.open {
+            return Ok(());
+        }
+        for (k, v) in obj {
+            match known.members.get(k.as_str()) {
+                Some(sub) => {
+                    if let Value::Object(inner) = v {
+                        if !sub.members.is_empty() {
+                            self.unknown_members(sub, inner, &format!("{prefix}{k}."), notes)?;
+                        }
+                    }
+                }
+                None => {
+                    let name = format!("{prefix}{k}");
+                    if self.unknown == UnknownPolicy::Reject {
+                        return Err(Rejection::invalid(&name, "unknown_member", format!("{name} is not a known member")));
+                    }
+                    notes.push(Note::UnknownMember(name));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn group_ref(item: &Value) -> GroupRef {
+    let text = |k: &str| match item.get(k) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    GroupRef { value: text("value"), display: text("display") }
+}
+
+fn fetch<'v>(rule: &Rule, body: &'v Value, ctx: &Ctx<'_>) -> Option<Cow<'v, Value>> {
+    match &rule.source {
+        Source::Body(p) => p.get(body),
+        Source::Param(name) => ctx.params.iter().find(|(n, _)| **n == **name).map(|(_, v)| Cow::Owned(Value::String(v.clone()))),
+        Source::Header(h) => ctx.headers.get(h).and_then(|v| v.to_str().ok()).map(|s| Cow::Owned(Value::String(s.to_owned()))),
+        Source::Const(v) => Some(Cow::Owned(v.clone())),
+        Source::None => None,
+    }
+}
+
+fn present(rule: &Rule, body: &Value, ctx: &Ctx<'_>) -> bool {
+    fetch(rule, body, ctx).is_some_and(|v| !v.is_null())
+}
+
+fn required_with(name: &str, other: &str) -> Rejection {
+    Rejection::invalid(name, "required_with", format!("{name} is required when {other} is given"))
+}
+
+fn eval(rule: &Rule, raw: Option<Cow<'_, Value>>, ctx: &Ctx<'_>) -> Result<Eval, Rejection> {
+    let name = &*rule.name;
+    let v = match raw {
+        Some(v) => v,
+        None => match &rule.default {
+            Some(d) if rule.default_on.as_ref().is_none_or(|ops| ops.contains(&ctx.op)) => Cow::Owned(d.clone()),
+            _ if rule.required => return Err(Rejection::invalid(name, "required", format!("{name} is required"))),
+            _ => return Ok(Eval::Absent),
+        },
+    };
+    if v.is_null() {
+        if !rule.nullable {
+            return Err(Rejection::invalid(name, "nullable", format!("{name} must not be null")));
+        }
+        return Ok(Eval::Null);
+    }
+    if rule.empty_is_null && v.as_str() == Some("") {
+        return Ok(Eval::Null);
+    }
+    type_check(rule, &v)?;
+    let mut v = v.into_owned();
+    for t in &rule.transforms {
+        v = t.apply(v).map_err(|tail| Rejection::invalid(name, "transform", format!("{name} {tail}")))?;
+    }
+    checks(rule, &v, ctx)?;
+    if let Some(items) = &rule.items {
+        if let Value::Array(list) = v {
+            let mut out = Vec::with_capacity(list.len());
+            for (i, item) in list.into_iter().enumerate() {
+                match eval(items, Some(Cow::Owned(item)), ctx) {
+                    Ok(Eval::Value(x)) => out.push(x),
+                    Ok(_) => return Err(index(Rejection::invalid(&items.name, "nullable", format!("{} must not be null", items.name)), name, i)),
+                    Err(e) => return Err(index(e, name, i)),
+                }
+            }
+            v = Value::Array(out);
+        }
+    }
+    if !rule.fields.is_empty() {
+        if let Value::Object(_) = &v {
+            let mut m = Map::new();
+            for f in &rule.fields {
+                let raw = match &f.source {
+                    Source::Body(p) => p.get(&v),
+                    _ => fetch(f, &v, ctx),
+                };
+                let Some(Dest::Member(member)) = f.dests.first() else { continue };
+                match eval(f, raw, ctx)? {
+                    Eval::Absent => {}
+                    Eval::Null => {
+                        m.insert(member.to_string(), Value::Null);
+                    }
+                    Eval::Value(x) => {
+                        m.insert(member.to_string(), x);
+                    }
+                }
+            }
+            v = Value::Object(m);
+        }
+    }
+    Ok(Eval::Value(v))
+}
+
+/// Puts the item index into a nested rule's error: `userGroups[].id` → `userGroups[1].id`.
+fn index(mut e: Rejection, parent: &str, i: usize) -> Rejection {
+    let from = format!("{parent}[]");
+    let to = format!("{parent}[{i}]");
+    e.message = e.message.replacen(&from, &to, 1);
+    e.field = e.field.map(|f| f.replacen(&from, &to, 1));
+    e
+}
+
+fn type_check(rule: &Rule, v: &Value) -> Result<(), Rejection> {
+    let t = rule.types;
+    if t == 0 {
+        return Ok(());
+    }
+    let ok = match v {
+        Value::String(_) => t & T_STRING != 0,
+        Value::Bool(_) => t & T_BOOL != 0,
+        Value::Number(n) => {
+            (t & T_NUMBER != 0)
+                || (t & T_INTEGER != 0 && (n.is_i64() || n.is_u64()))
+                || (t & T_INT32 != 0 && n.as_i64().is_some_and(|x| i32::try_from(x).is_ok()))
+        }
+        Value::Object(_) => t & T_OBJECT != 0,
+        Value::Array(_) => t & T_ARRAY != 0,
+        Value::Null => true,
+    };
+    if ok {
+        return Ok(());
+    }
+    let mut kinds = Vec::new();
+    for (bit, word) in [
+        (T_STRING, "a string"),
+        (T_BOOL, "a boolean"),
+        (T_INTEGER, "an integer"),
+        (T_INT32, "a 32-bit integer"),
+        (T_NUMBER, "a number"),
+        (T_OBJECT, "an object"),
+        (T_ARRAY, "an array"),
+    ] {
+        if t & bit != 0 {
+            kinds.push(word);
+        }
+    }
+    let name = &rule.name;
+    Err(Rejection::invalid(name, "type", format!("{name} must be {}", kinds.join(" or "))))
+}
+
+fn checks(rule: &Rule, v: &Value, ctx: &Ctx<'_>) -> Result<(), Rejection> {
+    let c = &rule.checks;
+    let name = &*rule.name;
+    let fail = |check: &'static str, msg: String| {
+        Err(Rejection::invalid(name, check, c.message.as_deref().map_or(msg, |m| m.replace("{name}", name))))
+    };
+    match v {
+        Value::String(s) => {
+            if c.min_length.is_some() || c.max_length.is_some() {
+                let n = s.chars().count();
+                if let Some(min) = c.min_length.filter(|m| n < *m) {
+                    return fail("min_length", format!("{name} must be at least {min} character{}", plural(min)));
+                }
+                if let Some(max) = c.max_length.filter(|m| n > *m) {
+                    return fail("max_length", format!("{name} must be at most {max} character{}", plural(max)));
+                }
+            }
+            if let Some(bad) = c.must_not_contain.iter().find(|x| {
+                if c.ignore_case { s.to_lowercase().contains(&***x) } else { s.contains(&***x) }
+            }) {
+                return fail("must_not_contain", format!("{name} must not contain '{bad}'"));
+            }
+            if let Some(re) = &c.pattern {
+                if !re.is_match(s) {
+                    return fail("pattern", format!("{name} must match {}", re.as_str()));
+                }
+            }
+            match c.format {
+                Some(Format::Email) if !is_email(s) => return fail("format", format!("{name} must be an email address")),
+                Some(Format::IanaTimezone) if s.parse::<chrono_tz::Tz>().is_err() => {
+                    return fail("format", format!("{name} must be an IANA time-zone name such as America/New_York"));
+                }
+                _ => {}
+            }
+            if let Some(p) = &c.equals_param {
+                let param = ctx.params.iter().find(|(n, _)| **n == **p).map(|(_, v)| v.as_str());
+                if param != Some(s.as_str()) {
+                    return fail("equals_param", format!("{name} must equal the {p} of the path"));
+                }
+            }
+        }
+        Value::Number(n) => {
+            if let (Some(min), Some(x)) = (c.min, n.as_f64()) {
+                if x < min as f64 {
+                    return fail("min", format!("{name} must be at least {min}"));
+                }
+            }
+            if let (Some(max), Some(x)) = (c.max, n.as_f64()) {
+                if x > max as f64 {
+                    return fail("max", format!("{name} must be at most {max}"));
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(by) = &c.unique_by {
+                let keys: Vec<&Value> = items.iter().filter_map(|i| i.get(&**by)).collect();
+                for (i, k) in keys.iter().enumerate() {
+                    if keys[..i].contains(k) {
+                        return fail("unique_by", format!("{name} has two items with the same {by}"));
+                    }
+                }
+            }
+        }
+        Value::Object(m) => {
+            if !c.require_any_of.is_empty() && !c.require_any_of.iter().any(|k| m.get(&**k).is_some_and(|v| !v.is_null())) {
+                let list = c.require_any_of.iter().map(|k| &**k).collect::<Vec<_>>().join(" or ");
+                return fail("require_any_of", format!("{name} needs {list}"));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// One `@`, text on both sides, no whitespace.
+fn is_email(s: &str) -> bool {
+    let mut it = s.split('@');
+    matches!((it.next(), it.next(), it.next()), (Some(l), Some(d), None) if !l.is_empty() && !d.is_empty())
+        && !s.chars().any(char::is_whitespace)
+}
+
+fn write(i: usize, rule: &Rule, ev: Eval, ctx: &Ctx<'_>, out: &mut Out) -> Result<(), Rejection> {
+    let v = match ev {
+        Eval::Absent => return Ok(()),
+        Eval::Null => {
+            if rule.identifies.is_some() && ctx.op == OpKind::Update {
+                return Err(Rejection::invalid(&rule.name, "nullable", format!("{} must not be null", rule.name)));
+            }
+            Value::Null
+        }
+        Eval::Value(v) => v,
+    };
+    if rule.keep {
+        out.kept.push((i, v.clone()));
+    }
+    if let (Some(loc), OpKind::Update) = (&rule.identifies, ctx.op) {
+        set(&mut out.target, loc, v.clone());
+    }
+    for d in &rule.dests {
+        match d {
+            Dest::Attr(loc, _) => set(&mut out.user, loc, v.clone()),
+            Dest::GroupsOp => out.groups_op = Some(v.clone()),
+            Dest::GroupsValues => out.groups_values = Some(v.clone()),
+            Dest::CallerPassword => out.caller_password = v.as_str().map(Secret::new),
+            Dest::Member(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn apply_join(i: usize, rule: &Rule, join: &Join, body: &Value, ctx: &Ctx<'_>, out: &mut Out) -> Result<(), Rejection> {
+    let mut evals = Vec::with_capacity(join.parts.len());
+    for (_, part) in &join.parts {
+        evals.push(eval(part, fetch(part, body, ctx), ctx)?);
+    }
+    if evals.iter().all(|e| matches!(e, Eval::Absent)) {
+        return Ok(());
+    }
+    let clears = join.parts.iter().zip(&evals).any(|((_, p), e)| p.null_clears_join && matches!(e, Eval::Null));
+    let attr = rule.dests.iter().find_map(|d| match d {
+        Dest::Attr(_, def) => Some(def.name),
+        _ => None,
+    });
+    let value = if ctx.op == OpKind::Update && clears {
+        Value::Null
+    } else if ctx.op == OpKind::Update && evals.iter().any(|e| matches!(e, Eval::Absent)) {
+        // Sent in part: completed from the stored value once the target is known.
+        let mut parts = Map::new();
+        for ((_, p), e) in join.parts.iter().zip(evals) {
+            match e {
+                Eval::Absent => {}
+                Eval::Null => {
+                    parts.insert(p.name.to_string(), Value::Null);
+                }
+                Eval::Value(v) => {
+                    parts.insert(p.name.to_string(), v);
+                }
+            }
+        }
+        out.pending.push(PendingJoin { rule: i, attribute: attr.unwrap_or_default().into(), parts });
+        return Ok(());
+    } else {
+        let parts = evals
+            .into_iter()
+            .map(|e| match e {
+                Eval::Value(Value::String(s)) => Some(s),
+                Eval::Value(other) => Some(other.to_string()),
+                _ => None,
+            })
+            .collect();
+        finish_join(join, parts)?
+    };
+    if ctx.op == OpKind::Create && value.is_null() {
+        return Ok(());
+    }
+    write(i, rule, Eval::Value(value), ctx, out)
+}
+
+/// Checks the unit rules of a join over its final parts and builds the value (`null` when no
+/// part is left).
+fn finish_join(join: &Join, parts: Vec<Option<String>>) -> Result<Value, Rejection> {
+    for (j, (_, part)) in join.parts.iter().enumerate() {
+        if parts[j].is_none() {
+            if let Some(k) = part.required_with.iter().copied().find(|&k| parts.get(k).is_some_and(Option::is_some)) {
+                return Err(required_with(&part.name, &join.parts[k].1.name));
+            }
+        }
+    }
+    if parts.iter().all(Option::is_none) {
+        return Ok(Value::Null);
+    }
+    if let Some((idx, max)) = &join.total {
+        let n: usize = idx.iter().filter_map(|&k| parts[k].as_deref()).map(|s| s.chars().count()).sum();
+        if n > *max {
+            let names = idx.iter().map(|&k| &*join.parts[k].1.name).collect::<Vec<_>>().join(" and ");
+            let first = idx.first().map_or("value", |&k| &*join.parts[k].1.name);
+            return Err(Rejection::invalid(first, "max_total_length", format!("{names} together must be at most {max} characters")));
+        }
+    }
+    let mut s = String::new();
+    render_pieces(&join.pieces, &parts, &mut s);
+    Ok(Value::String(s))
+}
+
+fn render_pieces(pieces: &[JoinPiece], parts: &[Option<String>], s: &mut String) {
+    for p in pieces {
+        match p {
+            JoinPiece::Text(t) => s.push_str(t),
+            JoinPiece::Part(i) => s.push_str(parts[*i].as_deref().unwrap_or_default()),
+            JoinPiece::Optional(inner) => {
+                if all_parts_present(inner, parts) {
+                    render_pieces(inner, parts, s);
+                }
+            }
+        }
+    }
+}
+
+fn all_parts_present(pieces: &[JoinPiece], parts: &[Option<String>]) -> bool {
+    pieces.iter().all(|p| match p {
+        JoinPiece::Text(_) => true,
+        JoinPiece::Part(i) => parts[*i].is_some(),
+        JoinPiece::Optional(_) => true,
+    })
+}
+
+/// Splits a stored joined value back into its parts (all `None` when it does not match).
+pub(super) fn split(join: &Join, value: Option<&str>) -> Vec<Option<String>> {
+    let caps = value.and_then(|v| join.split.captures(v));
+    join.parts
+        .iter()
+        .map(|(key, _)| caps.as_ref().and_then(|c| c.name(key)).map(|m| m.as_str().to_owned()))
+        .collect()
+}

@@ -1,0 +1,539 @@
+//! Spec → plan. Every JSONPath, regex, transform, template and canonical destination is
+//! resolved here, once; each mistake becomes a [`Diagnostic`] at its place in the file, and
+//! all of them are kept so that `check` can print every one.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use toml::Spanned;
+
+use super::spec::{BodySpec, FieldSpec, MappingSpec};
+use super::*;
+use crate::canonical::{attribute, location};
+use crate::diagnostic::Diagnostic;
+
+/// Collects diagnostics for one file.
+pub(super) struct Compiler<'a> {
+    pub file: &'a Path,
+    pub src: &'a str,
+    pub diags: Vec<Diagnostic>,
+}
+
+impl Compiler<'_> {
+    pub fn err(&mut self, span: Range<usize>, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::at(self.file, self.src, Some(span), msg));
+    }
+
+    /// Compiles a whole spec. `spans` are the places of the `[[fields]]`, `[[routes]]` and
+    /// `[[preconditions]]` tables and of the `success`/`errors` sections.
+    pub fn mapping(&mut self, spec: MappingSpec, spans: &Spans, vars_override: &BTreeMap<String, String>) -> Option<Mapping> {
+        let mut vars = spec.vars.clone();
+        vars.extend(vars_override.iter().map(|(k, v)| (k.clone(), v.clone())));
+
+        let auth = match AuthPlan::compile(&spec.auth) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.err(spans.auth.clone(), e);
+                None
+            }
+        };
+
+        let mut rules = Vec::new();
+        for (i, f) in spec.fields.iter().enumerate() {
+            let at = spans.fields.get(i).cloned().unwrap_or_default();
+            if let Some(r) = self.rule(f, at, None) {
+                rules.push(r);
+            }
+        }
+        let names: Vec<Box<str>> = rules.iter().map(|r| r.name.clone()).collect();
+        // Cross-references by member name, resolved once.
+        for (i, f) in spec.fields.iter().enumerate() {
+            let at = spans.fields.get(i).cloned().unwrap_or_default();
+            if let Some(rule) = rules.get_mut(i) {
+                for w in &f.required_with {
+                    match names.iter().position(|n| **n == **w) {
+                        Some(j) => rule.required_with.push(j),
+                        None => self.diags.push(Diagnostic::at(self.file, self.src, Some(at.clone()), format!("`required_with` names `{w}`, which no field rule is called"))),
+                    }
+                }
+            }
+        }
+
+        let mut routes = Vec::new();
+        let mut param_names = Vec::new();
+        for (i, r) in spec.routes.iter().enumerate() {
+            let at = spans.routes.get(i).cloned().unwrap_or_default();
+            let method = match http::Method::from_bytes(r.method.get_ref().as_bytes()) {
+                Ok(m) => m,
+                Err(_) => {
+                    self.err(r.method.span(), format!("`{}` is not an HTTP method", r.method.get_ref()));
+                    continue;
+                }
+            };
+            let mut paths = Vec::new();
+            for p in &r.paths {
+                match PathTemplate::compile(p.get_ref(), &vars) {
+                    Ok(t) => {
+                        param_names.extend(t.params().map(str::to_owned));
+                        paths.push(t)
+                    }
+                    Err(e) => self.err(p.span(), e),
+                }
+            }
+            if r.paths.is_empty() {
+                self.err(at.clone(), "a route needs at least one path");
+            }
+            let mut target = Vec::new();
+            for t in &r.target {
+                if !matches!(t.get_ref().as_str(), "id" | "userName" | "ext.authenticator" | "ext.numericId") {
+                    self.err(t.span(), format!("`{}` cannot identify a user; use id, userName, ext.authenticator or ext.numericId", t.get_ref()));
+                } else if !rules.iter().any(|rule| rule.identifies.as_ref() == Some(&location(t.get_ref()))) {
+                    self.err(t.span(), format!("no field rule `identifies` the target attribute `{}`", t.get_ref()));
+                }
+                target.push(t.get_ref().as_str().into());
+            }
+            if r.operation == OpKind::Update && r.target.is_empty() {
+                self.err(at.clone(), "an update route must say which attributes identify its `target`");
+            }
+            let name = r.name.clone().unwrap_or_else(|| format!("{} {}", method, r.paths.first().map_or("", |p| p.get_ref().as_str())));
+            routes.push(Route { name: name.into(), method, paths, operation: r.operation, target });
+        }
+        // Path parameters named by rules must exist in some route.
+        for (i, f) in spec.fields.iter().enumerate() {
+            if let Some(src) = &f.source {
+                if let Some(p) = src.get_ref().strip_prefix("param:") {
+                    if !param_names.iter().any(|n| n == p) {
+                        self.err(src.span(), format!("no route has a path parameter `{{{p}}}`"));
+                    }
+                }
+            }
+            if let Some(p) = &f.equals_param {
+                if !param_names.iter().any(|n| n == p) {
+                    let at = spans.fields.get(i).cloned().unwrap_or_default();
+                    self.err(at, format!("`equals_param` names `{p}`, which no route path has"));
+                }
+            }
+        }
+
+        let mut preconditions = Vec::new();
+        for (i, p) in spec.preconditions.iter().enumerate() {
+            let at = spans.preconditions.get(i).cloned().unwrap_or_default();
+            if attribute(p.attribute.get_ref()).is_none() {
+                self.err(p.attribute.span(), format!("`{}` is not a canonical attribute", p.attribute.get_ref()));
+                continue;
+            }
+            let equals_rule = match &p.equals_field {
+                Some(f) => match names.iter().position(|n| **n == **f) {
+                    Some(j) => {
+                        if let Some(r) = rules.get_mut(j) {
+                            r.keep = true;
+                        }
+                        Some(j)
+                    }
+                    None => {
+                        self.err(at.clone(), format!("`equals_field` names `{f}`, which no field rule is called"));
+                        continue;
+                    }
+                },
+                None if p.absent => None,
+                None => {
+                    self.err(at.clone(), "a precondition needs `equals_field` or `absent = true`");
+                    continue;
+                }
+            };
+            let message = p.message.clone().unwrap_or_else(|| match &p.equals_field {
+                Some(f) => format!("{f} must be the user's current {}", p.attribute.get_ref()),
+                None => format!("the user's {} must be unset", p.attribute.get_ref()),
+            });
+            preconditions.push(Pre { attribute: p.attribute.get_ref().as_str().into(), equals_rule, message: message.into() });
+        }
+
+        let success = Success {
+            status: self.status(spec.success.status, spans.success.clone()),
+            body: match &spec.success.body {
+                BodySpec::User => SuccessBody::User,
+                BodySpec::Empty => SuccessBody::Empty,
+                BodySpec::Json(v) => SuccessBody::Fixed(bytes::Bytes::from(v.to_string())),
+            },
+            include_unset: spec.success.include_unset,
+        };
+        let errors = self.errors(&spec.errors, spans.errors.clone());
+
+        let mut known = Known::default();
+        for r in &rules {
+            known_from(&mut known, r);
+        }
+        let caller_password_field = rules
+            .iter()
+            .find(|r| r.dests.iter().any(|d| matches!(d, Dest::CallerPassword)))
+            .map(|r| r.name.clone());
+
+        let (auth, errors) = (auth?, errors?);
+        if !self.diags.is_empty() {
+            return None;
+        }
+        Some(Mapping {
+            dialect: Arc::from(spec.dialect.get_ref().as_str()),
+            title: spec.title.unwrap_or_else(|| spec.dialect.get_ref().clone()),
+            file: self.file.to_owned(),
+            routes,
+            auth,
+            unknown: spec.unknown_members,
+            rules,
+            known,
+            preconditions,
+            success,
+            errors,
+            caller_password_field,
+        })
+    }
+
+    fn status(&mut self, status: u16, at: Range<usize>) -> u16 {
+        if !(100..=599).contains(&status) {
+            self.err(at, format!("{status} is not an HTTP status"));
+        }
+        status
+    }
+
+    fn template(&mut self, v: &serde_json::Value, at: &Range<usize>) -> Option<Template> {
+        Template::compile(v).map_err(|e| self.err(at.clone(), e)).ok()
+    }
+
+    fn headers(&mut self, h: &BTreeMap<String, String>, at: &Range<usize>) -> Vec<(http::HeaderName, Template)> {
+        let mut out = Vec::new();
+        for (k, v) in h {
+            match (http::HeaderName::from_bytes(k.as_bytes()), Template::compile_text(v)) {
+                (Ok(name), Ok(t)) => out.push((name, t)),
+                (Err(_), _) => self.err(at.clone(), format!("`{k}` is not a valid header name")),
+                (_, Err(e)) => self.err(at.clone(), e),
+            }
+        }
+        out
+    }
+
+    fn errors(&mut self, spec: &super::spec::ErrorsSpec, at: Range<usize>) -> Option<Errors> {
+        let body = self.template(&spec.body, &at);
+        let headers = self.headers(&spec.headers, &at);
+        let mut outcomes = Vec::new();
+        for (outcome, o) in &spec.outcomes {
+            let status = o.status.map(|s| self.status(s, at.clone()));
+            let body = o.body.as_ref().and_then(|b| self.template(b, &at));
+            let message = o.message.as_ref().and_then(|m| Template::compile_text(m).map_err(|e| self.err(at.clone(), e)).ok());
+            let headers = self.headers(&o.headers, &at);
+            outcomes.push((*outcome, OutcomePlan { status, body, message, headers, vars: o.vars.clone() }));
+        }
+        Some(Errors { content_type: spec.content_type.as_str().into(), body: body?, headers, vars: spec.vars.clone(), outcomes })
+    }
+
+    /// Compiles one field rule. `parent` is the enclosing rule's name for nested rules.
+    fn rule(&mut self, f: &FieldSpec, at: Range<usize>, parent: Option<&str>) -> Option<Rule> {
+        let before = self.diags.len();
+        let src_span = f.source.as_ref().map_or(at.clone(), Spanned::span);
+        let source = match (&f.source, &f.value, &f.join) {
+            (Some(s), None, None) => self.source(s),
+            (None, Some(v), None) => Source::Const(v.clone()),
+            (None, None, Some(_)) => Source::None,
+            (None, None, None) => {
+                self.err(at.clone(), "a field rule needs `source`, `value` or `join`");
+                Source::None
+            }
+            _ => {
+                self.err(src_span.clone(), "use only one of `source`, `value` and `join`");
+                Source::None
+            }
+        };
+        let own = f.name.clone().unwrap_or_else(|| match &f.source {
+            Some(s) => {
+                let s = s.get_ref();
+                s.strip_prefix("$.").or_else(|| s.strip_prefix("param:")).or_else(|| s.strip_prefix("header:")).unwrap_or(s).to_owned()
+            }
+            None => f.parts.keys().next().cloned().unwrap_or_else(|| "value".into()),
+        });
+        let name: Box<str> = match parent {
+            Some(p) if own.is_empty() => p.into(),
+            Some(p) => format!("{p}.{own}").into(),
+            None => own.into(),
+        };
+
+        let types = match &f.ty {
+            None => 0,
+            Some(t) => {
+                let mut mask = 0;
+                for n in t.get_ref().names() {
+                    mask |= match n {
+                        "string" => T_STRING,
+                        "boolean" => T_BOOL,
+                        "integer" => T_INTEGER,
+                        "int32" => T_INT32,
+                        "number" => T_NUMBER,
+                        "object" => T_OBJECT,
+                        "array" => T_ARRAY,
+                        other => {
+                            self.err(t.span(), format!("unknown type `{other}`; expected string, boolean, integer, int32, number, object or array"));
+                            0
+                        }
+                    };
+                }
+                mask
+            }
+        };
+
+        let mut dests = Vec::new();
+        if let Some(to) = &f.to {
+            for d in to.get_ref().names() {
+                match self.dest(d, parent.is_some(), f.read_only) {
+                    Ok(dest) => dests.push(dest),
+                    Err(e) => self.err(to.span(), e),
+                }
+            }
+        }
+        let identifies = f.identifies.as_ref().and_then(|t| {
+            if matches!(t.get_ref().as_str(), "id" | "userName" | "ext.authenticator" | "ext.numericId") {
+                Some(location(t.get_ref()))
+            } else {
+                self.err(t.span(), format!("`{}` cannot identify a user; use id, userName, ext.authenticator or ext.numericId", t.get_ref()));
+                None
+            }
+        });
+
+        let transforms = f.transform.iter().map(|t| Transform::compile(t.get_ref(), f.ignore_case)).collect();
+        let pattern = f.pattern.as_ref().and_then(|p| {
+            regex::Regex::new(p.get_ref()).map_err(|e| self.err(p.span(), format!("bad `pattern`: {e}"))).ok()
+        });
+        if let (Some(min), Some(max)) = (f.min_length, f.max_length) {
+            if min > max {
+                self.err(at.clone(), format!("`min_length` {min} is larger than `max_length` {max}"));
+            }
+        }
+        let checks = Checks {
+            min_length: f.min_length,
+            max_length: f.max_length,
+            pattern,
+            must_not_contain: f.must_not_contain.iter().map(|s| if f.ignore_case { s.to_lowercase().into() } else { s.as_str().into() }).collect(),
+            ignore_case: f.ignore_case,
+            format: f.format,
+            min: f.min,
+            max: f.max,
+            equals_param: f.equals_param.as_deref().map(Into::into),
+            unique_by: f.unique_by.as_deref().map(Into::into),
+            require_any_of: f.require_any_of.iter().map(|s| s.as_str().into()).collect(),
+            message: f.message.as_deref().map(Into::into),
+        };
+
+        let items = f.items.as_ref().and_then(|i| self.rule(i, at.clone(), Some(&format!("{name}[]"))).map(Box::new));
+        let fields = f.fields.iter().filter_map(|sub| self.rule(sub, at.clone(), Some(&name))).collect::<Vec<_>>();
+        if !f.fields.is_empty() && f.items.is_none() && types & !T_OBJECT != 0 && types != 0 {
+            self.err(at.clone(), "`fields` describe an object: the rule's `type` must be \"object\"");
+        }
+
+        let join = match &f.join {
+            Some(j) => self.join(j, &f.parts, &f.max_total_length, at.clone()),
+            None => {
+                if !f.parts.is_empty() {
+                    self.err(at.clone(), "`parts` need a `join` template");
+                }
+                None
+            }
+        };
+
+        if self.diags.len() > before {
+            return None;
+        }
+        Some(Rule {
+            name,
+            source,
+            dests,
+            identifies,
+            types,
+            required: f.required,
+            required_with: Vec::new(),
+            nullable: f.nullable.unwrap_or(true) && !f.required,
+            null_clears_join: f.null_clears_join,
+            empty_is_null: f.empty_is_null,
+            default: f.default.clone(),
+            default_on: f.default_on.clone(),
+            operations: f.operations.clone(),
+            read_only: f.read_only,
+            transforms,
+            checks,
+            items,
+            fields,
+            join,
+            render_unset: f.render_unset.clone(),
+            render: f.render.unwrap_or(true),
+            keep: false,
+        })
+    }
+
+    fn source(&mut self, s: &Spanned<String>) -> Source {
+        let text = s.get_ref();
+        if let Some(p) = text.strip_prefix("param:") {
+            return Source::Param(p.into());
+        }
+        if let Some(h) = text.strip_prefix("header:") {
+            return match http::HeaderName::from_bytes(h.as_bytes()) {
+                Ok(h) => Source::Header(h),
+                Err(_) => {
+                    self.err(s.span(), format!("`{h}` is not a valid header name"));
+                    Source::None
+                }
+            };
+        }
+        if !text.starts_with('$') {
+            self.err(s.span(), format!("`{text}` is not a source: write a JSONPath (`$.member`), `param:NAME` or `header:NAME`"));
+            return Source::None;
+        }
+        match JsonPathPlan::compile(text) {
+            Ok(p) => Source::Body(p),
+            Err(e) => {
+                self.err(s.span(), format!("invalid JSONPath `{text}`: {e}"));
+                Source::None
+            }
+        }
+    }
+
+    fn dest(&mut self, d: &str, nested: bool, read_only: bool) -> Result<Dest, String> {
+        if nested {
+            if d.is_empty() || d.contains('.') {
+                return Err(format!("inside `fields`/`items`, `to` is a member name, not `{d}`"));
+            }
+            return Ok(Dest::Member(d.into()));
+        }
+        match d {
+            "groups.op" => return Ok(Dest::GroupsOp),
+            "groups.values" => return Ok(Dest::GroupsValues),
+            "callerPassword" => return Ok(Dest::CallerPassword),
+            _ => {}
+        }
+        let def = attribute(d).ok_or_else(|| format!("`{d}` is not a canonical attribute (see docs/mapping-language.md)"))?;
+        if def.read_only && !read_only {
+            return Err(format!("`{d}` is read-only: only a rule with `read_only = true` may name it"));
+        }
+        Ok(Dest::Attr(location(def.name), def))
+    }
+
+    fn join(
+        &mut self,
+        template: &Spanned<String>,
+        parts: &BTreeMap<String, FieldSpec>,
+        total: &Option<super::spec::TotalLength>,
+        at: Range<usize>,
+    ) -> Option<Box<Join>> {
+        let mut compiled: Vec<(Box<str>, Rule)> = Vec::new();
+        for (key, spec) in parts {
+            if let Some(r) = self.rule(spec, at.clone(), None) {
+                compiled.push((key.as_str().into(), r));
+            }
+        }
+        let keys: Vec<&str> = parts.keys().map(String::as_str).collect();
+        let (pieces, pattern) = match parse_join(template.get_ref(), &keys) {
+            Ok(x) => x,
+            Err(e) => {
+                self.err(template.span(), e);
+                return None;
+            }
+        };
+        let split = regex::Regex::new(&format!("^{pattern}$")).map_err(|e| self.err(template.span(), e.to_string())).ok()?;
+        // Part cross-references (`required_with`) are by member name among the parts.
+        let part_names: Vec<Box<str>> = compiled.iter().map(|(_, r)| r.name.clone()).collect();
+        for ((_, spec), (_, rule)) in parts.iter().zip(compiled.iter_mut()) {
+            for w in &spec.required_with {
+                match part_names.iter().position(|n| **n == **w) {
+                    Some(j) => rule.required_with.push(j),
+                    None => self.diags.push(Diagnostic::at(self.file, self.src, Some(at.clone()), format!("`required_with` names `{w}`, which is no part of this join"))),
+                }
+            }
+        }
+        let total = match total {
+            Some(t) => {
+                let mut idx = Vec::new();
+                for p in &t.parts {
+                    match keys.iter().position(|k| k == p) {
+                        Some(i) => idx.push(i),
+                        None => self.err(at.clone(), format!("`max_total_length` names `{p}`, which is no part")),
+                    }
+                }
+                Some((idx, t.max))
+            }
+            None => None,
+        };
+        Some(Box::new(Join { pieces, split, parts: compiled, total }))
+    }
+}
+
+/// Parses `tel:+{cc}-{number}[;ext={ext}]` into pieces and a splitting regex.
+fn parse_join(t: &str, keys: &[&str]) -> Result<(Vec<JoinPiece>, String), String> {
+    fn go(s: &mut std::iter::Peekable<std::str::Chars<'_>>, keys: &[&str], nested: bool) -> Result<(Vec<JoinPiece>, String), String> {
+        let (mut pieces, mut re, mut text) = (Vec::new(), String::new(), String::new());
+        let flush = |text: &mut String, pieces: &mut Vec<JoinPiece>, re: &mut String| {
+            if !text.is_empty() {
+                re.push_str(&regex::escape(text));
+                pieces.push(JoinPiece::Text(std::mem::take(text).into()));
+            }
+        };
+        while let Some(c) = s.next() {
+            match c {
+                '{' => {
+                    flush(&mut text, &mut pieces, &mut re);
+                    let name: String = s.by_ref().take_while(|c| *c != '}').collect();
+                    let i = keys.iter().position(|k| *k == name).ok_or_else(|| format!("join template names `{{{name}}}`, which is no part"))?;
+                    re.push_str(&format!("(?P<{name}>.+?)"));
+                    pieces.push(JoinPiece::Part(i));
+                }
+                '[' => {
+                    flush(&mut text, &mut pieces, &mut re);
+                    let (inner, inner_re) = go(s, keys, true)?;
+                    re.push_str(&format!("(?:{inner_re})?"));
+                    pieces.push(JoinPiece::Optional(inner));
+                }
+                ']' if nested => {
+                    flush(&mut text, &mut pieces, &mut re);
+                    return Ok((pieces, re));
+                }
+                other => text.push(other),
+            }
+        }
+        if nested {
+            return Err("unclosed `[` in join template".into());
+        }
+        flush(&mut text, &mut pieces, &mut re);
+        Ok((pieces, re))
+    }
+    go(&mut t.chars().peekable(), keys, false)
+}
+
+fn known_from(k: &mut Known, r: &Rule) {
+    if let Some(j) = &r.join {
+        for (_, p) in &j.parts {
+            known_from(k, p);
+        }
+    }
+    let Source::Body(p) = &r.source else { return };
+    let Some(keys) = p.keys() else {
+        k.open = true;
+        return;
+    };
+    let mut node = k;
+    for key in keys {
+        node = node.members.entry(key.clone()).or_default();
+    }
+    if r.items.is_some() || (r.types & T_OBJECT != 0 && r.fields.is_empty()) {
+        node.open = true;
+    }
+    for f in &r.fields {
+        known_from(node, f);
+    }
+}
+
+/// Places of the parts of a mapping file, for diagnostics on unspanned values.
+#[derive(Debug, Default)]
+pub(super) struct Spans {
+    pub fields: Vec<Range<usize>>,
+    pub routes: Vec<Range<usize>>,
+    pub preconditions: Vec<Range<usize>>,
+    pub auth: Range<usize>,
+    pub success: Range<usize>,
+    pub errors: Range<usize>,
+}

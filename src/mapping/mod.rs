@@ -1,0 +1,257 @@
+//! The mapping engine: one TOML file per dialect, compiled once into an immutable plan.
+//!
+//! `spec` (what a file says) → `load` (TOML with places, every error kept) → `compile`
+//! (paths, transforms, templates resolved; canonical targets checked) → `apply` (request →
+//! canonical operation) and `render` (canonical user → dialect body). `set` holds all the
+//! dialects of a deployment and routes a request to one of them.
+
+mod apply;
+mod compile;
+pub mod load;
+pub mod path;
+pub mod render;
+pub mod set;
+pub mod spec;
+pub mod transform;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::canonical::{AttrDef, OpKind, Operation, Step};
+use crate::dialect::Outcome;
+use crate::dialect::auth::AuthPlan;
+use crate::dialect::route::PathTemplate;
+use crate::dialect::template::Template;
+use path::JsonPathPlan;
+use spec::{Format, UnknownPolicy};
+use transform::Transform;
+
+pub use set::{MappingSet, RouteMatch};
+
+/// A compiled dialect mapping. Immutable; share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Mapping {
+    /// The dialect's name.
+    pub dialect: Arc<str>,
+    /// Human title.
+    pub title: String,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Routes, in file order.
+    pub routes: Vec<Route>,
+    /// How callers present credentials.
+    pub auth: AuthPlan,
+    unknown: UnknownPolicy,
+    rules: Vec<Rule>,
+    known: Known,
+    preconditions: Vec<Pre>,
+    /// Success answer.
+    pub success: Success,
+    /// Error answers.
+    pub errors: Errors,
+    /// The request member that carries the caller's password, for error messages.
+    pub caller_password_field: Option<Box<str>>,
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// Name for logs and metrics.
+    pub name: Arc<str>,
+    /// HTTP method.
+    pub method: http::Method,
+    /// Path templates; any one matches.
+    pub paths: Vec<PathTemplate>,
+    /// What it does.
+    pub operation: OpKind,
+    /// Canonical attributes that identify the target (update).
+    pub target: Vec<Box<str>>,
+}
+
+/// The success answer plan.
+#[derive(Debug)]
+pub struct Success {
+    /// HTTP status.
+    pub status: u16,
+    /// Body kind.
+    pub body: SuccessBody,
+    /// Render unset members.
+    pub include_unset: bool,
+}
+
+/// What a success body holds.
+#[derive(Debug)]
+pub enum SuccessBody {
+    /// The stored user rendered through the rules.
+    User,
+    /// Nothing.
+    Empty,
+    /// A constant JSON body, serialised once.
+    Fixed(bytes::Bytes),
+}
+
+/// The error answer plan.
+#[derive(Debug)]
+pub struct Errors {
+    content_type: Box<str>,
+    body: Template,
+    headers: Vec<(http::HeaderName, Template)>,
+    vars: serde_json::Map<String, Value>,
+    outcomes: Vec<(Outcome, OutcomePlan)>,
+}
+
+#[derive(Debug, Default)]
+struct OutcomePlan {
+    status: Option<u16>,
+    body: Option<Template>,
+    message: Option<Template>,
+    headers: Vec<(http::HeaderName, Template)>,
+    vars: serde_json::Map<String, Value>,
+}
+
+/// Where a value comes from.
+#[derive(Debug, Clone)]
+enum Source {
+    Body(JsonPathPlan),
+    Param(Box<str>),
+    Header(http::HeaderName),
+    Const(Value),
+    None,
+}
+
+/// Where a value goes.
+#[derive(Debug, Clone)]
+enum Dest {
+    Attr(Vec<Step>, &'static AttrDef),
+    GroupsOp,
+    GroupsValues,
+    CallerPassword,
+    Member(Box<str>),
+}
+
+const T_STRING: u8 = 1;
+const T_BOOL: u8 = 2;
+const T_INTEGER: u8 = 4;
+const T_INT32: u8 = 8;
+const T_NUMBER: u8 = 16;
+const T_OBJECT: u8 = 32;
+const T_ARRAY: u8 = 64;
+
+#[derive(Debug, Clone, Default)]
+struct Checks {
+    min_length: Option<usize>,
+    max_length: Option<usize>,
+    pattern: Option<regex::Regex>,
+    must_not_contain: Vec<Box<str>>,
+    ignore_case: bool,
+    format: Option<Format>,
+    min: Option<i64>,
+    max: Option<i64>,
+    equals_param: Option<Box<str>>,
+    unique_by: Option<Box<str>>,
+    require_any_of: Vec<Box<str>>,
+    message: Option<Box<str>>,
+}
+
+#[derive(Debug, Clone)]
+struct Join {
+    pieces: Vec<JoinPiece>,
+    split: regex::Regex,
+    parts: Vec<(Box<str>, Rule)>,
+    total: Option<(Vec<usize>, usize)>,
+}
+
+#[derive(Debug, Clone)]
+enum JoinPiece {
+    Text(Box<str>),
+    Part(usize),
+    Optional(Vec<JoinPiece>),
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    name: Box<str>,
+    source: Source,
+    dests: Vec<Dest>,
+    identifies: Option<Vec<Step>>,
+    types: u8,
+    required: bool,
+    required_with: Vec<usize>,
+    nullable: bool,
+    null_clears_join: bool,
+    empty_is_null: bool,
+    default: Option<Value>,
+    default_on: Option<Vec<OpKind>>,
+    operations: Option<Vec<OpKind>>,
+    read_only: bool,
+    transforms: Vec<Transform>,
+    checks: Checks,
+    items: Option<Box<Rule>>,
+    fields: Vec<Rule>,
+    join: Option<Box<Join>>,
+    render_unset: Option<Value>,
+    render: bool,
+    keep: bool,
+}
+
+impl Rule {
+    fn applies(&self, op: OpKind) -> bool {
+        self.operations.as_ref().is_none_or(|ops| ops.contains(&op))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Pre {
+    attribute: Box<str>,
+    equals_rule: Option<usize>,
+    message: Box<str>,
+}
+
+/// Body members the rules know, for the unknown-member policy.
+#[derive(Debug, Default, Clone)]
+struct Known {
+    members: std::collections::HashMap<Box<str>, Known>,
+    open: bool,
+}
+
+/// Something the engine noticed and dropped, for the trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// A body member no rule knows, ignored.
+    UnknownMember(String),
+    /// A read-only member, dropped before validation.
+    ReadOnlyDropped(String),
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Note::UnknownMember(m) => write!(f, "ignored unknown member `{m}`"),
+            Note::ReadOnlyDropped(m) => write!(f, "dropped read-only member `{m}`"),
+        }
+    }
+}
+
+/// A successful translation.
+#[derive(Debug)]
+pub struct Translation {
+    /// The canonical operation.
+    pub op: Operation,
+    /// What was dropped on the way.
+    pub notes: Vec<Note>,
+}
+
+/// An answer in a dialect: status, headers and body bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DialectResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`, if the answer has a body.
+    pub content_type: Option<Box<str>>,
+    /// Other headers.
+    pub headers: Vec<(http::HeaderName, String)>,
+    /// The body.
+    pub body: bytes::Bytes,
+}

@@ -1,0 +1,178 @@
+//! Canonical → dialect: the stored user rendered back through the field rules, and the
+//! dialect's success and error answers. Secret attributes are never rendered.
+
+use serde_json::{Map, Value};
+
+use super::*;
+use crate::canonical::{UserDoc, get};
+use crate::dialect::Rejection;
+use crate::dialect::template::{Scope, Var, now};
+
+/// What an error answer may mention besides the rejection itself.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ErrorContext<'a> {
+    /// The request path.
+    pub path: &'a str,
+    /// The request id.
+    pub request_id: &'a str,
+    /// The operation's target, when known.
+    pub target: Option<&'a UserDoc>,
+    /// The operation's user, when known.
+    pub user: Option<&'a UserDoc>,
+}
+
+impl Mapping {
+    /// Renders a canonical user as this dialect's user body (the field rules in reverse).
+    pub fn render_user(&self, user: &UserDoc) -> Value {
+        let mut out = Map::new();
+        for rule in &self.rules {
+            render_rule(rule, user.exposed(), &mut out, self.success.include_unset);
+        }
+        Value::Object(out)
+    }
+
+    /// The success answer, rendered from the stored user where the dialect returns it.
+    pub fn success_response(&self, user: &UserDoc) -> DialectResponse {
+        let (content_type, body) = match &self.success.body {
+            SuccessBody::Empty => (None, bytes::Bytes::new()),
+            SuccessBody::Fixed(b) => (Some("application/json".into()), b.clone()),
+            SuccessBody::User => (Some("application/json".into()), bytes::Bytes::from(self.render_user(user).to_string())),
+        };
+        DialectResponse { status: self.success.status, content_type, headers: Vec::new(), body }
+    }
+
+    /// The error answer for `rej`, in this dialect's shape.
+    pub fn error_response(&self, rej: &Rejection, ctx: &ErrorContext<'_>) -> DialectResponse {
+        let plan = self.errors.outcomes.iter().find(|(o, _)| *o == rej.outcome).map(|(_, p)| p);
+        let status = plan.and_then(|p| p.status).unwrap_or_else(|| rej.outcome.default_status());
+        let mut scope = ErrScope { rej, ctx, status, vars: [plan.map(|p| &p.vars), Some(&self.errors.vars)], message: None };
+        if let Some(t) = plan.and_then(|p| p.message.as_ref()) {
+            scope.message = Some(t.render_text(&scope));
+        }
+        let body_t = plan.and_then(|p| p.body.as_ref()).unwrap_or(&self.errors.body);
+        let body = body_t.render(&scope).unwrap_or(Value::Null);
+        let mut headers = Vec::new();
+        for (name, t) in self.errors.headers.iter().chain(plan.map(|p| p.headers.as_slice()).unwrap_or_default()) {
+            headers.push((name.clone(), t.render_text(&scope)));
+        }
+        if rej.outcome == crate::dialect::Outcome::Unauthorized {
+            if let Some(c) = &self.auth.challenge {
+                headers.push((http::header::WWW_AUTHENTICATE, c.to_string()));
+            }
+        }
+        DialectResponse {
+            status,
+            content_type: Some(self.errors.content_type.clone()),
+            headers,
+            body: bytes::Bytes::from(body.to_string()),
+        }
+    }
+}
+
+struct ErrScope<'a> {
+    rej: &'a Rejection,
+    ctx: &'a ErrorContext<'a>,
+    status: u16,
+    vars: [Option<&'a Map<String, Value>>; 2],
+    message: Option<String>,
+}
+
+impl Scope for ErrScope<'_> {
+    fn get(&self, var: &Var) -> Option<Value> {
+        match var {
+            Var::Now(f) => Some(Value::String(now(f.as_deref()))),
+            Var::Attr { target, loc } => {
+                let doc = if *target { self.ctx.target } else { self.ctx.user }?;
+                get(&doc.redacted(), loc).cloned()
+            }
+            Var::Named(n) => match &**n {
+                "status" => Some(Value::from(self.status)),
+                "reason" => Some(Value::String(
+                    http::StatusCode::from_u16(self.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error").into(),
+                )),
+                "message" => Some(Value::String(self.message.clone().unwrap_or_else(|| self.rej.message.clone()))),
+                "field" => self.rej.field.clone().map(Value::String),
+                "path" => Some(Value::String(self.ctx.path.to_owned())),
+                "request_id" => Some(Value::String(self.ctx.request_id.to_owned())),
+                other => self.vars.iter().flatten().find_map(|m| m.get(other).cloned()),
+            },
+        }
+    }
+}
+
+fn is_secret(rule: &Rule) -> bool {
+    rule.dests.iter().any(|d| matches!(d, Dest::CallerPassword | Dest::Attr(_, crate::canonical::AttrDef { secret: true, .. })))
+}
+
+fn render_rule(rule: &Rule, user: &Map<String, Value>, out: &mut Map<String, Value>, include_unset: bool) {
+    if !rule.render || is_secret(rule) {
+        return;
+    }
+    if let Some(join) = &rule.join {
+        let value = rule.dests.iter().find_map(|d| match d {
+            Dest::Attr(loc, _) => get(user, loc).and_then(Value::as_str),
+            _ => None,
+        });
+        let parts = super::apply::split(join, value);
+        for ((_, part), v) in join.parts.iter().zip(parts) {
+            let Source::Body(p) = &part.source else { continue };
+            let Some(keys) = p.keys() else { continue };
+            match v {
+                Some(s) => put(out, keys, reverse(part, Value::String(s))),
+                None if include_unset => put(out, keys, unset(part)),
+                None => {}
+            }
+        }
+        return;
+    }
+    let Source::Body(p) = &rule.source else { return };
+    let Some(keys) = p.keys() else { return };
+    let Some(Dest::Attr(loc, _)) = rule.dests.iter().find(|d| matches!(d, Dest::Attr(..))) else { return };
+    match get(user, loc) {
+        Some(v) if !v.is_null() => put(out, keys, reverse(rule, v.clone())),
+        _ if include_unset => put(out, keys, unset(rule)),
+        _ => {}
+    }
+}
+
+fn unset(rule: &Rule) -> Value {
+    rule.render_unset.clone().or_else(|| rule.default.clone()).unwrap_or(Value::Null)
+}
+
+/// A canonical value back into the dialect's form: nested rules, then transforms reversed.
+fn reverse(rule: &Rule, v: Value) -> Value {
+    let v = match (v, &rule.items) {
+        (Value::Array(items), Some(item_rule)) => Value::Array(items.into_iter().map(|i| reverse(item_rule, i)).collect()),
+        (v, _) => v,
+    };
+    let v = match v {
+        Value::Object(m) if !rule.fields.is_empty() => {
+            let mut out = Map::new();
+            for f in &rule.fields {
+                let (Source::Body(p), Some(Dest::Member(member))) = (&f.source, f.dests.first()) else { continue };
+                let Some(keys) = p.keys() else { continue };
+                match m.get(&**member) {
+                    Some(x) if !x.is_null() => put(&mut out, keys, reverse(f, x.clone())),
+                    _ => put(&mut out, keys, unset(f)),
+                }
+            }
+            Value::Object(out)
+        }
+        other => other,
+    };
+    rule.transforms.iter().rev().fold(v, |v, t| t.reverse(v))
+}
+
+fn put(out: &mut Map<String, Value>, keys: &[Box<str>], v: Value) {
+    let Some((last, path)) = keys.split_last() else { return };
+    let mut node = out;
+    for k in path {
+        let slot = node.entry(k.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        let Value::Object(inner) = slot else { return };
+        node = inner;
+    }
+    node.insert(last.to_string(), v);
+}

@@ -1,0 +1,391 @@
+//! What a mapping file says, as serde types: the source of the JSON Schema that editors use
+//! (`userbridge schema mapping`). Nothing here runs; [`super::compile`] turns it into the
+//! engine's immutable plan and reports every mistake with its place in the file.
+//!
+//! Strings whose place matters for diagnostics (paths, destinations, templates) are
+//! [`Spanned`], so that `check` can point at them.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+use toml::Spanned;
+
+use crate::canonical::OpKind;
+
+/// A whole mapping file: one vendor dialect.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MappingSpec {
+    /// The dialect's name, as config, logs and the canonical `dialect` member call it.
+    #[schemars(with = "String")]
+    pub dialect: Spanned<String>,
+    /// A human title for docs and OpenAPI.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Variables substituted into route paths as `${name}`; config may override them.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// How callers authenticate.
+    pub auth: AuthSpec,
+    /// The HTTP routes this dialect serves.
+    pub routes: Vec<RouteSpec>,
+    /// What to do with body members no field rule knows: `ignore` (named in the trace) or `reject` (400).
+    #[serde(default)]
+    pub unknown_members: UnknownPolicy,
+    /// Field rules, applied in order: request member → canonical attribute, and back.
+    pub fields: Vec<FieldSpec>,
+    /// Conditions on the stored user that an update must meet.
+    #[serde(default)]
+    pub preconditions: Vec<PreconditionSpec>,
+    /// The success answer.
+    pub success: SuccessSpec,
+    /// The error answers.
+    pub errors: ErrorsSpec,
+}
+
+/// Policy for body members no rule knows.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownPolicy {
+    /// Drop them and name them in the trace.
+    #[default]
+    Ignore,
+    /// Refuse the request with a 400 naming the member.
+    Reject,
+}
+
+/// How a caller presents its credential. The credentials themselves live in config.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSpec {
+    /// Headers that may carry the credential, tried in order.
+    pub headers: Vec<AuthHeaderSpec>,
+    /// `WWW-Authenticate` value sent with a 401, if any.
+    #[serde(default)]
+    pub challenge: Option<String>,
+    /// Roles a caller needs, per operation: any one of the list suffices.
+    #[serde(default)]
+    pub roles: BTreeMap<OpKind, Vec<String>>,
+}
+
+/// One header that may carry the credential.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthHeaderSpec {
+    /// Header name (case-insensitive).
+    pub name: String,
+    /// Scheme word before the token (`Bearer`, `QSDK`), matched case-insensitively.
+    #[serde(default)]
+    pub scheme: Option<String>,
+    /// Accept the bare token without the scheme word too.
+    #[serde(default)]
+    pub scheme_optional: bool,
+}
+
+/// One route: a method, one or more path templates, and the operation they perform.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// A name for logs and metrics (default: `METHOD first-path`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// HTTP method, upper case.
+    #[schemars(with = "String")]
+    pub method: Spanned<String>,
+    /// Path templates: literal segments, `{param}`, `{param:REGEX}` (anchored, e.g. `{v:(?i)v4}`),
+    /// `${var}` from `vars`. Any one matching selects the route.
+    #[schemars(with = "Vec<String>")]
+    pub paths: Vec<Spanned<String>>,
+    /// What the route does.
+    pub operation: OpKind,
+    /// Update: the canonical attributes (`id`, `userName`, `ext.authenticator`, `ext.numericId`)
+    /// that identify the user; field rules fill them with `identifies`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub target: Vec<Spanned<String>>,
+}
+
+/// A field rule: where a value comes from, what it must be, and where it goes.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    /// The member's name in error messages (default: the source path without `$.`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `$.json.path` into the body (JSONPath), `param:NAME` (path parameter) or `header:NAME`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub source: Option<Spanned<String>>,
+    /// A constant value instead of a source.
+    #[serde(default)]
+    pub value: Option<Value>,
+    /// Join: a template over `parts`, e.g. `tel:+{cc}-{number}[;ext={ext}]` (`[...]` only when
+    /// its part is present). Rendering splits the canonical value back into the parts.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub join: Option<Spanned<String>>,
+    /// Join parts by name, each a field rule of its own.
+    #[serde(default)]
+    pub parts: BTreeMap<String, FieldSpec>,
+    /// Canonical destination(s) (see the attribute list in docs/mapping-language.md), or
+    /// `groups.op`, `groups.values`, `callerPassword`; inside `fields`/`items`, a member name of
+    /// the enclosing object. A list writes the same value to each.
+    #[serde(default)]
+    #[schemars(with = "Option<TypeNames>")]
+    pub to: Option<Spanned<TypeNames>>,
+    /// On update, the value also identifies the target user by this canonical attribute.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub identifies: Option<Spanned<String>>,
+    /// Accepted JSON type(s): `string`, `boolean`, `integer`, `int32`, `number`, `object`, `array`.
+    #[serde(default, rename = "type")]
+    #[schemars(with = "Option<TypeNames>")]
+    pub ty: Option<Spanned<TypeNames>>,
+    /// The member must be present.
+    #[serde(default)]
+    pub required: bool,
+    /// The member must be present when any of these members (by name) is present and not null.
+    #[serde(default)]
+    pub required_with: Vec<String>,
+    /// `null` is allowed and clears the attribute (default true; false makes `null` a 400).
+    #[serde(default)]
+    pub nullable: Option<bool>,
+    /// Join parts: `null` on this part clears the whole joined attribute.
+    #[serde(default)]
+    pub null_clears_join: bool,
+    /// `""` clears like `null`.
+    #[serde(default)]
+    pub empty_is_null: bool,
+    /// Value used when the member is absent (on the operations in `default_on`).
+    #[serde(default)]
+    pub default: Option<Value>,
+    /// Operations the default applies to (default: all).
+    #[serde(default)]
+    pub default_on: Option<Vec<OpKind>>,
+    /// Apply the rule only for these operations (default: all).
+    #[serde(default)]
+    pub operations: Option<Vec<OpKind>>,
+    /// Read-only: dropped from requests with a trace line, rendered into responses.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Transforms, applied in order on the way in and in reverse order on the way out.
+    #[serde(default)]
+    #[schemars(with = "Vec<TransformSpec>")]
+    pub transform: Vec<Spanned<TransformSpec>>,
+    /// Minimum length in Unicode code points.
+    #[serde(default)]
+    pub min_length: Option<usize>,
+    /// Maximum length in Unicode code points.
+    #[serde(default)]
+    pub max_length: Option<usize>,
+    /// A regular expression the whole string must match (write `^…$`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub pattern: Option<Spanned<String>>,
+    /// Substrings the string must not contain.
+    #[serde(default)]
+    pub must_not_contain: Vec<String>,
+    /// `must_not_contain` and `map` ignore letter case.
+    #[serde(default)]
+    pub ignore_case: bool,
+    /// A named format: `email` or `iana_timezone`.
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// Smallest allowed number.
+    #[serde(default)]
+    pub min: Option<i64>,
+    /// Largest allowed number.
+    #[serde(default)]
+    pub max: Option<i64>,
+    /// The value must equal this path parameter exactly.
+    #[serde(default)]
+    pub equals_param: Option<String>,
+    /// Arrays: no two items may share this member's value.
+    #[serde(default)]
+    pub unique_by: Option<String>,
+    /// Objects: at least one of these members must be present.
+    #[serde(default)]
+    pub require_any_of: Vec<String>,
+    /// Joins: the named parts together hold at most this many characters.
+    #[serde(default)]
+    pub max_total_length: Option<TotalLength>,
+    /// Message used instead of the generated one when a check fails.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Arrays: the rule for each item.
+    #[serde(default)]
+    pub items: Option<Box<FieldSpec>>,
+    /// Objects: rules for the members, with sources relative to the object (`$.id`).
+    #[serde(default)]
+    pub fields: Vec<FieldSpec>,
+    /// Responses: the value rendered when the attribute is unset (default: the rule's `default`,
+    /// else `null`).
+    #[serde(default)]
+    pub render_unset: Option<Value>,
+    /// Responses: leave this member out.
+    #[serde(default)]
+    pub render: Option<bool>,
+}
+
+/// One name or several.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TypeNames {
+    /// One type.
+    One(String),
+    /// Any of these types.
+    Many(Vec<String>),
+}
+
+impl TypeNames {
+    /// The names as a slice.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            TypeNames::One(s) => vec![s.as_str()],
+            TypeNames::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// A named string format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// One `@`, text on both sides, no whitespace.
+    Email,
+    /// A time-zone name of the IANA database (`America/New_York`).
+    IanaTimezone,
+}
+
+/// A limit on the summed length of join parts.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotalLength {
+    /// The parts counted.
+    pub parts: Vec<String>,
+    /// The largest total, in code points.
+    pub max: usize,
+}
+
+/// A transform step. Each has a reverse used when rendering responses.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TransformSpec {
+    /// In: decode standard padded Base64 to UTF-8 text. Out: encode.
+    Base64,
+    /// In: a number becomes its decimal string. Out: back to a number.
+    ToString,
+    /// In: a decimal string becomes an int32 (else a 400). Out: back to a string.
+    ParseInt32,
+    /// In: remove each of these characters. Out: nothing.
+    Strip(String),
+    /// In: remove this prefix once, if present. Out: nothing.
+    TrimStart(String),
+    /// In: replace every `from` with `to`. Out: nothing.
+    Replace {
+        /// Text to find.
+        from: String,
+        /// Replacement.
+        to: String,
+    },
+    /// In: look the value (string or number) up; a value not listed is a 400. Out: reverse lookup.
+    Map(serde_json::Map<String, Value>),
+}
+
+/// A condition on the stored user, checked once the update's target is found.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreconditionSpec {
+    /// Canonical attribute of the stored user.
+    #[schemars(with = "String")]
+    pub attribute: Spanned<String>,
+    /// It must equal the value of this request member (by rule name).
+    #[serde(default)]
+    pub equals_field: Option<String>,
+    /// It must be unset.
+    #[serde(default)]
+    pub absent: bool,
+    /// The message when the condition fails.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// The success answer.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuccessSpec {
+    /// HTTP status (default 200).
+    #[serde(default = "ok")]
+    pub status: u16,
+    /// `user` (the stored user through the field rules, reversed), `empty`, or `{ json = … }`.
+    pub body: BodySpec,
+    /// With `body = "user"`: render members whose attribute is unset (as `render_unset`).
+    #[serde(default)]
+    pub include_unset: bool,
+}
+
+fn ok() -> u16 {
+    200
+}
+
+/// What a success body holds.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BodySpec {
+    /// The stored user rendered through the field rules.
+    User,
+    /// No body and no `Content-Type`.
+    Empty,
+    /// A constant JSON body.
+    Json(Value),
+}
+
+/// The error answers.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorsSpec {
+    /// Body template. A string that is exactly `{name}` becomes that value with its JSON type,
+    /// `{name?}` is left out when unset, other strings interpolate; `{ "$json" = … }` renders
+    /// its content to a JSON string. Names: `status`, `reason`, `message`, `field`, `path`,
+    /// `request_id`, `now` / `now:FORMAT` (chrono strftime; `%7f` is 7 fractional digits), vars.
+    pub body: Value,
+    /// `Content-Type` of error bodies.
+    #[serde(default = "json_type")]
+    pub content_type: String,
+    /// Extra headers on every error.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Variables for every error.
+    #[serde(default)]
+    pub vars: serde_json::Map<String, Value>,
+    /// Per-outcome overrides.
+    #[serde(default)]
+    pub outcomes: BTreeMap<crate::dialect::Outcome, OutcomeSpec>,
+}
+
+fn json_type() -> String {
+    "application/json".into()
+}
+
+/// Overrides for one error outcome.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeSpec {
+    /// HTTP status instead of the outcome's usual one.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Body template instead of the default one.
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// Message template (placeholders: `target.ATTR`, `user.ATTR`, `field`, `message`).
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Extra headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Variables for this outcome.
+    #[serde(default)]
+    pub vars: serde_json::Map<String, Value>,
+}

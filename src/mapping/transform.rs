@@ -1,0 +1,164 @@
+//! Transforms: one step of a field's pipeline, with its reverse for rendering. Errors name
+//! the member and never echo the value (it may be a password).
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use super::spec::TransformSpec;
+
+/// A compiled transform.
+#[derive(Debug, Clone)]
+pub enum Transform {
+    /// Base64 (standard, padded) ↔ UTF-8 text.
+    Base64,
+    /// Number ↔ decimal string.
+    ToString,
+    /// Decimal string ↔ int32.
+    ParseInt32,
+    /// Remove these characters (input only).
+    Strip(Box<str>),
+    /// Remove this prefix (input only).
+    TrimStart(Box<str>),
+    /// Replace text (input only).
+    Replace(Box<str>, Box<str>),
+    /// Lookup table; keys compared as text, optionally ignoring case.
+    Map {
+        /// Keys (lowercased when `ignore_case`) → values.
+        table: serde_json::Map<String, Value>,
+        /// The keys as written, for messages.
+        shown: Box<str>,
+        /// Compare ignoring letter case.
+        ignore_case: bool,
+    },
+}
+
+impl Transform {
+    /// Compiles a spec; `ignore_case` comes from the field rule.
+    pub fn compile(spec: &TransformSpec, ignore_case: bool) -> Self {
+        match spec {
+            TransformSpec::Base64 => Self::Base64,
+            TransformSpec::ToString => Self::ToString,
+            TransformSpec::ParseInt32 => Self::ParseInt32,
+            TransformSpec::Strip(s) => Self::Strip(s.as_str().into()),
+            TransformSpec::TrimStart(s) => Self::TrimStart(s.as_str().into()),
+            TransformSpec::Replace { from, to } => Self::Replace(from.as_str().into(), to.as_str().into()),
+            TransformSpec::Map(m) => {
+                let table = m
+                    .iter()
+                    .map(|(k, v)| (if ignore_case { k.to_lowercase() } else { k.clone() }, v.clone()))
+                    .collect();
+                let shown = m.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
+                Self::Map { table, shown: shown.into(), ignore_case }
+            }
+        }
+    }
+
+    /// Applies the step to a request value. `Err` is the message tail after the member name.
+    pub fn apply(&self, v: Value) -> Result<Value, String> {
+        match self {
+            Self::Base64 => {
+                let Value::String(s) = v else { return Err("must be a Base64 string".into()) };
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(s.as_bytes())
+                    .map_err(|_| "is not valid Base64".to_owned())?;
+                String::from_utf8(bytes).map(Value::String).map_err(|_| "is not Base64 of UTF-8 text".into())
+            }
+            Self::ToString => match v {
+                Value::Number(n) => Ok(Value::String(n.to_string())),
+                other => Ok(other),
+            },
+            Self::ParseInt32 => {
+                let text = v.as_str().ok_or("must be a string of digits")?;
+                parse_int32(text).map(Value::from).ok_or_else(|| "must be a 32-bit integer written in decimal".into())
+            }
+            Self::Strip(chars) => Ok(map_str(v, |s| s.chars().filter(|c| !chars.contains(*c)).collect())),
+            Self::TrimStart(p) => Ok(map_str(v, |s| s.strip_prefix(&**p).unwrap_or(s).to_owned())),
+            Self::Replace(from, to) => Ok(map_str(v, |s| s.replace(&**from, to))),
+            Self::Map { table, shown, ignore_case } => {
+                let key = match &v {
+                    Value::String(s) if *ignore_case => s.to_lowercase(),
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => String::new(),
+                };
+                table.get(&key).cloned().ok_or_else(|| format!("must be one of {shown}"))
+            }
+        }
+    }
+
+    /// The reverse step, for rendering a stored value back into the dialect.
+    pub fn reverse(&self, v: Value) -> Value {
+        match self {
+            Self::Base64 => match v {
+                Value::String(s) => Value::String(base64::engine::general_purpose::STANDARD.encode(s)),
+                other => other,
+            },
+            Self::ToString => match &v {
+                Value::String(s) => s.parse::<i64>().map(Value::from).unwrap_or(v),
+                _ => v,
+            },
+            Self::ParseInt32 => match v {
+                Value::Number(n) => Value::String(n.to_string()),
+                other => other,
+            },
+            Self::Strip(_) | Self::TrimStart(_) | Self::Replace(..) => v,
+            Self::Map { table, .. } => {
+                // The first key (as written) that maps to this value.
+                table.iter().find(|(_, to)| **to == v).map(|(k, _)| Value::String(k.clone())).unwrap_or(v)
+            }
+        }
+    }
+}
+
+fn map_str(v: Value, f: impl FnOnce(&str) -> String) -> Value {
+    match v {
+        Value::String(s) => Value::String(f(&s)),
+        other => other,
+    }
+}
+
+/// A canonical decimal int32: optional `-`, no `+`, no leading zero, within range.
+pub fn parse_int32(s: &str) -> Option<i32> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0')) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn base64_round_trips_and_errors_do_not_echo() {
+        let t = Transform::Base64;
+        assert_eq!(t.apply(json!("TjN3LVNlY3JldC1hbm4=")).unwrap(), json!("N3w-Secret-ann"));
+        assert_eq!(t.reverse(json!("N3w-Secret-ann")), json!("TjN3LVNlY3JldC1hbm4="));
+        let e = t.apply(json!("not base64!!")).unwrap_err();
+        assert!(!e.contains("not base64!!"));
+        assert!(t.apply(json!("/w==")).is_err(), "0xFF is not UTF-8");
+    }
+
+    #[test]
+    fn int32_parsing_is_strict() {
+        assert_eq!(parse_int32("42"), Some(42));
+        assert_eq!(parse_int32("2147483647"), Some(i32::MAX));
+        for bad in ["4294967296", "+1", "042", "", "1e3", " 1", "2147483648"] {
+            assert_eq!(parse_int32(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn map_ignores_case_and_reverses() {
+        let table = json!({"ADD": "add", "2": "add"}).as_object().unwrap().clone();
+        let spec = TransformSpec::Map(table);
+        let t = Transform::compile(&spec, true);
+        assert_eq!(t.apply(json!("add")).unwrap(), json!("add"));
+        assert_eq!(t.apply(json!(2)).unwrap(), json!("add"));
+        assert!(t.apply(json!("nope")).unwrap_err().contains("ADD"));
+        assert_eq!(t.reverse(json!("add")), json!("ADD"), "the first key written wins");
+    }
+}
