@@ -6,6 +6,7 @@
 //! [`mapping`] compiles the mapping files and translates requests both ways.
 
 pub mod canonical;
+pub mod cli;
 pub mod config;
 pub mod diagnostic;
 pub mod dialect;

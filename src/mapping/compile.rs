@@ -235,6 +235,7 @@ impl Compiler<'_> {
             (Some(s), None, None) => self.source(s),
             (None, Some(v), None) => Source::Const(v.clone()),
             (None, None, Some(_)) => Source::None,
+            (None, None, None) if parent.is_some_and(|p| p.ends_with("[]")) => Source::None,
             (None, None, None) => {
                 self.err(at.clone(), "a field rule needs `source`, `value` or `join`");
                 Source::None

@@ -1,0 +1,233 @@
+//! The command line: `check`, `translate`, `schema`. Each command returns its exit code.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, Flags};
+use crate::diagnostic::Diagnostic;
+use crate::mapping::render::ErrorContext;
+use crate::mapping::{DialectResponse, MappingSet, RouteMatch};
+
+/// userbridge: vendor user APIs in, one canonical user model through, any backend out.
+#[derive(Debug, Parser)]
+#[command(name = "userbridge", version, about)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the config and every mapping; print every error with its place; exit 1 if any.
+    Check {
+        /// Config file (default: config/userbridge.toml when present).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Translate one request offline and print the canonical operation (exit 0), or the
+    /// dialect's error answer (exit 2). No credentials are checked and no backend is called.
+    Translate {
+        /// Config file (default: config/userbridge.toml when present).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// Print secrets in clear instead of `***`.
+        #[arg(long)]
+        show_secrets: bool,
+        /// HTTP method.
+        method: String,
+        /// Request path (a query string is ignored).
+        path: String,
+        /// Body file, or `-` for standard input (default: empty body).
+        body: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of config or mapping files, for editors.
+    Schema {
+        /// Which schema.
+        which: SchemaKind,
+    },
+}
+
+/// The schemas `schema` prints.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SchemaKind {
+    /// `config/userbridge.toml`.
+    Config,
+    /// `mappings/*.toml`.
+    Mapping,
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Check { config } => check(config.as_deref()),
+        Command::Translate { config, headers, show_secrets, method, path, body } => {
+            translate(config.as_deref(), &headers, show_secrets, &method, &path, body.as_deref())
+        }
+        Command::Schema { which } => schema(which),
+    }
+}
+
+fn print_diags(diags: &[Diagnostic]) {
+    let mut err = std::io::stderr().lock();
+    for d in diags {
+        let _ = writeln!(err, "{d}\n");
+    }
+}
+
+/// Loads config and mappings, or prints every diagnostic.
+pub fn load(config: Option<&Path>) -> Result<(Config, MappingSet), Vec<Diagnostic>> {
+    let (cfg, _) = Config::load(config, &Flags::default())?;
+    let set = MappingSet::load_dir(&cfg.mappings.dir, cfg.mappings.enabled.as_deref(), &cfg.mapping_vars())?;
+    let mut diags = Vec::new();
+    for (i, c) in cfg.credentials.iter().enumerate() {
+        if set.get(&c.dialect).is_none() {
+            diags.push(Diagnostic::file(
+                config.unwrap_or(Path::new(crate::config::DEFAULT_FILE)),
+                format!("credentials[{i}] ({}) names dialect `{}`, which no mapping defines", c.name, c.dialect),
+            ));
+        }
+    }
+    if diags.is_empty() { Ok((cfg, set)) } else { Err(diags) }
+}
+
+fn check(config: Option<&Path>) -> i32 {
+    match load(config) {
+        Ok((_, set)) => {
+            let names: Vec<&str> = set.mappings.iter().map(|m| &*m.dialect).collect();
+            println!("ok: config and {} mapping{} ({})", names.len(), if names.len() == 1 { "" } else { "s" }, names.join(", "));
+            0
+        }
+        Err(diags) => {
+            print_diags(&diags);
+            let mut files: Vec<&Path> = diags.iter().map(|d| d.file.as_path()).collect();
+            files.sort();
+            files.dedup();
+            eprintln!(
+                "error: {} problem{} in {} file{}",
+                diags.len(),
+                if diags.len() == 1 { "" } else { "s" },
+                files.len(),
+                if files.len() == 1 { "" } else { "s" }
+            );
+            1
+        }
+    }
+}
+
+fn translate(
+    config: Option<&Path>,
+    header_args: &[String],
+    show_secrets: bool,
+    method: &str,
+    path: &str,
+    body: Option<&Path>,
+) -> i32 {
+    let (cfg, set) = match load(config) {
+        Ok(x) => x,
+        Err(d) => {
+            print_diags(&d);
+            return 1;
+        }
+    };
+    let mut headers = http::HeaderMap::new();
+    for h in header_args {
+        let parsed = h.split_once(':').and_then(|(n, v)| {
+            Some((http::HeaderName::from_bytes(n.trim().as_bytes()).ok()?, http::HeaderValue::from_str(v.trim()).ok()?))
+        });
+        match parsed {
+            Some((n, v)) => {
+                headers.append(n, v);
+            }
+            None => {
+                eprintln!("error: `-H {h}` is not a header; write `Name: value`");
+                return 1;
+            }
+        }
+    }
+    let bytes = match body {
+        None => Vec::new(),
+        Some(p) if p == Path::new("-") => {
+            let mut b = Vec::new();
+            if let Err(e) = std::io::stdin().read_to_end(&mut b) {
+                eprintln!("error: cannot read standard input: {e}");
+                return 1;
+            }
+            b
+        }
+        Some(p) => match std::fs::read(p) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", p.display());
+                return 1;
+            }
+        },
+    };
+    let Ok(method) = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()) else {
+        eprintln!("error: `{method}` is not an HTTP method");
+        return 1;
+    };
+    let path_only = path.split('?').next().unwrap_or(path);
+    let ctx = ErrorContext { path: path_only, request_id: "offline", ..Default::default() };
+    match set.route(&method, path_only) {
+        RouteMatch::NotFound => {
+            eprintln!("error: no mapping has a route for {method} {path_only}");
+            2
+        }
+        RouteMatch::MethodNotAllowed { mapping, allow } => {
+            let allow: Vec<&str> = allow.iter().map(http::Method::as_str).collect();
+            let rej = crate::dialect::Rejection::new(
+                crate::dialect::Outcome::MethodNotAllowed,
+                "method",
+                format!("{method} is not allowed here; allowed: {}", allow.join(", ")),
+            );
+            print_response(&mapping.error_response(&rej, &ctx));
+            2
+        }
+        RouteMatch::Found { mapping, route, params } => {
+            if bytes.len() > cfg.limits.max_body_bytes {
+                let rej = crate::dialect::Rejection::new(
+                    crate::dialect::Outcome::PayloadTooLarge,
+                    "max_body_bytes",
+                    format!("the body is larger than {} bytes", cfg.limits.max_body_bytes),
+                );
+                print_response(&mapping.error_response(&rej, &ctx));
+                return 2;
+            }
+            match mapping.translate(route, &params, &headers, &bytes, cfg.limits.max_json_depth) {
+                Ok(t) => {
+                    for n in &t.notes {
+                        eprintln!("note: {n}");
+                    }
+                    let v = if show_secrets { t.op.to_exposed_json() } else { serde_json::to_value(&t.op).unwrap_or_default() };
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    0
+                }
+                Err(rej) => {
+                    print_response(&mapping.error_response(&rej, &ctx));
+                    2
+                }
+            }
+        }
+    }
+}
+
+fn print_response(r: &DialectResponse) {
+    println!("HTTP {}", r.status);
+    println!("{}", String::from_utf8_lossy(&r.body));
+}
+
+fn schema(which: SchemaKind) -> i32 {
+    let s = match which {
+        SchemaKind::Config => schemars::schema_for!(Config),
+        SchemaKind::Mapping => schemars::schema_for!(crate::mapping::spec::MappingSpec),
+    };
+    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+    0
+}
