@@ -254,6 +254,9 @@ fn eval(rule: &Rule, raw: Option<Cow<'_, Value>>, ctx: &Ctx<'_>) -> Result<Eval,
         },
     };
     if v.is_null() {
+        if rule.null_is_absent {
+            return Ok(Eval::Absent);
+        }
         if !rule.nullable {
             return Err(Rejection::invalid(name, "nullable", format!("{name} must not be null")));
         }
@@ -370,8 +373,8 @@ fn checks(rule: &Rule, v: &Value, ctx: &Ctx<'_>) -> Result<(), Rejection> {
                     return fail("max_length", format!("{name} must be at most {max} character{}", plural(max)));
                 }
             }
-            if let Some(bad) = c.must_not_contain.iter().find(|x| {
-                if c.ignore_case { s.to_lowercase().contains(&***x) } else { s.contains(&***x) }
+            if let Some((_, bad)) = c.must_not_contain.iter().find(|(x, _)| {
+                if c.ignore_case { s.to_lowercase().contains(&**x) } else { s.contains(&**x) }
             }) {
                 return fail("must_not_contain", format!("{name} must not contain '{bad}'"));
             }

@@ -250,6 +250,7 @@ impl Compiler<'_> {
                 let s = s.get_ref();
                 s.strip_prefix("$.").or_else(|| s.strip_prefix("param:")).or_else(|| s.strip_prefix("header:")).unwrap_or(s).to_owned()
             }
+            None if parent.is_some_and(|p| p.ends_with("[]")) => String::new(),
             None => f.parts.keys().next().cloned().unwrap_or_else(|| "value".into()),
         });
         let name: Box<str> = match parent {
@@ -312,7 +313,11 @@ impl Compiler<'_> {
             min_length: f.min_length,
             max_length: f.max_length,
             pattern,
-            must_not_contain: f.must_not_contain.iter().map(|s| if f.ignore_case { s.to_lowercase().into() } else { s.as_str().into() }).collect(),
+            must_not_contain: f
+                .must_not_contain
+                .iter()
+                .map(|s| (if f.ignore_case { s.to_lowercase().into() } else { s.as_str().into() }, s.as_str().into()))
+                .collect(),
             ignore_case: f.ignore_case,
             format: f.format,
             min: f.min,
@@ -352,6 +357,7 @@ impl Compiler<'_> {
             required_with: Vec::new(),
             nullable: f.nullable.unwrap_or(true) && !f.required,
             null_clears_join: f.null_clears_join,
+            null_is_absent: f.null_is_absent,
             empty_is_null: f.empty_is_null,
             default: f.default.clone(),
             default_on: f.default_on.clone(),

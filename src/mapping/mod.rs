@@ -144,7 +144,8 @@ struct Checks {
     min_length: Option<usize>,
     max_length: Option<usize>,
     pattern: Option<regex::Regex>,
-    must_not_contain: Vec<Box<str>>,
+    /// (text compared, text as written)
+    must_not_contain: Vec<(Box<str>, Box<str>)>,
     ignore_case: bool,
     format: Option<Format>,
     min: Option<i64>,
@@ -181,6 +182,7 @@ struct Rule {
     required_with: Vec<usize>,
     nullable: bool,
     null_clears_join: bool,
+    null_is_absent: bool,
     empty_is_null: bool,
     default: Option<Value>,
     default_on: Option<Vec<OpKind>>,

@@ -152,6 +152,9 @@ pub struct FieldSpec {
     /// `null` is allowed and clears the attribute (default true; false makes `null` a 400).
     #[serde(default)]
     pub nullable: Option<bool>,
+    /// `null` is taken as absent: the attribute stays unchanged.
+    #[serde(default)]
+    pub null_is_absent: bool,
     /// Join parts: `null` on this part clears the whole joined attribute.
     #[serde(default)]
     pub null_clears_join: bool,

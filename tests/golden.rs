@@ -1,0 +1,115 @@
+//! Golden tests driven by data: every `tests/golden/<dialect>/*.json` case holds a request
+//! (or a canonical user to render) and the exact expected output. A new case needs no
+//! recompile. Run with `UPDATE_GOLDEN=1` to (re)write the `expect` members, then review
+//! the diff.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use userbridge::canonical::UserDoc;
+use userbridge::dialect::route::Params;
+use userbridge::mapping::render::ErrorContext;
+use userbridge::mapping::{MappingSet, RouteMatch};
+
+fn mappings() -> MappingSet {
+    MappingSet::load_dir(Path::new("mappings"), None, &Default::default()).expect("shipped mappings load")
+}
+
+fn normalise(mut v: Value) -> Value {
+    if let Some(t) = v.get_mut("timestamp") {
+        *t = json!("<timestamp>");
+    }
+    v
+}
+
+fn run_case(set: &MappingSet, case: &Value) -> Value {
+    let dialect = case["dialect"].as_str().unwrap_or_default();
+    if let Some(user) = case.get("render") {
+        let m = set.get(dialect).expect("dialect");
+        let user = UserDoc(user.as_object().cloned().unwrap_or_default());
+        let r = m.success_response(&user);
+        let body: Value = if r.body.is_empty() { Value::Null } else { serde_json::from_slice(&r.body).unwrap() };
+        return json!({"status": r.status, "content_type": r.content_type.as_deref(), "body": body});
+    }
+    let req = &case["request"];
+    let method = http::Method::from_bytes(req["method"].as_str().unwrap().as_bytes()).unwrap();
+    let path = req["path"].as_str().unwrap();
+    let mut headers = http::HeaderMap::new();
+    if let Some(h) = req.get("headers").and_then(Value::as_object) {
+        for (k, v) in h {
+            headers.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.as_str().unwrap().parse().unwrap());
+        }
+    }
+    let body: Vec<u8> = match &req["raw_body"] {
+        Value::String(s) => s.as_bytes().to_vec(),
+        _ => serde_json::to_vec(&req["body"]).unwrap(),
+    };
+    let ctx = ErrorContext { path, request_id: "req-1", ..Default::default() };
+    let (mapping, route, params): (_, usize, Params) = match set.route(&method, path) {
+        RouteMatch::Found { mapping, route, params } => (mapping, route, params),
+        RouteMatch::MethodNotAllowed { allow, .. } => return json!({"route": "method not allowed", "allow": allow.iter().map(|m| m.as_str()).collect::<Vec<_>>()}),
+        RouteMatch::NotFound => return json!({"route": "not found"}),
+    };
+    let rejected = |rej: &userbridge::dialect::Rejection| {
+        let r = mapping.error_response(rej, &ctx);
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        json!({"status": r.status, "field": rej.field, "rule": rej.rule, "body": normalise(body)})
+    };
+    match mapping.translate(route, &params, &headers, &body, 32) {
+        Err(rej) => rejected(&rej),
+        Ok(mut t) => {
+            let notes: Vec<String> = t.notes.iter().map(ToString::to_string).collect();
+            if let Some(stored) = case.get("stored") {
+                let stored = UserDoc(stored.as_object().cloned().unwrap_or_default());
+                if let Err(rej) = mapping.complete(&mut t.op, &stored) {
+                    return rejected(&rej);
+                }
+            }
+            json!({"canonical": t.op.to_exposed_json(), "notes": notes})
+        }
+    }
+}
+
+fn cases() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir("tests/golden").unwrap() {
+        let dir = dir.unwrap().path();
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let f = f.unwrap().path();
+            if f.extension().is_some_and(|e| e == "json") {
+                out.push(f);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn golden_cases_match_their_expected_output() {
+    let set = mappings();
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut failures = Vec::new();
+    let files = cases();
+    assert!(files.len() >= 60, "expected the golden corpus, found {} cases", files.len());
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let mut case: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let dialect = f.parent().unwrap().file_name().unwrap().to_str().unwrap().to_owned();
+        case["dialect"] = json!(dialect);
+        let got = run_case(&set, &case);
+        if update {
+            case.as_object_mut().unwrap().remove("dialect");
+            case["expect"] = got;
+            std::fs::write(f, serde_json::to_string_pretty(&case).unwrap() + "\n").unwrap();
+        } else if case["expect"] != got {
+            failures.push(format!(
+                "{}\n  expected: {}\n  got:      {}",
+                f.display(),
+                serde_json::to_string(&case["expect"]).unwrap(),
+                serde_json::to_string(&got).unwrap()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{} golden case(s) differ:\n{}", failures.len(), failures.join("\n"));
+}
