@@ -23,7 +23,19 @@ pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:ente
 pub const EXT_SCHEMA: &str = "urn:userbridge:params:scim:schemas:extension:2.0:User";
 
 /// What the operation does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OpKind {
     /// Make a new user.
@@ -71,13 +83,28 @@ pub struct AttrDef {
 }
 
 const fn attr(name: &'static str, kind: Kind) -> AttrDef {
-    AttrDef { name, kind, secret: false, read_only: false }
+    AttrDef {
+        name,
+        kind,
+        secret: false,
+        read_only: false,
+    }
 }
 const fn secret(name: &'static str) -> AttrDef {
-    AttrDef { name, kind: Kind::String, secret: true, read_only: false }
+    AttrDef {
+        name,
+        kind: Kind::String,
+        secret: true,
+        read_only: false,
+    }
 }
 const fn read_only(name: &'static str, kind: Kind) -> AttrDef {
-    AttrDef { name, kind, secret: false, read_only: true }
+    AttrDef {
+        name,
+        kind,
+        secret: false,
+        read_only: true,
+    }
 }
 
 /// Every canonical user attribute. `ext.` names the userbridge extension, `enterprise.` the
@@ -133,10 +160,16 @@ pub const ATTRIBUTES: &[AttrDef] = &[
 /// (`urn:userbridge:params:scim:schemas:extension:2.0:User:mfa.secret`).
 pub fn attribute(name: &str) -> Option<&'static AttrDef> {
     let short;
-    let name = if let Some(rest) = name.strip_prefix(EXT_SCHEMA).and_then(|r| r.strip_prefix(':')) {
+    let name = if let Some(rest) = name
+        .strip_prefix(EXT_SCHEMA)
+        .and_then(|r| r.strip_prefix(':'))
+    {
         short = format!("ext.{rest}");
         short.as_str()
-    } else if let Some(rest) = name.strip_prefix(ENTERPRISE_SCHEMA).and_then(|r| r.strip_prefix(':')) {
+    } else if let Some(rest) = name
+        .strip_prefix(ENTERPRISE_SCHEMA)
+        .and_then(|r| r.strip_prefix(':'))
+    {
         short = format!("enterprise.{rest}");
         short.as_str()
     } else {
@@ -198,13 +231,17 @@ fn primary(list: &Value) -> Option<&Value> {
 /// Writes `value` at `steps`, creating objects on the way. A `Primary` step writes the
 /// primary element of the list (a list of one, marked `primary`).
 pub fn set(doc: &mut Map<String, Value>, steps: &[Step], value: Value) {
-    let Some((first, rest)) = steps.split_first() else { return };
+    let Some((first, rest)) = steps.split_first() else {
+        return;
+    };
     match first {
         Step::Key(k) if rest.is_empty() => {
             doc.insert(k.to_string(), value);
         }
         Step::Key(k) => {
-            let slot = doc.entry(k.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            let slot = doc
+                .entry(k.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
             if !slot.is_object() {
                 *slot = Value::Object(Map::new());
             }
@@ -229,7 +266,13 @@ pub fn set(doc: &mut Map<String, Value>, steps: &[Step], value: Value) {
 fn secret_locations() -> &'static [Vec<Step>] {
     use std::sync::OnceLock;
     static LOCS: OnceLock<Vec<Vec<Step>>> = OnceLock::new();
-    LOCS.get_or_init(|| ATTRIBUTES.iter().filter(|a| a.secret).map(|a| location(a.name)).collect())
+    LOCS.get_or_init(|| {
+        ATTRIBUTES
+            .iter()
+            .filter(|a| a.secret)
+            .map(|a| location(a.name))
+            .collect()
+    })
 }
 
 /// A canonical user (or target) in SCIM JSON shape. `Debug` and `Serialize` redact every
@@ -264,12 +307,12 @@ impl UserDoc {
 }
 
 fn redact_at(doc: &mut Map<String, Value>, steps: &[Step]) {
-    let Some((Step::Key(k), rest)) = steps.split_first() else { return };
+    let Some((Step::Key(k), rest)) = steps.split_first() else {
+        return;
+    };
     match doc.get_mut(&**k) {
-        Some(v) if rest.is_empty() => {
-            if !v.is_null() {
-                *v = Value::String(REDACTED.into());
-            }
+        Some(v) if rest.is_empty() && !v.is_null() => {
+            *v = Value::String(REDACTED.into());
         }
         Some(Value::Object(inner)) => redact_at(inner, rest),
         _ => {}
@@ -391,7 +434,10 @@ impl Operation {
         if let Value::Object(m) = &mut v {
             m.insert("user".into(), Value::Object(self.user.exposed().clone()));
             if let Some(p) = &self.caller_password {
-                m.insert("callerPassword".into(), Value::String(p.expose().to_owned()));
+                m.insert(
+                    "callerPassword".into(),
+                    Value::String(p.expose().to_owned()),
+                );
             }
         }
         v
@@ -410,7 +456,12 @@ impl Serialize for Operation {
         let mut user = Map::with_capacity(redacted.len() + 1);
         user.insert(
             "schemas".into(),
-            Value::Array(schemas_of(&redacted).into_iter().map(|s| Value::String(s.into())).collect()),
+            Value::Array(
+                schemas_of(&redacted)
+                    .into_iter()
+                    .map(|s| Value::String(s.into()))
+                    .collect(),
+            ),
         );
         user.extend(redacted);
         m.serialize_entry("user", &user)?;
@@ -459,7 +510,10 @@ mod tests {
                    "emails": [{"value": "a@b.c", "primary": true}],
                    "name": {"givenName": "Ann"}})
         );
-        assert_eq!(get(&doc, &location("emails[primary].value")), Some(&json!("a@b.c")));
+        assert_eq!(
+            get(&doc, &location("emails[primary].value")),
+            Some(&json!("a@b.c"))
+        );
         let user = UserDoc(doc);
         assert!(!format!("{user:?}").contains("s3cret"));
         assert!(!serde_json::to_string(&user).unwrap().contains("s3cret"));
@@ -468,7 +522,10 @@ mod tests {
 
     #[test]
     fn urn_names_resolve() {
-        assert_eq!(attribute(&format!("{EXT_SCHEMA}:mfa.secret")).map(|a| a.secret), Some(true));
+        assert_eq!(
+            attribute(&format!("{EXT_SCHEMA}:mfa.secret")).map(|a| a.secret),
+            Some(true)
+        );
         assert!(attribute("nope").is_none());
     }
 }

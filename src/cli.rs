@@ -67,9 +67,21 @@ pub enum SchemaKind {
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Check { config } => check(config.as_deref()),
-        Command::Translate { config, headers, show_secrets, method, path, body } => {
-            translate(config.as_deref(), &headers, show_secrets, &method, &path, body.as_deref())
-        }
+        Command::Translate {
+            config,
+            headers,
+            show_secrets,
+            method,
+            path,
+            body,
+        } => translate(
+            config.as_deref(),
+            &headers,
+            show_secrets,
+            &method,
+            &path,
+            body.as_deref(),
+        ),
         Command::Schema { which } => schema(which),
     }
 }
@@ -84,24 +96,40 @@ fn print_diags(diags: &[Diagnostic]) {
 /// Loads config and mappings, or prints every diagnostic.
 pub fn load(config: Option<&Path>) -> Result<(Config, MappingSet), Vec<Diagnostic>> {
     let (cfg, _) = Config::load(config, &Flags::default())?;
-    let set = MappingSet::load_dir(&cfg.mappings.dir, cfg.mappings.enabled.as_deref(), &cfg.mapping_vars())?;
+    let set = MappingSet::load_dir(
+        &cfg.mappings.dir,
+        cfg.mappings.enabled.as_deref(),
+        &cfg.mapping_vars(),
+    )?;
     let mut diags = Vec::new();
     for (i, c) in cfg.credentials.iter().enumerate() {
         if set.get(&c.dialect).is_none() {
             diags.push(Diagnostic::file(
                 config.unwrap_or(Path::new(crate::config::DEFAULT_FILE)),
-                format!("credentials[{i}] ({}) names dialect `{}`, which no mapping defines", c.name, c.dialect),
+                format!(
+                    "credentials[{i}] ({}) names dialect `{}`, which no mapping defines",
+                    c.name, c.dialect
+                ),
             ));
         }
     }
-    if diags.is_empty() { Ok((cfg, set)) } else { Err(diags) }
+    if diags.is_empty() {
+        Ok((cfg, set))
+    } else {
+        Err(diags)
+    }
 }
 
 fn check(config: Option<&Path>) -> i32 {
     match load(config) {
         Ok((_, set)) => {
             let names: Vec<&str> = set.mappings.iter().map(|m| &*m.dialect).collect();
-            println!("ok: config and {} mapping{} ({})", names.len(), if names.len() == 1 { "" } else { "s" }, names.join(", "));
+            println!(
+                "ok: config and {} mapping{} ({})",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            );
             0
         }
         Err(diags) => {
@@ -139,7 +167,10 @@ fn translate(
     let mut headers = http::HeaderMap::new();
     for h in header_args {
         let parsed = h.split_once(':').and_then(|(n, v)| {
-            Some((http::HeaderName::from_bytes(n.trim().as_bytes()).ok()?, http::HeaderValue::from_str(v.trim()).ok()?))
+            Some((
+                http::HeaderName::from_bytes(n.trim().as_bytes()).ok()?,
+                http::HeaderValue::from_str(v.trim()).ok()?,
+            ))
         });
         match parsed {
             Some((n, v)) => {
@@ -174,7 +205,11 @@ fn translate(
         return 1;
     };
     let path_only = path.split('?').next().unwrap_or(path);
-    let ctx = ErrorContext { path: path_only, request_id: "offline", ..Default::default() };
+    let ctx = ErrorContext {
+        path: path_only,
+        request_id: "offline",
+        ..Default::default()
+    };
     match set.route(&method, path_only) {
         RouteMatch::NotFound => {
             eprintln!("error: no mapping has a route for {method} {path_only}");
@@ -185,17 +220,27 @@ fn translate(
             let rej = crate::dialect::Rejection::new(
                 crate::dialect::Outcome::MethodNotAllowed,
                 "method",
-                format!("{method} is not allowed here; allowed: {}", allow.join(", ")),
+                format!(
+                    "{method} is not allowed here; allowed: {}",
+                    allow.join(", ")
+                ),
             );
             print_response(&mapping.error_response(&rej, &ctx));
             2
         }
-        RouteMatch::Found { mapping, route, params } => {
+        RouteMatch::Found {
+            mapping,
+            route,
+            params,
+        } => {
             if bytes.len() > cfg.limits.max_body_bytes {
                 let rej = crate::dialect::Rejection::new(
                     crate::dialect::Outcome::PayloadTooLarge,
                     "max_body_bytes",
-                    format!("the body is larger than {} bytes", cfg.limits.max_body_bytes),
+                    format!(
+                        "the body is larger than {} bytes",
+                        cfg.limits.max_body_bytes
+                    ),
                 );
                 print_response(&mapping.error_response(&rej, &ctx));
                 return 2;
@@ -205,7 +250,11 @@ fn translate(
                     for n in &t.notes {
                         eprintln!("note: {n}");
                     }
-                    let v = if show_secrets { t.op.to_exposed_json() } else { serde_json::to_value(&t.op).unwrap_or_default() };
+                    let v = if show_secrets {
+                        t.op.to_exposed_json()
+                    } else {
+                        serde_json::to_value(&t.op).unwrap_or_default()
+                    };
                     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                     0
                 }

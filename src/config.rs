@@ -58,7 +58,9 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: default_listen() }
+        Self {
+            listen: default_listen(),
+        }
     }
 }
 
@@ -83,7 +85,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: default_body(), max_json_depth: default_depth(), request_timeout_ms: default_timeout() }
+        Self {
+            max_body_bytes: default_body(),
+            max_json_depth: default_depth(),
+            request_timeout_ms: default_timeout(),
+        }
     }
 }
 
@@ -111,7 +117,10 @@ pub struct MappingsConfig {
 
 impl Default for MappingsConfig {
     fn default() -> Self {
-        Self { dir: default_mappings(), enabled: None }
+        Self {
+            dir: default_mappings(),
+            enabled: None,
+        }
     }
 }
 
@@ -205,10 +214,15 @@ pub struct Flags {
 impl Config {
     /// Loads the layered configuration from `file` (or the default file when it exists).
     /// Every problem found in the file is returned, each at its place.
-    pub fn load(file: Option<&Path>, flags: &Flags) -> Result<(Config, Option<PathBuf>), Vec<Diagnostic>> {
+    pub fn load(
+        file: Option<&Path>,
+        flags: &Flags,
+    ) -> Result<(Config, Option<PathBuf>), Vec<Diagnostic>> {
         let path = match file {
             Some(p) => Some(p.to_owned()),
-            None => Path::new(DEFAULT_FILE).exists().then(|| PathBuf::from(DEFAULT_FILE)),
+            None => Path::new(DEFAULT_FILE)
+                .exists()
+                .then(|| PathBuf::from(DEFAULT_FILE)),
         };
         let mut diags = Vec::new();
         if let Some(p) = &path {
@@ -230,11 +244,16 @@ impl Config {
         }
         let where_ = path.clone().unwrap_or_else(|| PathBuf::from("<defaults>"));
         let cfg: Config = fig.extract().map_err(|e| {
-            e.into_iter().map(|e| Diagnostic::file(&where_, redact_figment(&e))).collect::<Vec<_>>()
+            e.into_iter()
+                .map(|e| Diagnostic::file(&where_, redact_figment(&e)))
+                .collect::<Vec<_>>()
         })?;
         let problems = cfg.validate();
         if !problems.is_empty() {
-            return Err(problems.into_iter().map(|m| Diagnostic::file(&where_, m)).collect());
+            return Err(problems
+                .into_iter()
+                .map(|m| Diagnostic::file(&where_, m))
+                .collect());
         }
         Ok((cfg, path))
     }
@@ -246,16 +265,27 @@ impl Config {
             if g.id <= 0 {
                 out.push(format!("groups[{i}].id must be a positive integer"));
             }
-            if self.groups[..i].iter().any(|o| o.id == g.id || o.name == g.name) {
-                out.push(format!("groups[{i}] repeats the id or name of an earlier group"));
+            if self.groups[..i]
+                .iter()
+                .any(|o| o.id == g.id || o.name == g.name)
+            {
+                out.push(format!(
+                    "groups[{i}] repeats the id or name of an earlier group"
+                ));
             }
         }
         for (i, c) in self.credentials.iter().enumerate() {
             if c.token.expose().is_empty() {
                 out.push(format!("credentials[{i}] ({}) has an empty token", c.name));
             }
-            if self.credentials[..i].iter().any(|o| o.dialect == c.dialect && o.token == c.token) {
-                out.push(format!("credentials[{i}] ({}) repeats the token of an earlier credential", c.name));
+            if self.credentials[..i]
+                .iter()
+                .any(|o| o.dialect == c.dialect && o.token == c.token)
+            {
+                out.push(format!(
+                    "credentials[{i}] ({}) repeats the token of an earlier credential",
+                    c.name
+                ));
             }
         }
         out
@@ -263,20 +293,37 @@ impl Config {
 
     /// Per-dialect variable overrides, for loading mappings.
     pub fn mapping_vars(&self) -> BTreeMap<String, BTreeMap<String, String>> {
-        self.dialects.iter().map(|(k, v)| (k.clone(), v.vars.clone())).collect()
+        self.dialects
+            .iter()
+            .map(|(k, v)| (k.clone(), v.vars.clone()))
+            .collect()
     }
 }
 
 /// Figment's messages can quote a value; keep the key path and kind, drop the value.
 fn redact_figment(e: &figment::Error) -> String {
     use figment::error::Kind;
-    let key = if e.path.is_empty() { String::new() } else { format!("`{}`: ", e.path.join(".")) };
-    let origin = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+    let key = if e.path.is_empty() {
+        String::new()
+    } else {
+        format!("`{}`: ", e.path.join("."))
+    };
+    let origin = e
+        .metadata
+        .as_ref()
+        .map(|m| format!(" (from {})", m.name))
+        .unwrap_or_default();
     let what = match &e.kind {
-        Kind::InvalidType(actual, expected) => format!("expected {expected}, found {}", kind_word(actual)),
-        Kind::InvalidValue(actual, expected) => format!("invalid value ({}), expected {expected}", kind_word(actual)),
+        Kind::InvalidType(actual, expected) => {
+            format!("expected {expected}, found {}", kind_word(actual))
+        }
+        Kind::InvalidValue(actual, expected) => {
+            format!("invalid value ({}), expected {expected}", kind_word(actual))
+        }
         Kind::UnknownField(f, _) => format!("unknown key `{f}`"),
-        Kind::UnknownVariant(v, exp) => format!("unknown variant `{v}`, expected one of {}", exp.join(", ")),
+        Kind::UnknownVariant(v, exp) => {
+            format!("unknown variant `{v}`, expected one of {}", exp.join(", "))
+        }
         Kind::MissingField(f) => format!("missing key `{f}`"),
         Kind::DuplicateField(f) => format!("duplicate key `{f}`"),
         other => other.to_string(),
@@ -300,7 +347,9 @@ fn kind_word(a: &figment::error::Actual) -> &'static str {
 /// Checks the file alone, one top-level section at a time, so that every section's first
 /// mistake is reported with its line.
 fn check_file(path: &Path, src: &str, diags: &mut Vec<Diagnostic>) {
-    let Some(table) = parse_table(path, src, diags) else { return };
+    let Some(table) = parse_table(path, src, diags) else {
+        return;
+    };
     for (key, value) in table.get_ref().iter() {
         let mut one = toml::de::DeTable::new();
         one.insert(key.clone(), value.clone());
@@ -321,7 +370,10 @@ mod tests {
         let errs = Config::load(Some(&p), &Flags::default()).unwrap_err();
         let lines: Vec<usize> = errs.iter().map(|d| d.line).collect();
         assert_eq!(lines, vec![2, 5, 11], "{errs:?}");
-        assert!(errs.iter().all(|d| !d.to_string().contains("hunter2") || d.line == 10));
+        assert!(
+            errs.iter()
+                .all(|d| !d.to_string().contains("hunter2") || d.line == 10)
+        );
     }
 
     #[test]
@@ -329,7 +381,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, "[server]\nlisten = \"127.0.0.1:1\"\n").unwrap();
-        let (cfg, _) = Config::load(Some(&p), &Flags { listen: Some("127.0.0.1:2".into()) }).unwrap();
+        let (cfg, _) = Config::load(
+            Some(&p),
+            &Flags {
+                listen: Some("127.0.0.1:2".into()),
+            },
+        )
+        .unwrap();
         assert_eq!(cfg.server.listen, "127.0.0.1:2");
     }
 }

@@ -24,10 +24,22 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// A diagnostic at byte range `span` of `src` (the content of `file`).
-    pub fn at(file: &Path, src: &str, span: Option<Range<usize>>, message: impl Into<String>) -> Self {
+    pub fn at(
+        file: &Path,
+        src: &str,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+    ) -> Self {
         let message = message.into();
         let Some(span) = span else {
-            return Self { file: file.into(), line: 0, col: 0, message, source_line: String::new(), width: 0 };
+            return Self {
+                file: file.into(),
+                line: 0,
+                col: 0,
+                message,
+                source_line: String::new(),
+                width: 0,
+            };
         };
         let start = floor_char(src, span.start.min(src.len()));
         let line_start = src[..start].rfind('\n').map_or(0, |i| i + 1);
@@ -64,7 +76,14 @@ impl fmt::Display for Diagnostic {
         if self.line == 0 {
             return write!(f, "{}: {}", self.file.display(), self.message);
         }
-        writeln!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.message)?;
+        writeln!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.message
+        )?;
         let gutter = self.line.to_string().len();
         writeln!(f, "{:gutter$} |", "")?;
         writeln!(f, "{} | {}", self.line, self.source_line)?;

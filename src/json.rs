@@ -42,7 +42,10 @@ pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> 
         return Err(JsonError::Empty);
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let seed = Strict { depth: 0, max: max_depth };
+    let seed = Strict {
+        depth: 0,
+        max: max_depth,
+    };
     let v = seed.deserialize(&mut de).map_err(classify)?;
     de.end().map_err(classify)?;
     Ok(v)
@@ -55,16 +58,26 @@ fn classify(e: serde_json::Error) -> JsonError {
         return JsonError::Duplicate(name.to_owned());
     }
     if let Some(rest) = msg.strip_prefix("nested deeper than ") {
-        let n = rest.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let n = rest
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         return JsonError::TooDeep(n);
     }
     if msg.starts_with("recursion limit exceeded") {
         return JsonError::TooDeep(128);
     }
     if msg.starts_with("number out of range") {
-        return JsonError::NumberOutOfRange { line: e.line(), column: e.column() };
+        return JsonError::NumberOutOfRange {
+            line: e.line(),
+            column: e.column(),
+        };
     }
-    JsonError::Syntax { line: e.line(), column: e.column() }
+    JsonError::Syntax {
+        line: e.line(),
+        column: e.column(),
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -76,9 +89,15 @@ struct Strict {
 impl Strict {
     fn deeper<E: serde::de::Error>(self) -> Result<Strict, E> {
         if self.depth >= self.max {
-            return Err(E::custom(format_args!("nested deeper than {} levels", self.max)));
+            return Err(E::custom(format_args!(
+                "nested deeper than {} levels",
+                self.max
+            )));
         }
-        Ok(Strict { depth: self.depth + 1, max: self.max })
+        Ok(Strict {
+            depth: self.depth + 1,
+            max: self.max,
+        })
     }
 }
 
@@ -146,14 +165,26 @@ mod tests {
 
     #[test]
     fn refuses_duplicates_depth_and_garbage_without_echo() {
-        assert_eq!(parse_strict(br#"{"a":1,"a":2}"#, 8), Err(JsonError::Duplicate("a".into())));
+        assert_eq!(
+            parse_strict(br#"{"a":1,"a":2}"#, 8),
+            Err(JsonError::Duplicate("a".into()))
+        );
         assert_eq!(parse_strict(br#"[[[1]]]"#, 2), Err(JsonError::TooDeep(2)));
         assert!(parse_strict(br#"[[1]]"#, 2).is_ok());
         assert_eq!(parse_strict(b"  ", 8), Err(JsonError::Empty));
         let e = parse_strict(br#"{"password": "hunter2"#, 8).unwrap_err();
         assert!(!e.to_string().contains("hunter2"));
-        assert!(matches!(parse_strict(b"{\"a\":\"\xff\"}", 8), Err(JsonError::Syntax { .. })));
-        assert!(matches!(parse_strict(b"[1e999]", 8), Err(JsonError::NumberOutOfRange { .. })));
-        assert!(matches!(parse_strict(b"{} x", 8), Err(JsonError::Syntax { .. })));
+        assert!(matches!(
+            parse_strict(b"{\"a\":\"\xff\"}", 8),
+            Err(JsonError::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse_strict(b"[1e999]", 8),
+            Err(JsonError::NumberOutOfRange { .. })
+        ));
+        assert!(matches!(
+            parse_strict(b"{} x", 8),
+            Err(JsonError::Syntax { .. })
+        ));
     }
 }

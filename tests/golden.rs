@@ -3,6 +3,8 @@
 //! recompile. Run with `UPDATE_GOLDEN=1` to (re)write the `expect` members, then review
 //! the diff.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests stop at the line that failed
+
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
@@ -12,7 +14,8 @@ use userbridge::mapping::render::ErrorContext;
 use userbridge::mapping::{MappingSet, RouteMatch};
 
 fn mappings() -> MappingSet {
-    MappingSet::load_dir(Path::new("mappings"), None, &Default::default()).expect("shipped mappings load")
+    MappingSet::load_dir(Path::new("mappings"), None, &Default::default())
+        .expect("shipped mappings load")
 }
 
 fn normalise(mut v: Value) -> Value {
@@ -28,7 +31,11 @@ fn run_case(set: &MappingSet, case: &Value) -> Value {
         let m = set.get(dialect).expect("dialect");
         let user = UserDoc(user.as_object().cloned().unwrap_or_default());
         let r = m.success_response(&user);
-        let body: Value = if r.body.is_empty() { Value::Null } else { serde_json::from_slice(&r.body).unwrap() };
+        let body: Value = if r.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&r.body).unwrap()
+        };
         return json!({"status": r.status, "content_type": r.content_type.as_deref(), "body": body});
     }
     let req = &case["request"];
@@ -37,17 +44,30 @@ fn run_case(set: &MappingSet, case: &Value) -> Value {
     let mut headers = http::HeaderMap::new();
     if let Some(h) = req.get("headers").and_then(Value::as_object) {
         for (k, v) in h {
-            headers.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.as_str().unwrap().parse().unwrap());
+            headers.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.as_str().unwrap().parse().unwrap(),
+            );
         }
     }
     let body: Vec<u8> = match &req["raw_body"] {
         Value::String(s) => s.as_bytes().to_vec(),
         _ => serde_json::to_vec(&req["body"]).unwrap(),
     };
-    let ctx = ErrorContext { path, request_id: "req-1", ..Default::default() };
+    let ctx = ErrorContext {
+        path,
+        request_id: "req-1",
+        ..Default::default()
+    };
     let (mapping, route, params): (_, usize, Params) = match set.route(&method, path) {
-        RouteMatch::Found { mapping, route, params } => (mapping, route, params),
-        RouteMatch::MethodNotAllowed { allow, .. } => return json!({"route": "method not allowed", "allow": allow.iter().map(|m| m.as_str()).collect::<Vec<_>>()}),
+        RouteMatch::Found {
+            mapping,
+            route,
+            params,
+        } => (mapping, route, params),
+        RouteMatch::MethodNotAllowed { allow, .. } => {
+            return json!({"route": "method not allowed", "allow": allow.iter().map(|m| m.as_str()).collect::<Vec<_>>()});
+        }
         RouteMatch::NotFound => return json!({"route": "not found"}),
     };
     let rejected = |rej: &userbridge::dialect::Rejection| {
@@ -91,11 +111,23 @@ fn golden_cases_match_their_expected_output() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
     let files = cases();
-    assert!(files.len() >= 60, "expected the golden corpus, found {} cases", files.len());
+    assert!(
+        files.len() >= 60,
+        "expected the golden corpus, found {} cases",
+        files.len()
+    );
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
-        let mut case: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        let dialect = f.parent().unwrap().file_name().unwrap().to_str().unwrap().to_owned();
+        let mut case: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let dialect = f
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
         case["dialect"] = json!(dialect);
         let got = run_case(&set, &case);
         if update {
@@ -111,5 +143,10 @@ fn golden_cases_match_their_expected_output() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} golden case(s) differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} golden case(s) differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

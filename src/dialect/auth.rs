@@ -25,7 +25,10 @@ impl AuthPlan {
             headers.push((name, h.scheme.as_deref().map(Into::into), h.scheme_optional));
         }
         let roles = |op| {
-            spec.roles.get(&op).map(|v: &Vec<String>| v.iter().map(|s| s.as_str().into()).collect()).unwrap_or_default()
+            spec.roles
+                .get(&op)
+                .map(|v: &Vec<String>| v.iter().map(|s| s.as_str().into()).collect())
+                .unwrap_or_default()
         };
         Ok(Self {
             headers,
@@ -38,12 +41,16 @@ impl AuthPlan {
     /// The token the caller presents, if any.
     pub fn token<'h>(&self, headers: &'h http::HeaderMap) -> Option<&'h str> {
         for (name, scheme, optional) in &self.headers {
-            let Some(raw) = headers.get(name).and_then(|v| v.to_str().ok()) else { continue };
+            let Some(raw) = headers.get(name).and_then(|v| v.to_str().ok()) else {
+                continue;
+            };
             let raw = raw.trim();
             let token = match scheme {
                 None => Some(raw),
                 Some(scheme) => match raw.split_once(' ') {
-                    Some((word, rest)) if word.eq_ignore_ascii_case(scheme) => Some(rest.trim_start()),
+                    Some((word, rest)) if word.eq_ignore_ascii_case(scheme) => {
+                        Some(rest.trim_start())
+                    }
                     _ if *optional => Some(raw),
                     _ => None,
                 },
@@ -72,7 +79,11 @@ mod tests {
     #[test]
     fn scheme_is_case_insensitive_and_optional_when_declared() {
         let spec = AuthSpec {
-            headers: vec![AuthHeaderSpec { name: "Authtoken".into(), scheme: Some("QSDK".into()), scheme_optional: true }],
+            headers: vec![AuthHeaderSpec {
+                name: "Authtoken".into(),
+                scheme: Some("QSDK".into()),
+                scheme_optional: true,
+            }],
             challenge: None,
             roles: Default::default(),
         };

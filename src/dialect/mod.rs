@@ -10,7 +10,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Every way a request can end other than success, each with its usual status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A member, the body or a path parameter is invalid (400).
@@ -104,17 +106,33 @@ pub struct Rejection {
 impl Rejection {
     /// A 400 naming `field`.
     pub fn invalid(field: &str, rule: &'static str, message: String) -> Self {
-        Self { outcome: Outcome::Validation, message, field: Some(field.to_owned()), rule }
+        Self {
+            outcome: Outcome::Validation,
+            message,
+            field: Some(field.to_owned()),
+            rule,
+        }
     }
 
     /// A refusal that names no member.
     pub fn new(outcome: Outcome, rule: &'static str, message: impl Into<String>) -> Self {
-        Self { outcome, message: message.into(), field: None, rule }
+        Self {
+            outcome,
+            message: message.into(),
+            field: None,
+            rule,
+        }
     }
 }
 
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.outcome.as_str(), self.rule, self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.outcome.as_str(),
+            self.rule,
+            self.message
+        )
     }
 }

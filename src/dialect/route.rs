@@ -37,7 +37,8 @@ impl PathTemplate {
             if let Some(inner) = raw.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
                 let (name, re) = match inner.split_once(':') {
                     Some((n, re)) => {
-                        let re = Regex::new(&format!("^(?:{re})$")).map_err(|e| format!("bad regex in `{raw}`: {e}"))?;
+                        let re = Regex::new(&format!("^(?:{re})$"))
+                            .map_err(|e| format!("bad regex in `{raw}`: {e}"))?;
                         (n, Some(re))
                     }
                     None => (inner, None),
@@ -45,9 +46,14 @@ impl PathTemplate {
                 if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     return Err(format!("bad parameter name in `{raw}`"));
                 }
-                segs.push(Seg::Param { name: name.into(), re });
+                segs.push(Seg::Param {
+                    name: name.into(),
+                    re,
+                });
             } else if raw.contains(['{', '}']) {
-                return Err(format!("segment `{raw}` mixes text and a parameter; a parameter is a whole segment"));
+                return Err(format!(
+                    "segment `{raw}` mixes text and a parameter; a parameter is a whole segment"
+                ));
             } else {
                 segs.push(Seg::Lit(raw.into()));
             }
@@ -57,7 +63,9 @@ impl PathTemplate {
 
     /// Matches a request path (no query string), appending parameters to `params`.
     pub fn matches(&self, path: &str, params: &mut Params) -> bool {
-        let Some(rest) = path.strip_prefix('/') else { return false };
+        let Some(rest) = path.strip_prefix('/') else {
+            return false;
+        };
         let start = params.len();
         let mut parts = rest.split('/');
         for seg in &self.segs {
@@ -101,9 +109,13 @@ fn substitute(template: &str, vars: &BTreeMap<String, String>) -> Result<String,
     let mut rest = template;
     while let Some(i) = rest.find("${") {
         out.push_str(&rest[..i]);
-        let end = rest[i..].find('}').ok_or_else(|| format!("unclosed `${{` in `{template}`"))?;
+        let end = rest[i..]
+            .find('}')
+            .ok_or_else(|| format!("unclosed `${{` in `{template}`"))?;
         let name = &rest[i + 2..i + end];
-        let value = vars.get(name).ok_or_else(|| format!("unknown variable `${{{name}}}`"))?;
+        let value = vars
+            .get(name)
+            .ok_or_else(|| format!("unknown variable `${{{name}}}`"))?;
         out.push_str(value.trim_end_matches('/'));
         rest = &rest[i + end + 1..];
     }
@@ -121,7 +133,10 @@ mod tests {
         let t = PathTemplate::compile("${base}/api/{v:(?i)v4}/user/{userId}", &vars).unwrap();
         let mut p = Params::new();
         assert!(t.matches("/portal/api/V4/user/42", &mut p));
-        assert_eq!(p, vec![("v".into(), "V4".into()), ("userId".into(), "42".into())]);
+        assert_eq!(
+            p,
+            vec![("v".into(), "V4".into()), ("userId".into(), "42".into())]
+        );
         p.clear();
         assert!(t.matches("/portal/api/v4/user/a%20b", &mut p));
         assert_eq!(p[1].1, "a b");

@@ -69,12 +69,16 @@ impl Template {
     pub fn compile(v: &Value) -> Result<Self, String> {
         Ok(match v {
             Value::String(s) => compile_str(s)?,
-            Value::Array(a) => Template::Arr(a.iter().map(Self::compile).collect::<Result<_, _>>()?),
+            Value::Array(a) => {
+                Template::Arr(a.iter().map(Self::compile).collect::<Result<_, _>>()?)
+            }
             Value::Object(m) if m.len() == 1 && m.contains_key("$json") => {
                 Template::Json(Box::new(Self::compile(&m["$json"])?))
             }
             Value::Object(m) => Template::Obj(
-                m.iter().map(|(k, v)| Ok((k.as_str().into(), Self::compile(v)?))).collect::<Result<_, String>>()?,
+                m.iter()
+                    .map(|(k, v)| Ok((k.as_str().into(), Self::compile(v)?)))
+                    .collect::<Result<_, String>>()?,
             ),
             other => Template::Lit(other.clone()),
         })
@@ -98,7 +102,9 @@ impl Template {
                 }
                 Some(Value::Object(m))
             }
-            Template::Arr(items) => Some(Value::Array(items.iter().filter_map(|t| t.render(scope)).collect())),
+            Template::Arr(items) => Some(Value::Array(
+                items.iter().filter_map(|t| t.render(scope)).collect(),
+            )),
             Template::Whole { var, optional } => match scope.get(var) {
                 Some(v) if !v.is_null() => Some(v),
                 _ if *optional => None,
@@ -120,14 +126,17 @@ impl Template {
 }
 
 fn compile_str(s: &str) -> Result<Template, String> {
-    if let Some(inner) = s.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
-        if !inner.contains(['{', '}']) {
-            let (name, optional) = match inner.strip_suffix('?') {
-                Some(n) => (n, true),
-                None => (inner, false),
-            };
-            return Ok(Template::Whole { var: var(name)?, optional });
-        }
+    if let Some(inner) = s.strip_prefix('{').and_then(|r| r.strip_suffix('}'))
+        && !inner.contains(['{', '}'])
+    {
+        let (name, optional) = match inner.strip_suffix('?') {
+            Some(n) => (n, true),
+            None => (inner, false),
+        };
+        return Ok(Template::Whole {
+            var: var(name)?,
+            optional,
+        });
     }
     let ps = pieces(s)?;
     if let [Piece::Text(t)] = ps.as_slice() {
@@ -146,7 +155,9 @@ fn pieces(s: &str) -> Result<Vec<Piece>, String> {
         if i > 0 {
             out.push(Piece::Text(rest[..i].into()));
         }
-        let end = rest[i..].find('}').ok_or_else(|| format!("unclosed `{{` in `{s}`"))?;
+        let end = rest[i..]
+            .find('}')
+            .ok_or_else(|| format!("unclosed `{{` in `{s}`"))?;
         out.push(Piece::Var(var(&rest[i + 1..i + end])?));
         rest = &rest[i + end + 1..];
     }
@@ -172,7 +183,10 @@ fn var(name: &str) -> Result<Var, String> {
             if crate::canonical::attribute(attr).is_none() {
                 return Err(format!("`{attr}` is not a canonical attribute"));
             }
-            return Ok(Var::Attr { target, loc: location(attr) });
+            return Ok(Var::Attr {
+                target,
+                loc: location(attr),
+            });
         }
     }
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -231,7 +245,9 @@ mod tests {
         fn get(&self, var: &Var) -> Option<Value> {
             match var {
                 Var::Named(n) if &**n == "status" => Some(json!(400)),
-                Var::Named(n) if &**n == "message" => Some(json!("firstName must be at most 64 characters")),
+                Var::Named(n) if &**n == "message" => {
+                    Some(json!("firstName must be at most 64 characters"))
+                }
                 Var::Named(n) if &**n == "field" => Some(json!("firstName")),
                 Var::Now(f) => Some(Value::String(now(f.as_deref()))),
                 _ => None,
@@ -251,9 +267,15 @@ mod tests {
         .unwrap();
         let v = t.render(&S).unwrap();
         assert_eq!(v["code"], json!(400));
-        assert_eq!(v["m"], json!("E400: firstName must be at most 64 characters."));
+        assert_eq!(
+            v["m"],
+            json!("E400: firstName must be at most 64 characters.")
+        );
         assert!(v.get("gone").is_none());
-        assert_eq!(v["info"], json!(r#"{"error":"firstName must be at most 64 characters","field":"firstName"}"#));
+        assert_eq!(
+            v["info"],
+            json!(r#"{"error":"firstName must be at most 64 characters","field":"firstName"}"#)
+        );
         let ts = v["ts"].as_str().unwrap();
         assert_eq!(ts.len(), "2026-11-25T10:15:30.1234567".len(), "{ts}");
     }

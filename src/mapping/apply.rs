@@ -6,7 +6,9 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use super::*;
-use crate::canonical::{GroupChange, GroupOp, GroupRef, PendingJoin, Precondition, UserDoc, get, set};
+use crate::canonical::{
+    GroupChange, GroupOp, GroupRef, PendingJoin, Precondition, UserDoc, get, set,
+};
 use crate::dialect::Rejection;
 use crate::dialect::route::Params;
 use crate::json::{JsonError, parse_strict};
@@ -63,15 +65,27 @@ impl Mapping {
         body: &Value,
     ) -> Result<Translation, Rejection> {
         let Some(route) = self.routes.get(route) else {
-            return Err(Rejection::new(crate::dialect::Outcome::Validation, "route", "no such route"));
+            return Err(Rejection::new(
+                crate::dialect::Outcome::Validation,
+                "route",
+                "no such route",
+            ));
         };
         let Value::Object(obj) = body else {
-            return Err(Rejection::new(crate::dialect::Outcome::Validation, "json", "the request body must be a JSON object"));
+            return Err(Rejection::new(
+                crate::dialect::Outcome::Validation,
+                "json",
+                "the request body must be a JSON object",
+            ));
         };
         let op = route.operation;
         let mut notes = Vec::new();
         self.unknown_members(&self.known, obj, "", &mut notes)?;
-        let ctx = Ctx { op, params, headers };
+        let ctx = Ctx {
+            op,
+            params,
+            headers,
+        };
         let mut out = Out::default();
         for (i, rule) in self.rules.iter().enumerate() {
             if !rule.applies(op) {
@@ -83,10 +97,15 @@ impl Mapping {
                 }
                 continue;
             }
-            if !rule.required_with.is_empty() && !present(rule, body, &ctx) {
-                if let Some(j) = rule.required_with.iter().copied().find(|&j| present(&self.rules[j], body, &ctx)) {
-                    return Err(required_with(&rule.name, &self.rules[j].name));
-                }
+            if !rule.required_with.is_empty()
+                && !present(rule, body, &ctx)
+                && let Some(j) = rule
+                    .required_with
+                    .iter()
+                    .copied()
+                    .find(|&j| present(&self.rules[j], body, &ctx))
+            {
+                return Err(required_with(&rule.name, &self.rules[j].name));
             }
             if let Some(join) = &rule.join {
                 apply_join(i, rule, join, body, &ctx, &mut out)?;
@@ -103,20 +122,39 @@ impl Mapping {
         for t in &route.target {
             let loc = crate::canonical::location(t);
             if get(&out.target, &loc).is_none() {
-                let name = self.rules.iter().find(|r| r.identifies.as_ref() == Some(&loc)).map_or(&**t, |r| &*r.name);
-                return Err(Rejection::invalid(name, "required", format!("{name} is required")));
+                let name = self
+                    .rules
+                    .iter()
+                    .find(|r| r.identifies.as_ref() == Some(&loc))
+                    .map_or(&**t, |r| &*r.name);
+                return Err(Rejection::invalid(
+                    name,
+                    "required",
+                    format!("{name} is required"),
+                ));
             }
         }
         let groups = match out.groups_values {
             Some(Value::Array(items)) => {
-                let verb = out.groups_op.as_ref().and_then(Value::as_str).unwrap_or("add");
+                let verb = out
+                    .groups_op
+                    .as_ref()
+                    .and_then(Value::as_str)
+                    .unwrap_or("add");
                 match verb {
                     "none" => None,
                     v => {
                         let op = GroupOp::parse(v).ok_or_else(|| {
-                            Rejection::new(crate::dialect::Outcome::Validation, "groups", format!("`{v}` is not a group operation"))
+                            Rejection::new(
+                                crate::dialect::Outcome::Validation,
+                                "groups",
+                                format!("`{v}` is not a group operation"),
+                            )
                         })?;
-                        Some(GroupChange { op, values: items.iter().map(group_ref).collect() })
+                        Some(GroupChange {
+                            op,
+                            values: items.iter().map(group_ref).collect(),
+                        })
                     }
                 }
             }
@@ -127,7 +165,12 @@ impl Mapping {
                 .iter()
                 .map(|p| Precondition {
                     attribute: p.attribute.clone(),
-                    equals: p.equals_rule.and_then(|j| out.kept.iter().find(|(i, _)| *i == j).map(|(_, v)| v.clone())),
+                    equals: p.equals_rule.and_then(|j| {
+                        out.kept
+                            .iter()
+                            .find(|(i, _)| *i == j)
+                            .map(|(_, v)| v.clone())
+                    }),
                     field: p.equals_rule.map(|j| self.rules[j].name.clone()),
                     message: p.message.clone(),
                 })
@@ -163,12 +206,18 @@ impl Mapping {
             if !ok {
                 return Err(match &p.field {
                     Some(f) => Rejection::invalid(f, "precondition", p.message.to_string()),
-                    None => Rejection::new(crate::dialect::Outcome::Validation, "precondition", p.message.to_string()),
+                    None => Rejection::new(
+                        crate::dialect::Outcome::Validation,
+                        "precondition",
+                        p.message.to_string(),
+                    ),
                 });
             }
         }
         for pending in std::mem::take(&mut op.pending) {
-            let Some(rule) = self.rules.get(pending.rule) else { continue };
+            let Some(rule) = self.rules.get(pending.rule) else {
+                continue;
+            };
             let Some(join) = &rule.join else { continue };
             let stored_value = rule.dests.iter().find_map(|d| match d {
                 Dest::Attr(loc, _) => get(stored.exposed(), loc).and_then(Value::as_str),
@@ -190,23 +239,33 @@ impl Mapping {
         Ok(())
     }
 
-    fn unknown_members(&self, known: &Known, obj: &Map<String, Value>, prefix: &str, notes: &mut Vec<Note>) -> Result<(), Rejection> {
+    fn unknown_members(
+        &self,
+        known: &Known,
+        obj: &Map<String, Value>,
+        prefix: &str,
+        notes: &mut Vec<Note>,
+    ) -> Result<(), Rejection> {
         if known.open {
             return Ok(());
         }
         for (k, v) in obj {
             match known.members.get(k.as_str()) {
                 Some(sub) => {
-                    if let Value::Object(inner) = v {
-                        if !sub.members.is_empty() {
-                            self.unknown_members(sub, inner, &format!("{prefix}{k}."), notes)?;
-                        }
+                    if let Value::Object(inner) = v
+                        && !sub.members.is_empty()
+                    {
+                        self.unknown_members(sub, inner, &format!("{prefix}{k}."), notes)?;
                     }
                 }
                 None => {
                     let name = format!("{prefix}{k}");
                     if self.unknown == UnknownPolicy::Reject {
-                        return Err(Rejection::invalid(&name, "unknown_member", format!("{name} is not a known member")));
+                        return Err(Rejection::invalid(
+                            &name,
+                            "unknown_member",
+                            format!("{name} is not a known member"),
+                        ));
                     }
                     notes.push(Note::UnknownMember(name));
                 }
@@ -222,14 +281,25 @@ fn group_ref(item: &Value) -> GroupRef {
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
-    GroupRef { value: text("value"), display: text("display") }
+    GroupRef {
+        value: text("value"),
+        display: text("display"),
+    }
 }
 
 fn fetch<'v>(rule: &Rule, body: &'v Value, ctx: &Ctx<'_>) -> Option<Cow<'v, Value>> {
     match &rule.source {
         Source::Body(p) => p.get(body),
-        Source::Param(name) => ctx.params.iter().find(|(n, _)| **n == **name).map(|(_, v)| Cow::Owned(Value::String(v.clone()))),
-        Source::Header(h) => ctx.headers.get(h).and_then(|v| v.to_str().ok()).map(|s| Cow::Owned(Value::String(s.to_owned()))),
+        Source::Param(name) => ctx
+            .params
+            .iter()
+            .find(|(n, _)| **n == **name)
+            .map(|(_, v)| Cow::Owned(Value::String(v.clone()))),
+        Source::Header(h) => ctx
+            .headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| Cow::Owned(Value::String(s.to_owned()))),
         Source::Const(v) => Some(Cow::Owned(v.clone())),
         Source::None => None,
     }
@@ -240,7 +310,11 @@ fn present(rule: &Rule, body: &Value, ctx: &Ctx<'_>) -> bool {
 }
 
 fn required_with(name: &str, other: &str) -> Rejection {
-    Rejection::invalid(name, "required_with", format!("{name} is required when {other} is given"))
+    Rejection::invalid(
+        name,
+        "required_with",
+        format!("{name} is required when {other} is given"),
+    )
 }
 
 fn eval(rule: &Rule, raw: Option<Cow<'_, Value>>, ctx: &Ctx<'_>) -> Result<Eval, Rejection> {
@@ -248,8 +322,21 @@ fn eval(rule: &Rule, raw: Option<Cow<'_, Value>>, ctx: &Ctx<'_>) -> Result<Eval,
     let v = match raw {
         Some(v) => v,
         None => match &rule.default {
-            Some(d) if rule.default_on.as_ref().is_none_or(|ops| ops.contains(&ctx.op)) => Cow::Owned(d.clone()),
-            _ if rule.required => return Err(Rejection::invalid(name, "required", format!("{name} is required"))),
+            Some(d)
+                if rule
+                    .default_on
+                    .as_ref()
+                    .is_none_or(|ops| ops.contains(&ctx.op)) =>
+            {
+                Cow::Owned(d.clone())
+            }
+            _ if rule.required => {
+                return Err(Rejection::invalid(
+                    name,
+                    "required",
+                    format!("{name} is required"),
+                ));
+            }
             _ => return Ok(Eval::Absent),
         },
     };
@@ -258,7 +345,11 @@ fn eval(rule: &Rule, raw: Option<Cow<'_, Value>>, ctx: &Ctx<'_>) -> Result<Eval,
             return Ok(Eval::Absent);
         }
         if !rule.nullable {
-            return Err(Rejection::invalid(name, "nullable", format!("{name} must not be null")));
+            return Err(Rejection::invalid(
+                name,
+                "nullable",
+                format!("{name} must not be null"),
+            ));
         }
         return Ok(Eval::Null);
     }
@@ -268,43 +359,57 @@ fn eval(rule: &Rule, raw: Option<Cow<'_, Value>>, ctx: &Ctx<'_>) -> Result<Eval,
     type_check(rule, &v)?;
     let mut v = v.into_owned();
     for t in &rule.transforms {
-        v = t.apply(v).map_err(|tail| Rejection::invalid(name, "transform", format!("{name} {tail}")))?;
+        v = t
+            .apply(v)
+            .map_err(|tail| Rejection::invalid(name, "transform", format!("{name} {tail}")))?;
     }
     checks(rule, &v, ctx)?;
-    if let Some(items) = &rule.items {
-        if let Value::Array(list) = v {
-            let mut out = Vec::with_capacity(list.len());
-            for (i, item) in list.into_iter().enumerate() {
-                match eval(items, Some(Cow::Owned(item)), ctx) {
-                    Ok(Eval::Value(x)) => out.push(x),
-                    Ok(_) => return Err(index(Rejection::invalid(&items.name, "nullable", format!("{} must not be null", items.name)), name, i)),
-                    Err(e) => return Err(index(e, name, i)),
+    if let Some(items) = &rule.items
+        && let Value::Array(list) = v
+    {
+        let mut out = Vec::with_capacity(list.len());
+        for (i, item) in list.into_iter().enumerate() {
+            match eval(items, Some(Cow::Owned(item)), ctx) {
+                Ok(Eval::Value(x)) => out.push(x),
+                Ok(_) => {
+                    return Err(index(
+                        Rejection::invalid(
+                            &items.name,
+                            "nullable",
+                            format!("{} must not be null", items.name),
+                        ),
+                        name,
+                        i,
+                    ));
                 }
+                Err(e) => return Err(index(e, name, i)),
             }
-            v = Value::Array(out);
         }
+        v = Value::Array(out);
     }
-    if !rule.fields.is_empty() {
-        if let Value::Object(_) = &v {
-            let mut m = Map::new();
-            for f in &rule.fields {
-                let raw = match &f.source {
-                    Source::Body(p) => p.get(&v),
-                    _ => fetch(f, &v, ctx),
-                };
-                let Some(Dest::Member(member)) = f.dests.first() else { continue };
-                match eval(f, raw, ctx)? {
-                    Eval::Absent => {}
-                    Eval::Null => {
-                        m.insert(member.to_string(), Value::Null);
-                    }
-                    Eval::Value(x) => {
-                        m.insert(member.to_string(), x);
-                    }
+    if !rule.fields.is_empty()
+        && let Value::Object(_) = &v
+    {
+        let mut m = Map::new();
+        for f in &rule.fields {
+            let raw = match &f.source {
+                Source::Body(p) => p.get(&v),
+                _ => fetch(f, &v, ctx),
+            };
+            let Some(Dest::Member(member)) = f.dests.first() else {
+                continue;
+            };
+            match eval(f, raw, ctx)? {
+                Eval::Absent => {}
+                Eval::Null => {
+                    m.insert(member.to_string(), Value::Null);
+                }
+                Eval::Value(x) => {
+                    m.insert(member.to_string(), x);
                 }
             }
-            v = Value::Object(m);
         }
+        v = Value::Object(m);
     }
     Ok(Eval::Value(v))
 }
@@ -353,60 +458,95 @@ fn type_check(rule: &Rule, v: &Value) -> Result<(), Rejection> {
         }
     }
     let name = &rule.name;
-    Err(Rejection::invalid(name, "type", format!("{name} must be {}", kinds.join(" or "))))
+    Err(Rejection::invalid(
+        name,
+        "type",
+        format!("{name} must be {}", kinds.join(" or ")),
+    ))
 }
 
 fn checks(rule: &Rule, v: &Value, ctx: &Ctx<'_>) -> Result<(), Rejection> {
     let c = &rule.checks;
     let name = &*rule.name;
     let fail = |check: &'static str, msg: String| {
-        Err(Rejection::invalid(name, check, c.message.as_deref().map_or(msg, |m| m.replace("{name}", name))))
+        Err(Rejection::invalid(
+            name,
+            check,
+            c.message
+                .as_deref()
+                .map_or(msg, |m| m.replace("{name}", name)),
+        ))
     };
     match v {
         Value::String(s) => {
             if c.min_length.is_some() || c.max_length.is_some() {
                 let n = s.chars().count();
                 if let Some(min) = c.min_length.filter(|m| n < *m) {
-                    return fail("min_length", format!("{name} must be at least {min} character{}", plural(min)));
+                    return fail(
+                        "min_length",
+                        format!("{name} must be at least {min} character{}", plural(min)),
+                    );
                 }
                 if let Some(max) = c.max_length.filter(|m| n > *m) {
-                    return fail("max_length", format!("{name} must be at most {max} character{}", plural(max)));
+                    return fail(
+                        "max_length",
+                        format!("{name} must be at most {max} character{}", plural(max)),
+                    );
                 }
             }
             if let Some((_, bad)) = c.must_not_contain.iter().find(|(x, _)| {
-                if c.ignore_case { s.to_lowercase().contains(&**x) } else { s.contains(&**x) }
-            }) {
-                return fail("must_not_contain", format!("{name} must not contain '{bad}'"));
-            }
-            if let Some(re) = &c.pattern {
-                if !re.is_match(s) {
-                    return fail("pattern", format!("{name} must match {}", re.as_str()));
+                if c.ignore_case {
+                    s.to_lowercase().contains(&**x)
+                } else {
+                    s.contains(&**x)
                 }
+            }) {
+                return fail(
+                    "must_not_contain",
+                    format!("{name} must not contain '{bad}'"),
+                );
+            }
+            if let Some(re) = &c.pattern
+                && !re.is_match(s)
+            {
+                return fail("pattern", format!("{name} must match {}", re.as_str()));
             }
             match c.format {
-                Some(Format::Email) if !is_email(s) => return fail("format", format!("{name} must be an email address")),
+                Some(Format::Email) if !is_email(s) => {
+                    return fail("format", format!("{name} must be an email address"));
+                }
                 Some(Format::IanaTimezone) if s.parse::<chrono_tz::Tz>().is_err() => {
-                    return fail("format", format!("{name} must be an IANA time-zone name such as America/New_York"));
+                    return fail(
+                        "format",
+                        format!("{name} must be an IANA time-zone name such as America/New_York"),
+                    );
                 }
                 _ => {}
             }
             if let Some(p) = &c.equals_param {
-                let param = ctx.params.iter().find(|(n, _)| **n == **p).map(|(_, v)| v.as_str());
+                let param = ctx
+                    .params
+                    .iter()
+                    .find(|(n, _)| **n == **p)
+                    .map(|(_, v)| v.as_str());
                 if param != Some(s.as_str()) {
-                    return fail("equals_param", format!("{name} must equal the {p} of the path"));
+                    return fail(
+                        "equals_param",
+                        format!("{name} must equal the {p} of the path"),
+                    );
                 }
             }
         }
         Value::Number(n) => {
-            if let (Some(min), Some(x)) = (c.min, n.as_f64()) {
-                if x < min as f64 {
-                    return fail("min", format!("{name} must be at least {min}"));
-                }
+            if let (Some(min), Some(x)) = (c.min, n.as_f64())
+                && x < min as f64
+            {
+                return fail("min", format!("{name} must be at least {min}"));
             }
-            if let (Some(max), Some(x)) = (c.max, n.as_f64()) {
-                if x > max as f64 {
-                    return fail("max", format!("{name} must be at most {max}"));
-                }
+            if let (Some(max), Some(x)) = (c.max, n.as_f64())
+                && x > max as f64
+            {
+                return fail("max", format!("{name} must be at most {max}"));
             }
         }
         Value::Array(items) => {
@@ -414,16 +554,28 @@ fn checks(rule: &Rule, v: &Value, ctx: &Ctx<'_>) -> Result<(), Rejection> {
                 let keys: Vec<&Value> = items.iter().filter_map(|i| i.get(&**by)).collect();
                 for (i, k) in keys.iter().enumerate() {
                     if keys[..i].contains(k) {
-                        return fail("unique_by", format!("{name} has two items with the same {by}"));
+                        return fail(
+                            "unique_by",
+                            format!("{name} has two items with the same {by}"),
+                        );
                     }
                 }
             }
         }
-        Value::Object(m) => {
-            if !c.require_any_of.is_empty() && !c.require_any_of.iter().any(|k| m.get(&**k).is_some_and(|v| !v.is_null())) {
-                let list = c.require_any_of.iter().map(|k| &**k).collect::<Vec<_>>().join(" or ");
-                return fail("require_any_of", format!("{name} needs {list}"));
-            }
+        Value::Object(m)
+            if !c.require_any_of.is_empty()
+                && !c
+                    .require_any_of
+                    .iter()
+                    .any(|k| m.get(&**k).is_some_and(|v| !v.is_null())) =>
+        {
+            let list = c
+                .require_any_of
+                .iter()
+                .map(|k| &**k)
+                .collect::<Vec<_>>()
+                .join(" or ");
+            return fail("require_any_of", format!("{name} needs {list}"));
         }
         _ => {}
     }
@@ -446,7 +598,11 @@ fn write(i: usize, rule: &Rule, ev: Eval, ctx: &Ctx<'_>, out: &mut Out) -> Resul
         Eval::Absent => return Ok(()),
         Eval::Null => {
             if rule.identifies.is_some() && ctx.op == OpKind::Update {
-                return Err(Rejection::invalid(&rule.name, "nullable", format!("{} must not be null", rule.name)));
+                return Err(Rejection::invalid(
+                    &rule.name,
+                    "nullable",
+                    format!("{} must not be null", rule.name),
+                ));
             }
             Value::Null
         }
@@ -470,7 +626,14 @@ fn write(i: usize, rule: &Rule, ev: Eval, ctx: &Ctx<'_>, out: &mut Out) -> Resul
     Ok(())
 }
 
-fn apply_join(i: usize, rule: &Rule, join: &Join, body: &Value, ctx: &Ctx<'_>, out: &mut Out) -> Result<(), Rejection> {
+fn apply_join(
+    i: usize,
+    rule: &Rule,
+    join: &Join,
+    body: &Value,
+    ctx: &Ctx<'_>,
+    out: &mut Out,
+) -> Result<(), Rejection> {
     let mut evals = Vec::with_capacity(join.parts.len());
     for (_, part) in &join.parts {
         evals.push(eval(part, fetch(part, body, ctx), ctx)?);
@@ -478,7 +641,11 @@ fn apply_join(i: usize, rule: &Rule, join: &Join, body: &Value, ctx: &Ctx<'_>, o
     if evals.iter().all(|e| matches!(e, Eval::Absent)) {
         return Ok(());
     }
-    let clears = join.parts.iter().zip(&evals).any(|((_, p), e)| p.null_clears_join && matches!(e, Eval::Null));
+    let clears = join
+        .parts
+        .iter()
+        .zip(&evals)
+        .any(|((_, p), e)| p.null_clears_join && matches!(e, Eval::Null));
     let attr = rule.dests.iter().find_map(|d| match d {
         Dest::Attr(_, def) => Some(def.name),
         _ => None,
@@ -499,7 +666,11 @@ fn apply_join(i: usize, rule: &Rule, join: &Join, body: &Value, ctx: &Ctx<'_>, o
                 }
             }
         }
-        out.pending.push(PendingJoin { rule: i, attribute: attr.unwrap_or_default().into(), parts });
+        out.pending.push(PendingJoin {
+            rule: i,
+            attribute: attr.unwrap_or_default().into(),
+            parts,
+        });
         return Ok(());
     } else {
         let parts = evals
@@ -522,21 +693,37 @@ fn apply_join(i: usize, rule: &Rule, join: &Join, body: &Value, ctx: &Ctx<'_>, o
 /// part is left).
 fn finish_join(join: &Join, parts: Vec<Option<String>>) -> Result<Value, Rejection> {
     for (j, (_, part)) in join.parts.iter().enumerate() {
-        if parts[j].is_none() {
-            if let Some(k) = part.required_with.iter().copied().find(|&k| parts.get(k).is_some_and(Option::is_some)) {
-                return Err(required_with(&part.name, &join.parts[k].1.name));
-            }
+        if parts[j].is_none()
+            && let Some(k) = part
+                .required_with
+                .iter()
+                .copied()
+                .find(|&k| parts.get(k).is_some_and(Option::is_some))
+        {
+            return Err(required_with(&part.name, &join.parts[k].1.name));
         }
     }
     if parts.iter().all(Option::is_none) {
         return Ok(Value::Null);
     }
     if let Some((idx, max)) = &join.total {
-        let n: usize = idx.iter().filter_map(|&k| parts[k].as_deref()).map(|s| s.chars().count()).sum();
+        let n: usize = idx
+            .iter()
+            .filter_map(|&k| parts[k].as_deref())
+            .map(|s| s.chars().count())
+            .sum();
         if n > *max {
-            let names = idx.iter().map(|&k| &*join.parts[k].1.name).collect::<Vec<_>>().join(" and ");
+            let names = idx
+                .iter()
+                .map(|&k| &*join.parts[k].1.name)
+                .collect::<Vec<_>>()
+                .join(" and ");
             let first = idx.first().map_or("value", |&k| &*join.parts[k].1.name);
-            return Err(Rejection::invalid(first, "max_total_length", format!("{names} together must be at most {max} characters")));
+            return Err(Rejection::invalid(
+                first,
+                "max_total_length",
+                format!("{names} together must be at most {max} characters"),
+            ));
         }
     }
     let mut s = String::new();
@@ -571,6 +758,10 @@ pub(super) fn split(join: &Join, value: Option<&str>) -> Vec<Option<String>> {
     let caps = value.and_then(|v| join.split.captures(v));
     join.parts
         .iter()
-        .map(|(key, _)| caps.as_ref().and_then(|c| c.name(key)).map(|m| m.as_str().to_owned()))
+        .map(|(key, _)| {
+            caps.as_ref()
+                .and_then(|c| c.name(key))
+                .map(|m| m.as_str().to_owned())
+        })
         .collect()
 }

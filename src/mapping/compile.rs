@@ -23,12 +23,18 @@ pub(super) struct Compiler<'a> {
 
 impl Compiler<'_> {
     pub fn err(&mut self, span: Range<usize>, msg: impl Into<String>) {
-        self.diags.push(Diagnostic::at(self.file, self.src, Some(span), msg));
+        self.diags
+            .push(Diagnostic::at(self.file, self.src, Some(span), msg));
     }
 
     /// Compiles a whole spec. `spans` are the places of the `[[fields]]`, `[[routes]]` and
     /// `[[preconditions]]` tables and of the `success`/`errors` sections.
-    pub fn mapping(&mut self, spec: MappingSpec, spans: &Spans, vars_override: &BTreeMap<String, String>) -> Option<Mapping> {
+    pub fn mapping(
+        &mut self,
+        spec: MappingSpec,
+        spans: &Spans,
+        vars_override: &BTreeMap<String, String>,
+    ) -> Option<Mapping> {
         let mut vars = spec.vars.clone();
         vars.extend(vars_override.iter().map(|(k, v)| (k.clone(), v.clone())));
 
@@ -55,7 +61,12 @@ impl Compiler<'_> {
                 for w in &f.required_with {
                     match names.iter().position(|n| **n == **w) {
                         Some(j) => rule.required_with.push(j),
-                        None => self.diags.push(Diagnostic::at(self.file, self.src, Some(at.clone()), format!("`required_with` names `{w}`, which no field rule is called"))),
+                        None => self.diags.push(Diagnostic::at(
+                            self.file,
+                            self.src,
+                            Some(at.clone()),
+                            format!("`required_with` names `{w}`, which no field rule is called"),
+                        )),
                     }
                 }
             }
@@ -68,7 +79,10 @@ impl Compiler<'_> {
             let method = match http::Method::from_bytes(r.method.get_ref().as_bytes()) {
                 Ok(m) => m,
                 Err(_) => {
-                    self.err(r.method.span(), format!("`{}` is not an HTTP method", r.method.get_ref()));
+                    self.err(
+                        r.method.span(),
+                        format!("`{}` is not an HTTP method", r.method.get_ref()),
+                    );
                     continue;
                 }
             };
@@ -87,33 +101,65 @@ impl Compiler<'_> {
             }
             let mut target = Vec::new();
             for t in &r.target {
-                if !matches!(t.get_ref().as_str(), "id" | "userName" | "ext.authenticator" | "ext.numericId") {
+                if !matches!(
+                    t.get_ref().as_str(),
+                    "id" | "userName" | "ext.authenticator" | "ext.numericId"
+                ) {
                     self.err(t.span(), format!("`{}` cannot identify a user; use id, userName, ext.authenticator or ext.numericId", t.get_ref()));
-                } else if !rules.iter().any(|rule| rule.identifies.as_ref() == Some(&location(t.get_ref()))) {
-                    self.err(t.span(), format!("no field rule `identifies` the target attribute `{}`", t.get_ref()));
+                } else if !rules
+                    .iter()
+                    .any(|rule| rule.identifies.as_ref() == Some(&location(t.get_ref())))
+                {
+                    self.err(
+                        t.span(),
+                        format!(
+                            "no field rule `identifies` the target attribute `{}`",
+                            t.get_ref()
+                        ),
+                    );
                 }
                 target.push(t.get_ref().as_str().into());
             }
             if r.operation == OpKind::Update && r.target.is_empty() {
-                self.err(at.clone(), "an update route must say which attributes identify its `target`");
+                self.err(
+                    at.clone(),
+                    "an update route must say which attributes identify its `target`",
+                );
             }
-            let name = r.name.clone().unwrap_or_else(|| format!("{} {}", method, r.paths.first().map_or("", |p| p.get_ref().as_str())));
-            routes.push(Route { name: name.into(), method, paths, operation: r.operation, target });
+            let name = r.name.clone().unwrap_or_else(|| {
+                format!(
+                    "{} {}",
+                    method,
+                    r.paths.first().map_or("", |p| p.get_ref().as_str())
+                )
+            });
+            routes.push(Route {
+                name: name.into(),
+                method,
+                paths,
+                operation: r.operation,
+                target,
+            });
         }
         // Path parameters named by rules must exist in some route.
         for (i, f) in spec.fields.iter().enumerate() {
-            if let Some(src) = &f.source {
-                if let Some(p) = src.get_ref().strip_prefix("param:") {
-                    if !param_names.iter().any(|n| n == p) {
-                        self.err(src.span(), format!("no route has a path parameter `{{{p}}}`"));
-                    }
-                }
+            if let Some(src) = &f.source
+                && let Some(p) = src.get_ref().strip_prefix("param:")
+                && !param_names.iter().any(|n| n == p)
+            {
+                self.err(
+                    src.span(),
+                    format!("no route has a path parameter `{{{p}}}`"),
+                );
             }
-            if let Some(p) = &f.equals_param {
-                if !param_names.iter().any(|n| n == p) {
-                    let at = spans.fields.get(i).cloned().unwrap_or_default();
-                    self.err(at, format!("`equals_param` names `{p}`, which no route path has"));
-                }
+            if let Some(p) = &f.equals_param
+                && !param_names.iter().any(|n| n == p)
+            {
+                let at = spans.fields.get(i).cloned().unwrap_or_default();
+                self.err(
+                    at,
+                    format!("`equals_param` names `{p}`, which no route path has"),
+                );
             }
         }
 
@@ -121,7 +167,10 @@ impl Compiler<'_> {
         for (i, p) in spec.preconditions.iter().enumerate() {
             let at = spans.preconditions.get(i).cloned().unwrap_or_default();
             if attribute(p.attribute.get_ref()).is_none() {
-                self.err(p.attribute.span(), format!("`{}` is not a canonical attribute", p.attribute.get_ref()));
+                self.err(
+                    p.attribute.span(),
+                    format!("`{}` is not a canonical attribute", p.attribute.get_ref()),
+                );
                 continue;
             }
             let equals_rule = match &p.equals_field {
@@ -133,13 +182,19 @@ impl Compiler<'_> {
                         Some(j)
                     }
                     None => {
-                        self.err(at.clone(), format!("`equals_field` names `{f}`, which no field rule is called"));
+                        self.err(
+                            at.clone(),
+                            format!("`equals_field` names `{f}`, which no field rule is called"),
+                        );
                         continue;
                     }
                 },
                 None if p.absent => None,
                 None => {
-                    self.err(at.clone(), "a precondition needs `equals_field` or `absent = true`");
+                    self.err(
+                        at.clone(),
+                        "a precondition needs `equals_field` or `absent = true`",
+                    );
                     continue;
                 }
             };
@@ -147,7 +202,11 @@ impl Compiler<'_> {
                 Some(f) => format!("{f} must be the user's current {}", p.attribute.get_ref()),
                 None => format!("the user's {} must be unset", p.attribute.get_ref()),
             });
-            preconditions.push(Pre { attribute: p.attribute.get_ref().as_str().into(), equals_rule, message: message.into() });
+            preconditions.push(Pre {
+                attribute: p.attribute.get_ref().as_str().into(),
+                equals_rule,
+                message: message.into(),
+            });
         }
 
         let success = Success {
@@ -198,13 +257,22 @@ impl Compiler<'_> {
     }
 
     fn template(&mut self, v: &serde_json::Value, at: &Range<usize>) -> Option<Template> {
-        Template::compile(v).map_err(|e| self.err(at.clone(), e)).ok()
+        Template::compile(v)
+            .map_err(|e| self.err(at.clone(), e))
+            .ok()
     }
 
-    fn headers(&mut self, h: &BTreeMap<String, String>, at: &Range<usize>) -> Vec<(http::HeaderName, Template)> {
+    fn headers(
+        &mut self,
+        h: &BTreeMap<String, String>,
+        at: &Range<usize>,
+    ) -> Vec<(http::HeaderName, Template)> {
         let mut out = Vec::new();
         for (k, v) in h {
-            match (http::HeaderName::from_bytes(k.as_bytes()), Template::compile_text(v)) {
+            match (
+                http::HeaderName::from_bytes(k.as_bytes()),
+                Template::compile_text(v),
+            ) {
                 (Ok(name), Ok(t)) => out.push((name, t)),
                 (Err(_), _) => self.err(at.clone(), format!("`{k}` is not a valid header name")),
                 (_, Err(e)) => self.err(at.clone(), e),
@@ -220,11 +288,30 @@ impl Compiler<'_> {
         for (outcome, o) in &spec.outcomes {
             let status = o.status.map(|s| self.status(s, at.clone()));
             let body = o.body.as_ref().and_then(|b| self.template(b, &at));
-            let message = o.message.as_ref().and_then(|m| Template::compile_text(m).map_err(|e| self.err(at.clone(), e)).ok());
+            let message = o.message.as_ref().and_then(|m| {
+                Template::compile_text(m)
+                    .map_err(|e| self.err(at.clone(), e))
+                    .ok()
+            });
             let headers = self.headers(&o.headers, &at);
-            outcomes.push((*outcome, OutcomePlan { status, body, message, headers, vars: o.vars.clone() }));
+            outcomes.push((
+                *outcome,
+                OutcomePlan {
+                    status,
+                    body,
+                    message,
+                    headers,
+                    vars: o.vars.clone(),
+                },
+            ));
         }
-        Some(Errors { content_type: spec.content_type.as_str().into(), body: body?, headers, vars: spec.vars.clone(), outcomes })
+        Some(Errors {
+            content_type: spec.content_type.as_str().into(),
+            body: body?,
+            headers,
+            vars: spec.vars.clone(),
+            outcomes,
+        })
     }
 
     /// Compiles one field rule. `parent` is the enclosing rule's name for nested rules.
@@ -241,17 +328,29 @@ impl Compiler<'_> {
                 Source::None
             }
             _ => {
-                self.err(src_span.clone(), "use only one of `source`, `value` and `join`");
+                self.err(
+                    src_span.clone(),
+                    "use only one of `source`, `value` and `join`",
+                );
                 Source::None
             }
         };
         let own = f.name.clone().unwrap_or_else(|| match &f.source {
             Some(s) => {
                 let s = s.get_ref();
-                s.strip_prefix("$.").or_else(|| s.strip_prefix("param:")).or_else(|| s.strip_prefix("header:")).unwrap_or(s).to_owned()
+                s.strip_prefix("$.")
+                    .or_else(|| s.strip_prefix("param:"))
+                    .or_else(|| s.strip_prefix("header:"))
+                    .unwrap_or(s)
+                    .to_owned()
             }
             None if parent.is_some_and(|p| p.ends_with("[]")) => String::new(),
-            None => f.parts.keys().next().cloned().unwrap_or_else(|| "value".into()),
+            None => f
+                .parts
+                .keys()
+                .next()
+                .cloned()
+                .unwrap_or_else(|| "value".into()),
         });
         let name: Box<str> = match parent {
             Some(p) if own.is_empty() => p.into(),
@@ -300,14 +399,23 @@ impl Compiler<'_> {
             }
         });
 
-        let transforms = f.transform.iter().map(|t| Transform::compile(t.get_ref(), f.ignore_case)).collect();
+        let transforms = f
+            .transform
+            .iter()
+            .map(|t| Transform::compile(t.get_ref(), f.ignore_case))
+            .collect();
         let pattern = f.pattern.as_ref().and_then(|p| {
-            regex::Regex::new(p.get_ref()).map_err(|e| self.err(p.span(), format!("bad `pattern`: {e}"))).ok()
+            regex::Regex::new(p.get_ref())
+                .map_err(|e| self.err(p.span(), format!("bad `pattern`: {e}")))
+                .ok()
         });
-        if let (Some(min), Some(max)) = (f.min_length, f.max_length) {
-            if min > max {
-                self.err(at.clone(), format!("`min_length` {min} is larger than `max_length` {max}"));
-            }
+        if let (Some(min), Some(max)) = (f.min_length, f.max_length)
+            && min > max
+        {
+            self.err(
+                at.clone(),
+                format!("`min_length` {min} is larger than `max_length` {max}"),
+            );
         }
         let checks = Checks {
             min_length: f.min_length,
@@ -316,7 +424,16 @@ impl Compiler<'_> {
             must_not_contain: f
                 .must_not_contain
                 .iter()
-                .map(|s| (if f.ignore_case { s.to_lowercase().into() } else { s.as_str().into() }, s.as_str().into()))
+                .map(|s| {
+                    (
+                        if f.ignore_case {
+                            s.to_lowercase().into()
+                        } else {
+                            s.as_str().into()
+                        },
+                        s.as_str().into(),
+                    )
+                })
                 .collect(),
             ignore_case: f.ignore_case,
             format: f.format,
@@ -328,10 +445,20 @@ impl Compiler<'_> {
             message: f.message.as_deref().map(Into::into),
         };
 
-        let items = f.items.as_ref().and_then(|i| self.rule(i, at.clone(), Some(&format!("{name}[]"))).map(Box::new));
-        let fields = f.fields.iter().filter_map(|sub| self.rule(sub, at.clone(), Some(&name))).collect::<Vec<_>>();
+        let items = f.items.as_ref().and_then(|i| {
+            self.rule(i, at.clone(), Some(&format!("{name}[]")))
+                .map(Box::new)
+        });
+        let fields = f
+            .fields
+            .iter()
+            .filter_map(|sub| self.rule(sub, at.clone(), Some(&name)))
+            .collect::<Vec<_>>();
         if !f.fields.is_empty() && f.items.is_none() && types & !T_OBJECT != 0 && types != 0 {
-            self.err(at.clone(), "`fields` describe an object: the rule's `type` must be \"object\"");
+            self.err(
+                at.clone(),
+                "`fields` describe an object: the rule's `type` must be \"object\"",
+            );
         }
 
         let join = match &f.join {
@@ -404,7 +531,9 @@ impl Compiler<'_> {
     fn dest(&mut self, d: &str, nested: bool, read_only: bool) -> Result<Dest, String> {
         if nested {
             if d.is_empty() || d.contains('.') {
-                return Err(format!("inside `fields`/`items`, `to` is a member name, not `{d}`"));
+                return Err(format!(
+                    "inside `fields`/`items`, `to` is a member name, not `{d}`"
+                ));
             }
             return Ok(Dest::Member(d.into()));
         }
@@ -414,9 +543,13 @@ impl Compiler<'_> {
             "callerPassword" => return Ok(Dest::CallerPassword),
             _ => {}
         }
-        let def = attribute(d).ok_or_else(|| format!("`{d}` is not a canonical attribute (see docs/mapping-language.md)"))?;
+        let def = attribute(d).ok_or_else(|| {
+            format!("`{d}` is not a canonical attribute (see docs/mapping-language.md)")
+        })?;
         if def.read_only && !read_only {
-            return Err(format!("`{d}` is read-only: only a rule with `read_only = true` may name it"));
+            return Err(format!(
+                "`{d}` is read-only: only a rule with `read_only = true` may name it"
+            ));
         }
         Ok(Dest::Attr(location(def.name), def))
     }
@@ -442,14 +575,21 @@ impl Compiler<'_> {
                 return None;
             }
         };
-        let split = regex::Regex::new(&format!("^{pattern}$")).map_err(|e| self.err(template.span(), e.to_string())).ok()?;
+        let split = regex::Regex::new(&format!("^{pattern}$"))
+            .map_err(|e| self.err(template.span(), e.to_string()))
+            .ok()?;
         // Part cross-references (`required_with`) are by member name among the parts.
         let part_names: Vec<Box<str>> = compiled.iter().map(|(_, r)| r.name.clone()).collect();
         for ((_, spec), (_, rule)) in parts.iter().zip(compiled.iter_mut()) {
             for w in &spec.required_with {
                 match part_names.iter().position(|n| **n == **w) {
                     Some(j) => rule.required_with.push(j),
-                    None => self.diags.push(Diagnostic::at(self.file, self.src, Some(at.clone()), format!("`required_with` names `{w}`, which is no part of this join"))),
+                    None => self.diags.push(Diagnostic::at(
+                        self.file,
+                        self.src,
+                        Some(at.clone()),
+                        format!("`required_with` names `{w}`, which is no part of this join"),
+                    )),
                 }
             }
         }
@@ -459,20 +599,32 @@ impl Compiler<'_> {
                 for p in &t.parts {
                     match keys.iter().position(|k| k == p) {
                         Some(i) => idx.push(i),
-                        None => self.err(at.clone(), format!("`max_total_length` names `{p}`, which is no part")),
+                        None => self.err(
+                            at.clone(),
+                            format!("`max_total_length` names `{p}`, which is no part"),
+                        ),
                     }
                 }
                 Some((idx, t.max))
             }
             None => None,
         };
-        Some(Box::new(Join { pieces, split, parts: compiled, total }))
+        Some(Box::new(Join {
+            pieces,
+            split,
+            parts: compiled,
+            total,
+        }))
     }
 }
 
 /// Parses `tel:+{cc}-{number}[;ext={ext}]` into pieces and a splitting regex.
 fn parse_join(t: &str, keys: &[&str]) -> Result<(Vec<JoinPiece>, String), String> {
-    fn go(s: &mut std::iter::Peekable<std::str::Chars<'_>>, keys: &[&str], nested: bool) -> Result<(Vec<JoinPiece>, String), String> {
+    fn go(
+        s: &mut std::iter::Peekable<std::str::Chars<'_>>,
+        keys: &[&str],
+        nested: bool,
+    ) -> Result<(Vec<JoinPiece>, String), String> {
         let (mut pieces, mut re, mut text) = (Vec::new(), String::new(), String::new());
         let flush = |text: &mut String, pieces: &mut Vec<JoinPiece>, re: &mut String| {
             if !text.is_empty() {
@@ -485,7 +637,9 @@ fn parse_join(t: &str, keys: &[&str]) -> Result<(Vec<JoinPiece>, String), String
                 '{' => {
                     flush(&mut text, &mut pieces, &mut re);
                     let name: String = s.by_ref().take_while(|c| *c != '}').collect();
-                    let i = keys.iter().position(|k| *k == name).ok_or_else(|| format!("join template names `{{{name}}}`, which is no part"))?;
+                    let i = keys.iter().position(|k| *k == name).ok_or_else(|| {
+                        format!("join template names `{{{name}}}`, which is no part")
+                    })?;
                     re.push_str(&format!("(?P<{name}>.+?)"));
                     pieces.push(JoinPiece::Part(i));
                 }

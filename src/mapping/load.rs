@@ -2,7 +2,6 @@
 //! deserialised on its own so that one mistake does not hide the next, then compiled.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -16,15 +15,26 @@ use crate::diagnostic::Diagnostic;
 
 /// Loads and compiles the mapping file at `file`, with config's variable overrides.
 pub fn load_file(file: &Path, vars: &BTreeMap<String, String>) -> Result<Mapping, Vec<Diagnostic>> {
-    let src = std::fs::read_to_string(file).map_err(|e| vec![Diagnostic::file(file, format!("cannot read: {e}"))])?;
+    let src = std::fs::read_to_string(file)
+        .map_err(|e| vec![Diagnostic::file(file, format!("cannot read: {e}"))])?;
     load_str(file, &src, vars)
 }
 
 /// Loads and compiles mapping text; `file` names it in diagnostics.
-pub fn load_str(file: &Path, src: &str, vars: &BTreeMap<String, String>) -> Result<Mapping, Vec<Diagnostic>> {
-    let mut c = Compiler { file, src, diags: Vec::new() };
+pub fn load_str(
+    file: &Path,
+    src: &str,
+    vars: &BTreeMap<String, String>,
+) -> Result<Mapping, Vec<Diagnostic>> {
+    let mut c = Compiler {
+        file,
+        src,
+        diags: Vec::new(),
+    };
     let spec = parse(&mut c);
-    let Some((spec, spans)) = spec else { return Err(c.diags) };
+    let Some((spec, spans)) = spec else {
+        return Err(c.diags);
+    };
     match c.mapping(spec, &spans, vars) {
         Some(m) if c.diags.is_empty() => Ok(m),
         _ => Err(c.diags),
@@ -42,14 +52,23 @@ pub(crate) fn de<T: DeserializeOwned>(
         Ok(t) => Some(t),
         Err(e) => {
             let span = e.span().unwrap_or_else(|| v.span());
-            diags.push(Diagnostic::at(file, src, Some(span), e.message().to_owned()));
+            diags.push(Diagnostic::at(
+                file,
+                src,
+                Some(span),
+                e.message().to_owned(),
+            ));
             None
         }
     }
 }
 
 /// Parses a TOML document keeping places; syntax errors become diagnostics.
-pub(crate) fn parse_table<'s>(file: &Path, src: &'s str, diags: &mut Vec<Diagnostic>) -> Option<Spanned<DeTable<'s>>> {
+pub(crate) fn parse_table<'s>(
+    file: &Path,
+    src: &'s str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Spanned<DeTable<'s>>> {
     let (table, errors) = DeTable::parse_recoverable(src);
     for e in &errors {
         diags.push(Diagnostic::at(file, src, e.span(), e.message().to_owned()));
@@ -57,72 +76,134 @@ pub(crate) fn parse_table<'s>(file: &Path, src: &'s str, diags: &mut Vec<Diagnos
     errors.is_empty().then_some(table)
 }
 
-const ARRAYS: [&str; 3] = ["routes", "fields", "preconditions"];
-const KEYS: [&str; 10] =
-    ["dialect", "title", "vars", "auth", "routes", "unknown_members", "fields", "preconditions", "success", "errors"];
+const KEYS: [&str; 10] = [
+    "dialect",
+    "title",
+    "vars",
+    "auth",
+    "routes",
+    "unknown_members",
+    "fields",
+    "preconditions",
+    "success",
+    "errors",
+];
 
 fn parse(c: &mut Compiler<'_>) -> Option<(MappingSpec, Spans)> {
+    use super::spec::*;
     let (file, src) = (c.file, c.src);
     let table = parse_table(file, src, &mut c.diags)?;
     let mut spans = Spans::default();
-    // Rebuild the document with each array entry checked on its own; an entry that fails is
-    // reported and left out, so later entries are still checked.
-    let mut whole = toml::Table::new();
-    let mut ok = true;
+    let mut spec = MappingSpec {
+        dialect: Spanned::new(0..0, String::new()),
+        title: None,
+        vars: BTreeMap::new(),
+        auth: AuthSpec {
+            headers: Vec::new(),
+            challenge: None,
+            roles: BTreeMap::new(),
+        },
+        routes: Vec::new(),
+        unknown_members: UnknownPolicy::Ignore,
+        fields: Vec::new(),
+        preconditions: Vec::new(),
+        success: SuccessSpec {
+            status: 200,
+            body: BodySpec::Empty,
+            include_unset: false,
+        },
+        errors: ErrorsSpec {
+            body: serde_json::Value::Null,
+            content_type: "application/json".into(),
+            headers: BTreeMap::new(),
+            vars: serde_json::Map::new(),
+            outcomes: BTreeMap::new(),
+        },
+    };
+    let mut seen = Vec::new();
+    // Each section, and each entry of the arrays, is read on its own: an entry that fails is
+    // reported and left out, and the rest is still compiled so that its mistakes show too.
     for (key, value) in table.get_ref().iter() {
         let k: &str = key.get_ref();
-        if !KEYS.contains(&k) {
-            c.err(key.span(), format!("unknown key `{k}`; expected one of {}", KEYS.join(", ")));
-            ok = false;
-            continue;
-        }
         let span = value.span();
+        let d = &mut c.diags;
         match k {
-            "auth" => spans.auth = span.clone(),
-            "success" => spans.success = span.clone(),
-            "errors" => spans.errors = span.clone(),
-            _ => {}
-        }
-        if ARRAYS.contains(&k) {
-            let Some(items) = value.get_ref().as_array() else {
-                c.err(span, format!("`{k}` must be an array of tables (`[[{k}]]`)"));
-                ok = false;
-                continue;
-            };
-            let mut good = Vec::new();
-            for item in items.iter() {
-                let check = match k {
-                    "routes" => de::<super::spec::RouteSpec>(file, src, item, &mut c.diags).is_some(),
-                    "fields" => de::<super::spec::FieldSpec>(file, src, item, &mut c.diags).is_some(),
-                    _ => de::<super::spec::PreconditionSpec>(file, src, item, &mut c.diags).is_some(),
-                };
-                ok &= check;
-                let list: &mut Vec<Range<usize>> = match k {
-                    "routes" => &mut spans.routes,
-                    "fields" => &mut spans.fields,
-                    _ => &mut spans.preconditions,
-                };
-                list.push(item.span());
-                good.push(item.clone());
+            "dialect" => {
+                if let Some(v) = de::<Spanned<String>>(file, src, value, d) {
+                    spec.dialect = v;
+                }
             }
-            let _ = good;
-        } else {
-            let check = match k {
-                "auth" => de::<super::spec::AuthSpec>(file, src, value, &mut c.diags).is_some(),
-                "success" => de::<super::spec::SuccessSpec>(file, src, value, &mut c.diags).is_some(),
-                "errors" => de::<super::spec::ErrorsSpec>(file, src, value, &mut c.diags).is_some(),
-                "vars" => de::<BTreeMap<String, String>>(file, src, value, &mut c.diags).is_some(),
-                "unknown_members" => de::<super::spec::UnknownPolicy>(file, src, value, &mut c.diags).is_some(),
-                _ => de::<String>(file, src, value, &mut c.diags).is_some(),
-            };
-            ok &= check;
+            "title" => spec.title = de(file, src, value, d),
+            "vars" => spec.vars = de(file, src, value, d).unwrap_or_default(),
+            "unknown_members" => spec.unknown_members = de(file, src, value, d).unwrap_or_default(),
+            "auth" => {
+                spans.auth = span;
+                if let Some(a) = de(file, src, value, d) {
+                    spec.auth = a;
+                }
+            }
+            "success" => {
+                spans.success = span;
+                if let Some(a) = de(file, src, value, d) {
+                    spec.success = a;
+                }
+            }
+            "errors" => {
+                spans.errors = span;
+                if let Some(a) = de(file, src, value, d) {
+                    spec.errors = a;
+                }
+            }
+            "routes" | "fields" | "preconditions" => {
+                let Some(items) = value.get_ref().as_array() else {
+                    c.err(
+                        span,
+                        format!("`{k}` must be an array of tables (`[[{k}]]`)"),
+                    );
+                    continue;
+                };
+                for item in items.iter() {
+                    match k {
+                        "routes" => {
+                            if let Some(r) = de(file, src, item, d) {
+                                spec.routes.push(r);
+                                spans.routes.push(item.span());
+                            }
+                        }
+                        "fields" => {
+                            if let Some(r) = de(file, src, item, d) {
+                                spec.fields.push(r);
+                                spans.fields.push(item.span());
+                            }
+                        }
+                        _ => {
+                            if let Some(r) = de(file, src, item, d) {
+                                spec.preconditions.push(r);
+                                spans.preconditions.push(item.span());
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {
+                c.err(
+                    key.span(),
+                    format!("unknown key `{k}`; expected one of {}", KEYS.join(", ")),
+                );
+                continue;
+            }
         }
-        whole.insert(k.to_owned(), toml::Value::Boolean(true));
+        seen.push(k.to_owned());
     }
-    if !ok {
-        return None;
+    for required in ["dialect", "auth", "routes", "fields", "success", "errors"] {
+        if !seen.iter().any(|k| k == required) {
+            c.diags.push(Diagnostic::at(
+                file,
+                src,
+                Some(0..0),
+                format!("missing key `{required}`"),
+            ));
+        }
     }
-    // Every part is well-formed: deserialise the whole (spans in the result stay absolute).
-    let root = Spanned::new(0..src.len(), DeValue::Table(table.into_inner()));
-    de::<MappingSpec>(file, src, &root, &mut c.diags).map(|s| (s, spans))
+    Some((spec, spans))
 }

@@ -55,7 +55,10 @@ impl JsonPathPlan {
                 let found = js_path_process(q, root).ok()?;
                 match found.len() {
                     0 => None,
-                    1 => found.into_iter().next().map(|r| std::borrow::Cow::Borrowed(r.val)),
+                    1 => found
+                        .into_iter()
+                        .next()
+                        .map(|r| std::borrow::Cow::Borrowed(r.val)),
                     _ => Some(std::borrow::Cow::Owned(Value::Array(
                         found.into_iter().map(|r| r.val.clone()).collect(),
                     ))),
@@ -80,6 +83,11 @@ mod tests {
         assert!(q.keys().is_none());
         assert_eq!(q.get(&body).unwrap().as_ref(), &json!(["a", "b"]));
         assert!(JsonPathPlan::compile("$..[").is_err());
-        assert!(JsonPathPlan::compile("$.missing").unwrap().get(&body).is_none());
+        assert!(
+            JsonPathPlan::compile("$.missing")
+                .unwrap()
+                .get(&body)
+                .is_none()
+        );
     }
 }

@@ -36,29 +36,57 @@ impl Mapping {
         let (content_type, body) = match &self.success.body {
             SuccessBody::Empty => (None, bytes::Bytes::new()),
             SuccessBody::Fixed(b) => (Some("application/json".into()), b.clone()),
-            SuccessBody::User => (Some("application/json".into()), bytes::Bytes::from(self.render_user(user).to_string())),
+            SuccessBody::User => (
+                Some("application/json".into()),
+                bytes::Bytes::from(self.render_user(user).to_string()),
+            ),
         };
-        DialectResponse { status: self.success.status, content_type, headers: Vec::new(), body }
+        DialectResponse {
+            status: self.success.status,
+            content_type,
+            headers: Vec::new(),
+            body,
+        }
     }
 
     /// The error answer for `rej`, in this dialect's shape.
     pub fn error_response(&self, rej: &Rejection, ctx: &ErrorContext<'_>) -> DialectResponse {
-        let plan = self.errors.outcomes.iter().find(|(o, _)| *o == rej.outcome).map(|(_, p)| p);
-        let status = plan.and_then(|p| p.status).unwrap_or_else(|| rej.outcome.default_status());
-        let mut scope = ErrScope { rej, ctx, status, vars: [plan.map(|p| &p.vars), Some(&self.errors.vars)], message: None };
+        let plan = self
+            .errors
+            .outcomes
+            .iter()
+            .find(|(o, _)| *o == rej.outcome)
+            .map(|(_, p)| p);
+        let status = plan
+            .and_then(|p| p.status)
+            .unwrap_or_else(|| rej.outcome.default_status());
+        let mut scope = ErrScope {
+            rej,
+            ctx,
+            status,
+            vars: [plan.map(|p| &p.vars), Some(&self.errors.vars)],
+            message: None,
+        };
         if let Some(t) = plan.and_then(|p| p.message.as_ref()) {
             scope.message = Some(t.render_text(&scope));
         }
-        let body_t = plan.and_then(|p| p.body.as_ref()).unwrap_or(&self.errors.body);
+        let body_t = plan
+            .and_then(|p| p.body.as_ref())
+            .unwrap_or(&self.errors.body);
         let body = body_t.render(&scope).unwrap_or(Value::Null);
         let mut headers = Vec::new();
-        for (name, t) in self.errors.headers.iter().chain(plan.map(|p| p.headers.as_slice()).unwrap_or_default()) {
+        for (name, t) in self
+            .errors
+            .headers
+            .iter()
+            .chain(plan.map(|p| p.headers.as_slice()).unwrap_or_default())
+        {
             headers.push((name.clone(), t.render_text(&scope)));
         }
-        if rej.outcome == crate::dialect::Outcome::Unauthorized {
-            if let Some(c) = &self.auth.challenge {
-                headers.push((http::header::WWW_AUTHENTICATE, c.to_string()));
-            }
+        if rej.outcome == crate::dialect::Outcome::Unauthorized
+            && let Some(c) = &self.auth.challenge
+        {
+            headers.push((http::header::WWW_AUTHENTICATE, c.to_string()));
         }
         DialectResponse {
             status,
@@ -82,29 +110,55 @@ impl Scope for ErrScope<'_> {
         match var {
             Var::Now(f) => Some(Value::String(now(f.as_deref()))),
             Var::Attr { target, loc } => {
-                let doc = if *target { self.ctx.target } else { self.ctx.user }?;
+                let doc = if *target {
+                    self.ctx.target
+                } else {
+                    self.ctx.user
+                }?;
                 get(&doc.redacted(), loc).cloned()
             }
             Var::Named(n) => match &**n {
                 "status" => Some(Value::from(self.status)),
                 "reason" => Some(Value::String(
-                    http::StatusCode::from_u16(self.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error").into(),
+                    http::StatusCode::from_u16(self.status)
+                        .ok()
+                        .and_then(|s| s.canonical_reason())
+                        .unwrap_or("Error")
+                        .into(),
                 )),
-                "message" => Some(Value::String(self.message.clone().unwrap_or_else(|| self.rej.message.clone()))),
+                "message" => Some(Value::String(
+                    self.message
+                        .clone()
+                        .unwrap_or_else(|| self.rej.message.clone()),
+                )),
                 "field" => self.rej.field.clone().map(Value::String),
                 "path" => Some(Value::String(self.ctx.path.to_owned())),
                 "request_id" => Some(Value::String(self.ctx.request_id.to_owned())),
-                other => self.vars.iter().flatten().find_map(|m| m.get(other).cloned()),
+                other => self
+                    .vars
+                    .iter()
+                    .flatten()
+                    .find_map(|m| m.get(other).cloned()),
             },
         }
     }
 }
 
 fn is_secret(rule: &Rule) -> bool {
-    rule.dests.iter().any(|d| matches!(d, Dest::CallerPassword | Dest::Attr(_, crate::canonical::AttrDef { secret: true, .. })))
+    rule.dests.iter().any(|d| {
+        matches!(
+            d,
+            Dest::CallerPassword | Dest::Attr(_, crate::canonical::AttrDef { secret: true, .. })
+        )
+    })
 }
 
-fn render_rule(rule: &Rule, user: &Map<String, Value>, out: &mut Map<String, Value>, include_unset: bool) {
+fn render_rule(
+    rule: &Rule,
+    user: &Map<String, Value>,
+    out: &mut Map<String, Value>,
+    include_unset: bool,
+) {
     if !rule.render || is_secret(rule) {
         return;
     }
@@ -115,7 +169,9 @@ fn render_rule(rule: &Rule, user: &Map<String, Value>, out: &mut Map<String, Val
         });
         let parts = super::apply::split(join, value);
         for ((_, part), v) in join.parts.iter().zip(parts) {
-            let Source::Body(p) = &part.source else { continue };
+            let Source::Body(p) = &part.source else {
+                continue;
+            };
             let Some(keys) = p.keys() else { continue };
             match v {
                 Some(s) => put(out, keys, reverse(part, Value::String(s))),
@@ -125,9 +181,13 @@ fn render_rule(rule: &Rule, user: &Map<String, Value>, out: &mut Map<String, Val
         }
         return;
     }
-    let Source::Body(p) = &rule.source else { return };
+    let Source::Body(p) = &rule.source else {
+        return;
+    };
     let Some(keys) = p.keys() else { return };
-    let Some(Dest::Attr(loc, _)) = rule.dests.iter().find(|d| matches!(d, Dest::Attr(..))) else { return };
+    let Some(Dest::Attr(loc, _)) = rule.dests.iter().find(|d| matches!(d, Dest::Attr(..))) else {
+        return;
+    };
     match get(user, loc) {
         Some(v) if !v.is_null() => put(out, keys, reverse(rule, v.clone())),
         _ if include_unset => put(out, keys, unset(rule)),
@@ -136,20 +196,28 @@ fn render_rule(rule: &Rule, user: &Map<String, Value>, out: &mut Map<String, Val
 }
 
 fn unset(rule: &Rule) -> Value {
-    rule.render_unset.clone().or_else(|| rule.default.clone()).unwrap_or(Value::Null)
+    rule.render_unset
+        .clone()
+        .or_else(|| rule.default.clone())
+        .unwrap_or(Value::Null)
 }
 
 /// A canonical value back into the dialect's form: nested rules, then transforms reversed.
 fn reverse(rule: &Rule, v: Value) -> Value {
     let v = match (v, &rule.items) {
-        (Value::Array(items), Some(item_rule)) => Value::Array(items.into_iter().map(|i| reverse(item_rule, i)).collect()),
+        (Value::Array(items), Some(item_rule)) => {
+            Value::Array(items.into_iter().map(|i| reverse(item_rule, i)).collect())
+        }
         (v, _) => v,
     };
     let v = match v {
         Value::Object(m) if !rule.fields.is_empty() => {
             let mut out = Map::new();
             for f in &rule.fields {
-                let (Source::Body(p), Some(Dest::Member(member))) = (&f.source, f.dests.first()) else { continue };
+                let (Source::Body(p), Some(Dest::Member(member))) = (&f.source, f.dests.first())
+                else {
+                    continue;
+                };
                 let Some(keys) = p.keys() else { continue };
                 match m.get(&**member) {
                     Some(x) if !x.is_null() => put(&mut out, keys, reverse(f, x.clone())),
@@ -164,10 +232,14 @@ fn reverse(rule: &Rule, v: Value) -> Value {
 }
 
 fn put(out: &mut Map<String, Value>, keys: &[Box<str>], v: Value) {
-    let Some((last, path)) = keys.split_last() else { return };
+    let Some((last, path)) = keys.split_last() else {
+        return;
+    };
     let mut node = out;
     for k in path {
-        let slot = node.entry(k.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        let slot = node
+            .entry(k.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
         if !slot.is_object() {
             *slot = Value::Object(Map::new());
         }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Mapping;
-use crate::dialect::route::Params;
 use crate::diagnostic::Diagnostic;
+use crate::dialect::route::Params;
 
 /// The compiled mappings, in load order.
 #[derive(Debug, Default)]
@@ -47,22 +47,37 @@ impl MappingSet {
         vars: &BTreeMap<String, BTreeMap<String, String>>,
     ) -> Result<Self, Vec<Diagnostic>> {
         let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect(),
-            Err(e) => return Err(vec![Diagnostic::file(dir, format!("cannot read the mappings directory: {e}"))]),
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect(),
+            Err(e) => {
+                return Err(vec![Diagnostic::file(
+                    dir,
+                    format!("cannot read the mappings directory: {e}"),
+                )]);
+            }
         };
         files.sort();
         let none = BTreeMap::new();
         let mut set = MappingSet::default();
         let mut diags = Vec::new();
         for f in &files {
-            let stem = f.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+            let stem = f
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_owned();
             if only.is_some_and(|o| !o.contains(&stem)) {
                 continue;
             }
             match super::load::load_file(f, vars.get(&stem).unwrap_or(&none)) {
                 Ok(m) => {
                     if set.mappings.iter().any(|x| x.dialect == m.dialect) {
-                        diags.push(Diagnostic::file(f, format!("dialect `{}` is defined twice", m.dialect)));
+                        diags.push(Diagnostic::file(
+                            f,
+                            format!("dialect `{}` is defined twice", m.dialect),
+                        ));
                     }
                     set.mappings.push(Arc::new(m));
                 }
@@ -71,12 +86,22 @@ impl MappingSet {
         }
         if let Some(only) = only {
             for name in only {
-                if !files.iter().any(|f| f.file_stem().and_then(|s| s.to_str()) == Some(name)) {
-                    diags.push(Diagnostic::file(dir, format!("no mapping file `{name}.toml`")));
+                if !files
+                    .iter()
+                    .any(|f| f.file_stem().and_then(|s| s.to_str()) == Some(name))
+                {
+                    diags.push(Diagnostic::file(
+                        dir,
+                        format!("no mapping file `{name}.toml`"),
+                    ));
                 }
             }
         }
-        if diags.is_empty() { Ok(set) } else { Err(diags) }
+        if diags.is_empty() {
+            Ok(set)
+        } else {
+            Err(diags)
+        }
     }
 
     /// The mapping called `dialect`.
@@ -94,7 +119,11 @@ impl MappingSet {
                     continue;
                 }
                 if r.method == *method {
-                    return RouteMatch::Found { mapping: m, route: i, params };
+                    return RouteMatch::Found {
+                        mapping: m,
+                        route: i,
+                        params,
+                    };
                 }
                 params.clear();
                 let entry = allow.get_or_insert_with(|| (m, Vec::new()));

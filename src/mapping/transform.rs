@@ -23,8 +23,8 @@ pub enum Transform {
     Replace(Box<str>, Box<str>),
     /// Lookup table; keys compared as text, optionally ignoring case.
     Map {
-        /// Keys (lowercased when `ignore_case`) → values.
-        table: serde_json::Map<String, Value>,
+        /// (key compared, lowercased when `ignore_case`; key as written; value), in file order.
+        table: Vec<(String, String, Value)>,
         /// The keys as written, for messages.
         shown: Box<str>,
         /// Compare ignoring letter case.
@@ -41,14 +41,30 @@ impl Transform {
             TransformSpec::ParseInt32 => Self::ParseInt32,
             TransformSpec::Strip(s) => Self::Strip(s.as_str().into()),
             TransformSpec::TrimStart(s) => Self::TrimStart(s.as_str().into()),
-            TransformSpec::Replace { from, to } => Self::Replace(from.as_str().into(), to.as_str().into()),
+            TransformSpec::Replace { from, to } => {
+                Self::Replace(from.as_str().into(), to.as_str().into())
+            }
             TransformSpec::Map(m) => {
                 let table = m
                     .iter()
-                    .map(|(k, v)| (if ignore_case { k.to_lowercase() } else { k.clone() }, v.clone()))
+                    .map(|(k, v)| {
+                        (
+                            if ignore_case {
+                                k.to_lowercase()
+                            } else {
+                                k.clone()
+                            },
+                            k.clone(),
+                            v.clone(),
+                        )
+                    })
                     .collect();
                 let shown = m.keys().map(String::as_str).collect::<Vec<_>>().join(", ");
-                Self::Map { table, shown: shown.into(), ignore_case }
+                Self::Map {
+                    table,
+                    shown: shown.into(),
+                    ignore_case,
+                }
             }
         }
     }
@@ -57,11 +73,15 @@ impl Transform {
     pub fn apply(&self, v: Value) -> Result<Value, String> {
         match self {
             Self::Base64 => {
-                let Value::String(s) = v else { return Err("must be a Base64 string".into()) };
+                let Value::String(s) = v else {
+                    return Err("must be a Base64 string".into());
+                };
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(s.as_bytes())
                     .map_err(|_| "is not valid Base64".to_owned())?;
-                String::from_utf8(bytes).map(Value::String).map_err(|_| "is not Base64 of UTF-8 text".into())
+                String::from_utf8(bytes)
+                    .map(Value::String)
+                    .map_err(|_| "is not Base64 of UTF-8 text".into())
             }
             Self::ToString => match v {
                 Value::Number(n) => Ok(Value::String(n.to_string())),
@@ -69,12 +89,20 @@ impl Transform {
             },
             Self::ParseInt32 => {
                 let text = v.as_str().ok_or("must be a string of digits")?;
-                parse_int32(text).map(Value::from).ok_or_else(|| "must be a 32-bit integer written in decimal".into())
+                parse_int32(text)
+                    .map(Value::from)
+                    .ok_or_else(|| "must be a 32-bit integer written in decimal".into())
             }
-            Self::Strip(chars) => Ok(map_str(v, |s| s.chars().filter(|c| !chars.contains(*c)).collect())),
+            Self::Strip(chars) => Ok(map_str(v, |s| {
+                s.chars().filter(|c| !chars.contains(*c)).collect()
+            })),
             Self::TrimStart(p) => Ok(map_str(v, |s| s.strip_prefix(&**p).unwrap_or(s).to_owned())),
             Self::Replace(from, to) => Ok(map_str(v, |s| s.replace(&**from, to))),
-            Self::Map { table, shown, ignore_case } => {
+            Self::Map {
+                table,
+                shown,
+                ignore_case,
+            } => {
                 let key = match &v {
                     Value::String(s) if *ignore_case => s.to_lowercase(),
                     Value::String(s) => s.clone(),
@@ -82,7 +110,11 @@ impl Transform {
                     Value::Bool(b) => b.to_string(),
                     _ => String::new(),
                 };
-                table.get(&key).cloned().ok_or_else(|| format!("must be one of {shown}"))
+                table
+                    .iter()
+                    .find(|(k, _, _)| *k == key)
+                    .map(|(_, _, v)| v.clone())
+                    .ok_or_else(|| format!("must be one of {shown}"))
             }
         }
     }
@@ -91,7 +123,9 @@ impl Transform {
     pub fn reverse(&self, v: Value) -> Value {
         match self {
             Self::Base64 => match v {
-                Value::String(s) => Value::String(base64::engine::general_purpose::STANDARD.encode(s)),
+                Value::String(s) => {
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(s))
+                }
                 other => other,
             },
             Self::ToString => match &v {
@@ -105,7 +139,11 @@ impl Transform {
             Self::Strip(_) | Self::TrimStart(_) | Self::Replace(..) => v,
             Self::Map { table, .. } => {
                 // The first key (as written) that maps to this value.
-                table.iter().find(|(_, to)| **to == v).map(|(k, _)| Value::String(k.clone())).unwrap_or(v)
+                table
+                    .iter()
+                    .find(|(_, _, to)| *to == v)
+                    .map(|(_, k, _)| Value::String(k.clone()))
+                    .unwrap_or(v)
             }
         }
     }
@@ -121,7 +159,10 @@ fn map_str(v: Value, f: impl FnOnce(&str) -> String) -> Value {
 /// A canonical decimal int32: optional `-`, no `+`, no leading zero, within range.
 pub fn parse_int32(s: &str) -> Option<i32> {
     let digits = s.strip_prefix('-').unwrap_or(s);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0')) {
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || (digits.len() > 1 && digits.starts_with('0'))
+    {
         return None;
     }
     s.parse().ok()
@@ -135,8 +176,14 @@ mod tests {
     #[test]
     fn base64_round_trips_and_errors_do_not_echo() {
         let t = Transform::Base64;
-        assert_eq!(t.apply(json!("TjN3LVNlY3JldC1hbm4=")).unwrap(), json!("N3w-Secret-ann"));
-        assert_eq!(t.reverse(json!("N3w-Secret-ann")), json!("TjN3LVNlY3JldC1hbm4="));
+        assert_eq!(
+            t.apply(json!("TjN3LVNlY3JldC1hbm4=")).unwrap(),
+            json!("N3w-Secret-ann")
+        );
+        assert_eq!(
+            t.reverse(json!("N3w-Secret-ann")),
+            json!("TjN3LVNlY3JldC1hbm4=")
+        );
         let e = t.apply(json!("not base64!!")).unwrap_err();
         assert!(!e.contains("not base64!!"));
         assert!(t.apply(json!("/w==")).is_err(), "0xFF is not UTF-8");
@@ -153,12 +200,19 @@ mod tests {
 
     #[test]
     fn map_ignores_case_and_reverses() {
-        let table = json!({"ADD": "add", "2": "add"}).as_object().unwrap().clone();
+        let table = json!({"ADD": "add", "2": "add"})
+            .as_object()
+            .unwrap()
+            .clone();
         let spec = TransformSpec::Map(table);
         let t = Transform::compile(&spec, true);
         assert_eq!(t.apply(json!("add")).unwrap(), json!("add"));
         assert_eq!(t.apply(json!(2)).unwrap(), json!("add"));
         assert!(t.apply(json!("nope")).unwrap_err().contains("ADD"));
-        assert_eq!(t.reverse(json!("add")), json!("ADD"), "the first key written wins");
+        assert_eq!(
+            t.reverse(json!("add")),
+            json!("ADD"),
+            "the first key written wins"
+        );
     }
 }

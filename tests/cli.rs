@@ -1,0 +1,283 @@
+//! The real binary: `translate` over every shared sample whose outcome needs no server, and
+//! `check` on a mapping with planted mistakes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests stop at the line that failed
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+const ID: &str = "8b39869a-a778-4a08-a2ff-bf967946e836";
+const NUMERIC_ID: i64 = 42;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_userbridge"))
+}
+
+fn samples_dir() -> PathBuf {
+    std::env::var_os("USERBRIDGE_SAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("../shared/samples"))
+}
+
+fn substitute(v: &Value) -> Value {
+    match v {
+        Value::String(s) if s == "{{numericId}}" => Value::from(NUMERIC_ID),
+        Value::String(s) => Value::String(
+            s.replace("{{id}}", ID)
+                .replace("{{numericId}}", &NUMERIC_ID.to_string()),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(substitute).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), substitute(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// `want` is contained in `got`: objects member by member, arrays item by item, scalars equal.
+fn contains(got: &Value, want: &Value) -> bool {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => w
+            .iter()
+            .all(|(k, wv)| g.get(k).is_some_and(|gv| contains(gv, wv))),
+        (Value::Array(g), Value::Array(w)) => {
+            g.len() == w.len() && g.iter().zip(w).all(|(a, b)| contains(a, b))
+        }
+        _ => got == want,
+    }
+}
+
+#[test]
+fn every_offline_sample_translates_with_its_expected_outcome() {
+    let dir = samples_dir();
+    let mut files: Vec<PathBuf> = Vec::new();
+    for d in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("samples at {}: {e}", dir.display()))
+    {
+        let d = d.unwrap().path();
+        if d.is_dir() {
+            files.extend(std::fs::read_dir(&d).unwrap().map(|f| f.unwrap().path()));
+        }
+    }
+    files.sort();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "json"))
+    {
+        let case: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        let case = substitute(&case);
+        let status = case["expect"]["status"].as_u64().unwrap();
+        if status != 200 && status != 400 {
+            continue; // 401/403/404/409 need credentials or a store: the server's tests.
+        }
+        let req = &case["request"];
+        let body = tmp.path().join("body.json");
+        std::fs::write(&body, serde_json::to_vec(&req["body"]).unwrap()).unwrap();
+        let mut cmd = bin();
+        cmd.args([
+            "translate",
+            req["method"].as_str().unwrap(),
+            req["path"].as_str().unwrap(),
+        ])
+        .arg(&body);
+        for (k, v) in req["headers"].as_object().unwrap() {
+            cmd.arg("-H").arg(format!("{k}: {}", v.as_str().unwrap()));
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let name = f.display();
+        if status == 200 {
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{name}: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let got: Value = serde_json::from_str(&stdout).unwrap();
+            if let Some(want) = case["expect"].get("canonical") {
+                assert!(
+                    contains(&got, want),
+                    "{name}: canonical\n{got:#}\ndoes not contain\n{want:#}"
+                );
+            }
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{name}: {stdout}");
+            assert!(stdout.starts_with("HTTP 400\n"), "{name}: {stdout}");
+            for word in case["expect"]["error_mentions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                assert!(
+                    stdout.contains(word.as_str().unwrap()),
+                    "{name}: error does not mention {word}: {stdout}"
+                );
+            }
+        }
+        // No sample secret ever reaches the output.
+        for secret in [
+            "Tr0ub4dor&3-ann",
+            "JBSWY3DPEHPK3PXP",
+            "N3w-Secret-ann",
+            "<admin-password>",
+        ] {
+            assert!(!stdout.contains(secret), "{name}: secret printed: {stdout}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 14, "only {checked} samples checked");
+}
+
+#[test]
+fn translate_show_secrets_reveals_and_default_hides() {
+    let body =
+        r#"{"newPassword":"TjN3LVNlY3JldC1hbm4=","validationPassword":"PGFkbWluLXBhc3N3b3JkPg=="}"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("b.json");
+    std::fs::write(&p, body).unwrap();
+    let hidden = bin()
+        .args(["translate", "PUT", "/webconsole/api/V4/user/7"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let shown = bin()
+        .args([
+            "translate",
+            "--show-secrets",
+            "PUT",
+            "/webconsole/api/V4/user/7",
+        ])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let (hidden, shown) = (
+        String::from_utf8_lossy(&hidden.stdout),
+        String::from_utf8_lossy(&shown.stdout),
+    );
+    assert!(
+        !hidden.contains("N3w-Secret-ann") && hidden.contains("\"***\""),
+        "{hidden}"
+    );
+    assert!(
+        shown.contains("N3w-Secret-ann") && shown.contains("<admin-password>"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn translate_unknown_route_is_a_clear_message_and_exit_2() {
+    let out = bin()
+        .args(["translate", "GET", "/nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no mapping has a route for GET /nowhere")
+    );
+}
+
+fn write_config(dir: &Path, mappings: &Path) -> PathBuf {
+    let cfg = dir.join("userbridge.toml");
+    std::fs::write(
+        &cfg,
+        format!("[mappings]\ndir = {:?}\n", mappings.display().to_string()),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn check_reports_all_planted_mistakes_with_line_and_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mdir = tmp.path().join("mappings");
+    std::fs::create_dir(&mdir).unwrap();
+    let good = std::fs::read_to_string("mappings/opscenter.toml").unwrap();
+    // Three mistakes: a bad JSONPath, an unknown transform, a wrong type.
+    let bad = good
+        .replacen("source = \"$.firstName\"", "source = \"$.firstName[\"", 1)
+        .replacen(
+            "source = \"$.lastName\"\nto = \"name.familyName\"",
+            "source = \"$.lastName\"\nto = \"name.familyName\"\ntransform = [\"rot13\"]",
+            1,
+        )
+        .replacen("max_length = 128", "max_length = \"128\"", 1);
+    std::fs::write(mdir.join("opscenter.toml"), &bad).unwrap();
+    let cfg = write_config(tmp.path(), &mdir);
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let col_of = |needle: &str, at: &str| {
+        bad.lines()
+            .nth(line_of(needle) - 1)
+            .unwrap()
+            .find(at)
+            .unwrap()
+            + 1
+    };
+    for (needle, at, what) in [
+        ("$.firstName[", "\"$.firstName[", "invalid JSONPath"),
+        ("rot13", "\"rot13\"", "unknown variant `rot13`"),
+        ("max_length = \"128\"", "\"128\"", "invalid type"),
+    ] {
+        let place = format!(
+            "opscenter.toml:{}:{}: ",
+            line_of(needle),
+            col_of(needle, at)
+        );
+        let hit = err.lines().find(|l| l.contains(&place));
+        assert!(
+            hit.is_some_and(|l| l.contains(what)),
+            "missing `{place}{what}` in:\n{err}"
+        );
+    }
+    assert!(err.contains("^"), "caret under the fault:\n{err}");
+    assert!(
+        err.trim_end().ends_with("error: 3 problems in 1 file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_is_clean_on_the_shipped_files() {
+    let out = bin().args(["check"]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: config and 3 mappings"));
+}
+
+#[test]
+fn shipped_files_carry_schema_lines_and_the_schemas_are_current() {
+    for f in [
+        "config/userbridge.toml",
+        "mappings/vc-user-service.toml",
+        "mappings/commvault-v4.toml",
+        "mappings/opscenter.toml",
+    ] {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(
+            text.starts_with("#:schema ../schemas/"),
+            "{f} has no #:schema line"
+        );
+    }
+    for which in ["config", "mapping"] {
+        let out = bin().args(["schema", which]).output().unwrap();
+        let committed = std::fs::read_to_string(format!("schemas/{which}.schema.json")).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            committed,
+            "schemas/{which}.schema.json is stale: run `userbridge schema {which}`"
+        );
+    }
+}
