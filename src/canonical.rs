@@ -235,17 +235,18 @@ pub fn set(doc: &mut Map<String, Value>, steps: &[Step], value: Value) {
         return;
     };
     match first {
-        Step::Key(k) if rest.is_empty() => {
-            doc.insert(k.to_string(), value);
-        }
-        Step::Key(k) => {
-            let slot = doc
-                .entry(k.to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !slot.is_object() {
-                *slot = Value::Object(Map::new());
+        // Keys are allocated only for members that are new.
+        Step::Key(k) if rest.is_empty() => match doc.get_mut(&**k) {
+            Some(slot) => *slot = value,
+            None => {
+                doc.insert(String::from(&**k), value);
             }
-            if let Value::Object(inner) = slot {
+        },
+        Step::Key(k) => {
+            if !doc.get(&**k).is_some_and(Value::is_object) {
+                doc.insert(String::from(&**k), Value::Object(Map::new()));
+            }
+            if let Some(Value::Object(inner)) = doc.get_mut(&**k) {
                 set(inner, rest, value);
             }
         }

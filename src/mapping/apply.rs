@@ -11,7 +11,7 @@ use crate::canonical::{
 };
 use crate::dialect::Rejection;
 use crate::dialect::route::Params;
-use crate::json::{JsonError, parse_strict};
+use crate::json::{JsonError, Node, parse_node};
 use crate::redact::Secret;
 
 enum Eval {
@@ -52,17 +52,28 @@ impl Mapping {
         body: &[u8],
         max_depth: usize,
     ) -> Result<Translation, Rejection> {
-        let value = parse_strict(body, max_depth).map_err(json_rejection)?;
-        self.translate_value(route, params, headers, &value)
+        let node = parse_node(body, max_depth).map_err(json_rejection)?;
+        self.translate_node(route, params, headers, &node)
     }
 
-    /// Translates an already parsed body.
+    /// Translates an already parsed body (an import line, a test).
     pub fn translate_value(
         &self,
         route: usize,
         params: &Params,
         headers: &http::HeaderMap,
         body: &Value,
+    ) -> Result<Translation, Rejection> {
+        self.translate_node(route, params, headers, &Node::from_value(body))
+    }
+
+    /// Translates a parsed body.
+    pub fn translate_node(
+        &self,
+        route: usize,
+        params: &Params,
+        headers: &http::HeaderMap,
+        body: &Node<'_>,
     ) -> Result<Translation, Rejection> {
         let Some(route) = self.routes.get(route) else {
             return Err(Rejection::new(
@@ -71,7 +82,7 @@ impl Mapping {
                 "no such route",
             ));
         };
-        let Value::Object(obj) = body else {
+        let Node::Obj(members) = body else {
             return Err(Rejection::new(
                 crate::dialect::Outcome::Validation,
                 "json",
@@ -80,7 +91,7 @@ impl Mapping {
         };
         let op = route.operation;
         let mut notes = Vec::new();
-        self.unknown_members(&self.known, obj, "", &mut notes)?;
+        self.unknown_members(&self.known, members, &mut Vec::new(), &mut notes)?;
         let ctx = Ctx {
             op,
             params,
@@ -119,14 +130,8 @@ impl Mapping {
 
     fn finish(&self, route: &Route, out: Out, notes: Vec<Note>) -> Result<Translation, Rejection> {
         let op = route.operation;
-        for t in &route.target {
-            let loc = crate::canonical::location(t);
-            if get(&out.target, &loc).is_none() {
-                let name = self
-                    .rules
-                    .iter()
-                    .find(|r| r.identifies.as_ref() == Some(&loc))
-                    .map_or(&**t, |r| &*r.name);
+        for (loc, name) in &route.target_locs {
+            if get(&out.target, loc).is_none() {
                 return Err(Rejection::invalid(
                     name,
                     "required",
@@ -153,7 +158,7 @@ impl Mapping {
                         })?;
                         Some(GroupChange {
                             op,
-                            values: items.iter().map(group_ref).collect(),
+                            values: items.into_iter().map(group_ref).collect(),
                         })
                     }
                 }
@@ -239,27 +244,35 @@ impl Mapping {
         Ok(())
     }
 
+    /// Walks the body against the members the rules know. The dotted name of an unknown
+    /// member is built only when one is found.
     fn unknown_members(
         &self,
         known: &Known,
-        obj: &Map<String, Value>,
-        prefix: &str,
+        members: &[(std::borrow::Cow<'_, str>, Node<'_>)],
+        path: &mut Vec<String>,
         notes: &mut Vec<Note>,
     ) -> Result<(), Rejection> {
         if known.open {
             return Ok(());
         }
-        for (k, v) in obj {
-            match known.members.get(k.as_str()) {
+        for (k, v) in members {
+            match known.get(k) {
                 Some(sub) => {
-                    if let Value::Object(inner) = v
+                    if let Node::Obj(inner) = v
                         && !sub.members.is_empty()
                     {
-                        self.unknown_members(sub, inner, &format!("{prefix}{k}."), notes)?;
+                        path.push(k.to_string());
+                        self.unknown_members(sub, inner, path, notes)?;
+                        path.pop();
                     }
                 }
                 None => {
-                    let name = format!("{prefix}{k}");
+                    let mut name = path.join(".");
+                    if !name.is_empty() {
+                        name.push('.');
+                    }
+                    name.push_str(k);
                     if self.unknown == UnknownPolicy::Reject {
                         return Err(Rejection::invalid(
                             &name,
@@ -275,37 +288,46 @@ impl Mapping {
     }
 }
 
-fn group_ref(item: &Value) -> GroupRef {
-    let text = |k: &str| match item.get(k) {
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
+fn group_ref(item: Value) -> GroupRef {
+    let mut g = GroupRef {
+        value: None,
+        display: None,
     };
-    GroupRef {
-        value: text("value"),
-        display: text("display"),
+    let Value::Object(m) = item else { return g };
+    for (k, v) in m {
+        let text = match v {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            _ => continue,
+        };
+        match k.as_str() {
+            "value" => g.value = Some(text),
+            "display" => g.display = Some(text),
+            _ => {}
+        }
     }
+    g
 }
 
-fn fetch<'v>(rule: &Rule, body: &'v Value, ctx: &Ctx<'_>) -> Option<Cow<'v, Value>> {
+fn fetch<'b>(rule: &'b Rule, body: &'b Node<'b>, ctx: &Ctx<'b>) -> Option<Cow<'b, Node<'b>>> {
     match &rule.source {
-        Source::Body(p) => p.get(body),
+        Source::Body(p) => p.get_node(body),
         Source::Param(name) => ctx
             .params
             .iter()
             .find(|(n, _)| **n == **name)
-            .map(|(_, v)| Cow::Owned(Value::String(v.clone()))),
+            .map(|(_, v)| Cow::Owned(Node::Str(Cow::Borrowed(v.as_str())))),
         Source::Header(h) => ctx
             .headers
             .get(h)
             .and_then(|v| v.to_str().ok())
-            .map(|s| Cow::Owned(Value::String(s.to_owned()))),
-        Source::Const(v) => Some(Cow::Owned(v.clone())),
+            .map(|s| Cow::Owned(Node::Str(Cow::Borrowed(s)))),
+        Source::Const(v) => Some(Cow::Borrowed(v)),
         Source::None => None,
     }
 }
 
-fn present(rule: &Rule, body: &Value, ctx: &Ctx<'_>) -> bool {
+fn present<'b>(rule: &'b Rule, body: &'b Node<'b>, ctx: &Ctx<'b>) -> bool {
     fetch(rule, body, ctx).is_some_and(|v| !v.is_null())
 }
 
@@ -317,18 +339,22 @@ fn required_with(name: &str, other: &str) -> Rejection {
     )
 }
 
-fn eval(rule: &Rule, raw: Option<Cow<'_, Value>>, ctx: &Ctx<'_>) -> Result<Eval, Rejection> {
+fn eval<'b>(
+    rule: &'b Rule,
+    raw: Option<Cow<'b, Node<'b>>>,
+    ctx: &Ctx<'b>,
+) -> Result<Eval, Rejection> {
     let name = &*rule.name;
-    let v = match raw {
+    let node = match raw {
         Some(v) => v,
-        None => match &rule.default {
+        None => match &rule.default_node {
             Some(d)
                 if rule
                     .default_on
                     .as_ref()
                     .is_none_or(|ops| ops.contains(&ctx.op)) =>
             {
-                Cow::Owned(d.clone())
+                Cow::Borrowed(d)
             }
             _ if rule.required => {
                 return Err(Rejection::invalid(
@@ -340,7 +366,8 @@ fn eval(rule: &Rule, raw: Option<Cow<'_, Value>>, ctx: &Ctx<'_>) -> Result<Eval,
             _ => return Ok(Eval::Absent),
         },
     };
-    if v.is_null() {
+    let node: &Node<'_> = &node;
+    if node.is_null() {
         if rule.null_is_absent {
             return Ok(Eval::Absent);
         }
@@ -353,48 +380,35 @@ fn eval(rule: &Rule, raw: Option<Cow<'_, Value>>, ctx: &Ctx<'_>) -> Result<Eval,
         }
         return Ok(Eval::Null);
     }
-    if rule.empty_is_null && v.as_str() == Some("") {
+    if rule.empty_is_null && node.as_str() == Some("") {
         return Ok(Eval::Null);
     }
-    type_check(rule, &v)?;
-    let mut v = v.into_owned();
-    for t in &rule.transforms {
-        v = t
-            .apply(v)
-            .map_err(|tail| Rejection::invalid(name, "transform", format!("{name} {tail}")))?;
-    }
-    checks(rule, &v, ctx)?;
-    if let Some(items) = &rule.items
-        && let Value::Array(list) = v
-    {
+    type_check(rule, node)?;
+    structure_checks(rule, node)?;
+    if let (Some(items), Node::Arr(list)) = (&rule.items, node) {
         let mut out = Vec::with_capacity(list.len());
-        for (i, item) in list.into_iter().enumerate() {
-            match eval(items, Some(Cow::Owned(item)), ctx) {
+        for (i, item) in list.iter().enumerate() {
+            match eval(items, Some(Cow::Borrowed(item)), ctx) {
                 Ok(Eval::Value(x)) => out.push(x),
                 Ok(_) => {
-                    return Err(index(
-                        Rejection::invalid(
-                            &items.name,
-                            "nullable",
-                            format!("{} must not be null", items.name),
-                        ),
-                        name,
-                        i,
-                    ));
+                    let e = Rejection::invalid(
+                        &items.name,
+                        "nullable",
+                        format!("{} must not be null", items.name),
+                    );
+                    return Err(index(e, name, i));
                 }
                 Err(e) => return Err(index(e, name, i)),
             }
         }
-        v = Value::Array(out);
+        return Ok(Eval::Value(Value::Array(out)));
     }
-    if !rule.fields.is_empty()
-        && let Value::Object(_) = &v
-    {
-        let mut m = Map::new();
+    if let (false, Node::Obj(_)) = (rule.fields.is_empty(), node) {
+        let mut m = Map::with_capacity(rule.fields.len());
         for f in &rule.fields {
             let raw = match &f.source {
-                Source::Body(p) => p.get(&v),
-                _ => fetch(f, &v, ctx),
+                Source::Body(p) => p.get_node(node),
+                _ => fetch(f, node, ctx),
             };
             let Some(Dest::Member(member)) = f.dests.first() else {
                 continue;
@@ -402,15 +416,22 @@ fn eval(rule: &Rule, raw: Option<Cow<'_, Value>>, ctx: &Ctx<'_>) -> Result<Eval,
             match eval(f, raw, ctx)? {
                 Eval::Absent => {}
                 Eval::Null => {
-                    m.insert(member.to_string(), Value::Null);
+                    m.insert(String::from(&**member), Value::Null);
                 }
                 Eval::Value(x) => {
-                    m.insert(member.to_string(), x);
+                    m.insert(String::from(&**member), x);
                 }
             }
         }
-        v = Value::Object(m);
+        return Ok(Eval::Value(Value::Object(m)));
     }
+    let mut v = node.to_value();
+    for t in &rule.transforms {
+        v = t
+            .apply(v)
+            .map_err(|tail| Rejection::invalid(name, "transform", format!("{name} {tail}")))?;
+    }
+    checks(rule, &v, ctx)?;
     Ok(Eval::Value(v))
 }
 
@@ -423,22 +444,22 @@ fn index(mut e: Rejection, parent: &str, i: usize) -> Rejection {
     e
 }
 
-fn type_check(rule: &Rule, v: &Value) -> Result<(), Rejection> {
+fn type_check(rule: &Rule, v: &Node<'_>) -> Result<(), Rejection> {
     let t = rule.types;
     if t == 0 {
         return Ok(());
     }
     let ok = match v {
-        Value::String(_) => t & T_STRING != 0,
-        Value::Bool(_) => t & T_BOOL != 0,
-        Value::Number(n) => {
+        Node::Str(_) => t & T_STRING != 0,
+        Node::Bool(_) => t & T_BOOL != 0,
+        Node::Num(n) => {
             (t & T_NUMBER != 0)
                 || (t & T_INTEGER != 0 && (n.is_i64() || n.is_u64()))
                 || (t & T_INT32 != 0 && n.as_i64().is_some_and(|x| i32::try_from(x).is_ok()))
         }
-        Value::Object(_) => t & T_OBJECT != 0,
-        Value::Array(_) => t & T_ARRAY != 0,
-        Value::Null => true,
+        Node::Obj(_) => t & T_OBJECT != 0,
+        Node::Arr(_) => t & T_ARRAY != 0,
+        Node::Null => true,
     };
     if ok {
         return Ok(());
@@ -496,7 +517,7 @@ fn checks(rule: &Rule, v: &Value, ctx: &Ctx<'_>) -> Result<(), Rejection> {
             }
             if let Some((_, bad)) = c.must_not_contain.iter().find(|(x, _)| {
                 if c.ignore_case {
-                    s.to_lowercase().contains(&**x)
+                    contains_ignore_case(s, x)
                 } else {
                     s.contains(&**x)
                 }
@@ -549,25 +570,42 @@ fn checks(rule: &Rule, v: &Value, ctx: &Ctx<'_>) -> Result<(), Rejection> {
                 return fail("max", format!("{name} must be at most {max}"));
             }
         }
-        Value::Array(items) => {
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Checks on the shape of arrays and objects, on the parsed body before anything is copied.
+fn structure_checks(rule: &Rule, node: &Node<'_>) -> Result<(), Rejection> {
+    let c = &rule.checks;
+    let name = &*rule.name;
+    let fail = |check: &'static str, msg: String| {
+        Err(Rejection::invalid(
+            name,
+            check,
+            c.message
+                .as_deref()
+                .map_or(msg, |m| m.replace("{name}", name)),
+        ))
+    };
+    match node {
+        Node::Arr(items) => {
             if let Some(by) = &c.unique_by {
-                let keys: Vec<&Value> = items.iter().filter_map(|i| i.get(&**by)).collect();
-                for (i, k) in keys.iter().enumerate() {
-                    if keys[..i].contains(k) {
-                        return fail(
-                            "unique_by",
-                            format!("{name} has two items with the same {by}"),
-                        );
-                    }
+                let keys: Vec<&Node<'_>> = items.iter().filter_map(|i| i.get(by)).collect();
+                if keys.iter().enumerate().any(|(i, k)| keys[..i].contains(k)) {
+                    return fail(
+                        "unique_by",
+                        format!("{name} has two items with the same {by}"),
+                    );
                 }
             }
         }
-        Value::Object(m)
+        Node::Obj(_)
             if !c.require_any_of.is_empty()
                 && !c
                     .require_any_of
                     .iter()
-                    .any(|k| m.get(&**k).is_some_and(|v| !v.is_null())) =>
+                    .any(|k| node.get(k).is_some_and(|v| !v.is_null())) =>
         {
             let list = c
                 .require_any_of
@@ -580,6 +618,15 @@ fn checks(rule: &Rule, v: &Value, ctx: &Ctx<'_>) -> Result<(), Rejection> {
         _ => {}
     }
     Ok(())
+}
+
+/// `hay` contains `needle` (already lowercase), ignoring case; no allocation for ASCII needles.
+fn contains_ignore_case(hay: &str, needle: &str) -> bool {
+    if !needle.is_ascii() {
+        return hay.to_lowercase().contains(needle);
+    }
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
 fn plural(n: usize) -> &'static str {
@@ -596,6 +643,8 @@ fn is_email(s: &str) -> bool {
 fn write(i: usize, rule: &Rule, ev: Eval, ctx: &Ctx<'_>, out: &mut Out) -> Result<(), Rejection> {
     let v = match ev {
         Eval::Absent => return Ok(()),
+        // A create carries the whole new user: `null` there means unset, not "clear".
+        Eval::Null if ctx.op == OpKind::Create => return Ok(()),
         Eval::Null => {
             if rule.identifies.is_some() && ctx.op == OpKind::Update {
                 return Err(Rejection::invalid(
@@ -614,12 +663,18 @@ fn write(i: usize, rule: &Rule, ev: Eval, ctx: &Ctx<'_>, out: &mut Out) -> Resul
     if let (Some(loc), OpKind::Update) = (&rule.identifies, ctx.op) {
         set(&mut out.target, loc, v.clone());
     }
-    for d in &rule.dests {
+    // Each destination but the last gets a copy; the last takes the value.
+    let mut v = Some(v);
+    let last = rule.dests.len().saturating_sub(1);
+    for (n, d) in rule.dests.iter().enumerate() {
+        let Some(value) = (if n == last { v.take() } else { v.clone() }) else {
+            break;
+        };
         match d {
-            Dest::Attr(loc, _) => set(&mut out.user, loc, v.clone()),
-            Dest::GroupsOp => out.groups_op = Some(v.clone()),
-            Dest::GroupsValues => out.groups_values = Some(v.clone()),
-            Dest::CallerPassword => out.caller_password = v.as_str().map(Secret::new),
+            Dest::Attr(loc, _) => set(&mut out.user, loc, value),
+            Dest::GroupsOp => out.groups_op = Some(value),
+            Dest::GroupsValues => out.groups_values = Some(value),
+            Dest::CallerPassword => out.caller_password = value.as_str().map(Secret::new),
             Dest::Member(_) => {}
         }
     }
@@ -630,7 +685,7 @@ fn apply_join(
     i: usize,
     rule: &Rule,
     join: &Join,
-    body: &Value,
+    body: &Node<'_>,
     ctx: &Ctx<'_>,
     out: &mut Out,
 ) -> Result<(), Rejection> {

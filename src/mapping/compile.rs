@@ -99,7 +99,7 @@ impl Compiler<'_> {
             if r.paths.is_empty() {
                 self.err(at.clone(), "a route needs at least one path");
             }
-            let mut target = Vec::new();
+            let mut target: Vec<Box<str>> = Vec::new();
             for t in &r.target {
                 if !matches!(
                     t.get_ref().as_str(),
@@ -133,12 +133,25 @@ impl Compiler<'_> {
                     r.paths.first().map_or("", |p| p.get_ref().as_str())
                 )
             });
+            // Where each target attribute lives, and the rule that fills it (for messages).
+            let target_locs = target
+                .iter()
+                .map(|t| {
+                    let loc = location(t);
+                    let rule = rules
+                        .iter()
+                        .find(|r| r.identifies.as_ref() == Some(&loc))
+                        .map_or(t.clone(), |r| r.name.clone());
+                    (loc, rule)
+                })
+                .collect();
             routes.push(Route {
                 name: name.into(),
                 method,
                 paths,
                 operation: r.operation,
                 target,
+                target_locs,
             });
         }
         // Path parameters named by rules must exist in some route.
@@ -320,7 +333,7 @@ impl Compiler<'_> {
         let src_span = f.source.as_ref().map_or(at.clone(), Spanned::span);
         let source = match (&f.source, &f.value, &f.join) {
             (Some(s), None, None) => self.source(s),
-            (None, Some(v), None) => Source::Const(v.clone()),
+            (None, Some(v), None) => Source::Const(crate::json::Node::from_value(v)),
             (None, None, Some(_)) => Source::None,
             (None, None, None) if parent.is_some_and(|p| p.ends_with("[]")) => Source::None,
             (None, None, None) => {
@@ -487,6 +500,7 @@ impl Compiler<'_> {
             null_is_absent: f.null_is_absent,
             empty_is_null: f.empty_is_null,
             default: f.default.clone(),
+            default_node: f.default.as_ref().map(crate::json::Node::from_value),
             default_on: f.default_on.clone(),
             operations: f.operations.clone(),
             read_only: f.read_only,
@@ -678,7 +692,7 @@ fn known_from(k: &mut Known, r: &Rule) {
     };
     let mut node = k;
     for key in keys {
-        node = node.members.entry(key.clone()).or_default();
+        node = node.entry(key);
     }
     if r.items.is_some() || (r.types & T_OBJECT != 0 && r.fields.is_empty()) {
         node.open = true;

@@ -68,6 +68,8 @@ pub struct Route {
     pub operation: OpKind,
     /// Canonical attributes that identify the target (update).
     pub target: Vec<Box<str>>,
+    /// Their locations, and the rule that fills each (for the "is required" message).
+    target_locs: Vec<(Vec<Step>, Box<str>)>,
 }
 
 /// The success answer plan.
@@ -117,7 +119,7 @@ enum Source {
     Body(JsonPathPlan),
     Param(Box<str>),
     Header(http::HeaderName),
-    Const(Value),
+    Const(crate::json::Node<'static>),
     None,
 }
 
@@ -185,6 +187,7 @@ struct Rule {
     null_is_absent: bool,
     empty_is_null: bool,
     default: Option<Value>,
+    default_node: Option<crate::json::Node<'static>>,
     default_on: Option<Vec<OpKind>>,
     operations: Option<Vec<OpKind>>,
     read_only: bool,
@@ -211,11 +214,32 @@ struct Pre {
     message: Box<str>,
 }
 
-/// Body members the rules know, for the unknown-member policy.
+/// Body members the rules know, for the unknown-member policy. Objects are small: a scan
+/// beats hashing every member name.
 #[derive(Debug, Default, Clone)]
 struct Known {
-    members: std::collections::HashMap<Box<str>, Known>,
+    members: Vec<(Box<str>, Known)>,
     open: bool,
+}
+
+impl Known {
+    fn get(&self, name: &str) -> Option<&Known> {
+        self.members
+            .iter()
+            .find(|(k, _)| **k == *name)
+            .map(|(_, v)| v)
+    }
+
+    fn entry(&mut self, name: &str) -> &mut Known {
+        let i = match self.members.iter().position(|(k, _)| **k == *name) {
+            Some(i) => i,
+            None => {
+                self.members.push((name.into(), Known::default()));
+                self.members.len() - 1
+            }
+        };
+        &mut self.members[i].1
+    }
 }
 
 /// Something the engine noticed and dropped, for the trace.

@@ -5,7 +5,11 @@
 use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
 use jsonpath_rust::parser::parse_json_path;
 use jsonpath_rust::query::js_path_process;
+use std::borrow::Cow;
+
 use serde_json::Value;
+
+use crate::json::Node;
 
 /// A compiled JSONPath.
 #[derive(Debug, Clone)]
@@ -38,6 +42,23 @@ impl JsonPathPlan {
         match self {
             Self::Keys(k) => Some(k),
             Self::Query(_) => None,
+        }
+    }
+
+    /// The node at the path in `root`. A plain path walks the parsed body without copying;
+    /// a general query converts `root` to a `serde_json::Value` for jsonpath-rust (the slow path).
+    pub fn get_node<'b>(&self, root: &'b Node<'b>) -> Option<Cow<'b, Node<'b>>> {
+        match self {
+            Self::Keys(keys) => {
+                let mut v = root;
+                for k in keys {
+                    v = v.get(k)?;
+                }
+                Some(Cow::Borrowed(v))
+            }
+            Self::Query(_) => self
+                .get(&root.to_value())
+                .map(|v| Cow::Owned(Node::from_value(&v))),
         }
     }
 
