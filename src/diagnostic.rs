@@ -97,6 +97,22 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// A regular-expression error on one line: the `regex` crate prints the pattern and a caret
+/// over several lines, which a diagnostic already does better.
+pub fn regex_message(e: &regex::Error) -> String {
+    match e {
+        regex::Error::Syntax(text) => {
+            let reason = text
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("error: "))
+                .unwrap_or("syntax error");
+            format!("invalid regular expression: {reason}")
+        }
+        other => format!("invalid regular expression: {other}"),
+    }
+}
+
 /// Several diagnostics, printed one after another.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Diagnostics(pub Vec<Diagnostic>);

@@ -37,8 +37,9 @@ impl PathTemplate {
             if let Some(inner) = raw.strip_prefix('{').and_then(|r| r.strip_suffix('}')) {
                 let (name, re) = match inner.split_once(':') {
                     Some((n, re)) => {
-                        let re = Regex::new(&format!("^(?:{re})$"))
-                            .map_err(|e| format!("bad regex in `{raw}`: {e}"))?;
+                        let re = Regex::new(&format!("^(?:{re})$")).map_err(|e| {
+                            format!("`{raw}`: {}", crate::diagnostic::regex_message(&e))
+                        })?;
                         (n, Some(re))
                     }
                     None => (inner, None),

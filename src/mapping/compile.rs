@@ -294,6 +294,18 @@ impl Compiler<'_> {
         out
     }
 
+    /// The place of `needle` inside `within`, to point a diagnostic at text inside a value
+    /// whose own span the TOML parser does not keep (a template inside an inline table).
+    fn find_in(&self, within: &Range<usize>, needle: &str) -> Option<Range<usize>> {
+        // A `[table]`'s span may cover only its header: look on from its start, then anywhere.
+        let from = within.start.min(self.src.len());
+        let start = match self.src.get(from..).and_then(|h| h.find(needle)) {
+            Some(i) => from + i,
+            None => self.src.find(needle)?,
+        } + 1;
+        Some(start..start + needle.len() - 1)
+    }
+
     fn errors(&mut self, spec: &super::spec::ErrorsSpec, at: Range<usize>) -> Option<Errors> {
         let body = self.template(&spec.body, &at);
         let headers = self.headers(&spec.headers, &at);
@@ -317,6 +329,36 @@ impl Compiler<'_> {
                     vars: o.vars.clone(),
                 },
             ));
+        }
+        // Every named placeholder must be a built-in or a declared var: a typo is a load error,
+        // not an empty member in production error bodies.
+        let all_vars: Vec<&str> = spec
+            .vars
+            .keys()
+            .chain(spec.outcomes.values().flat_map(|o| o.vars.keys()))
+            .map(String::as_str)
+            .collect();
+        let mut used = Vec::new();
+        body.iter().for_each(|t| t.named(&mut used));
+        headers.iter().for_each(|(_, t)| t.named(&mut used));
+        for (_, o) in &outcomes {
+            o.body.iter().for_each(|t| t.named(&mut used));
+            o.message.iter().for_each(|t| t.named(&mut used));
+            o.headers.iter().for_each(|(_, t)| t.named(&mut used));
+        }
+        for name in &used {
+            if !ERROR_PLACEHOLDERS.contains(&&**name) && !all_vars.contains(&&**name) {
+                let span = self
+                    .find_in(&at, &format!("{{{name}"))
+                    .unwrap_or(at.clone());
+                self.err(
+                    span,
+                    format!(
+                        "unknown placeholder `{name}`: use one of {}, `now`, `target.ATTR`, `user.ATTR`, or declare it in `vars`",
+                        ERROR_PLACEHOLDERS.join(", ")
+                    ),
+                );
+            }
         }
         Some(Errors {
             content_type: spec.content_type.as_str().into(),
@@ -419,7 +461,7 @@ impl Compiler<'_> {
             .collect();
         let pattern = f.pattern.as_ref().and_then(|p| {
             regex::Regex::new(p.get_ref())
-                .map_err(|e| self.err(p.span(), format!("bad `pattern`: {e}")))
+                .map_err(|e| self.err(p.span(), crate::diagnostic::regex_message(&e)))
                 .ok()
         });
         if let (Some(min), Some(max)) = (f.min_length, f.max_length)
@@ -703,6 +745,17 @@ fn known_from(k: &mut Known, r: &Rule) {
 }
 
 /// Places of the parts of a mapping file, for diagnostics on unspanned values.
+/// The named placeholders every error template may use.
+const ERROR_PLACEHOLDERS: [&str; 7] = [
+    "status",
+    "reason",
+    "message",
+    "field",
+    "rule",
+    "path",
+    "request_id",
+];
+
 #[derive(Debug, Default)]
 pub(super) struct Spans {
     pub fields: Vec<Range<usize>>,

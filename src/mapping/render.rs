@@ -132,6 +132,7 @@ impl Scope for ErrScope<'_> {
                         .unwrap_or_else(|| self.rej.message.clone()),
                 )),
                 "field" => self.rej.field.clone().map(Value::String),
+                "rule" => Some(Value::String(self.rej.rule.into())),
                 "path" => Some(Value::String(self.ctx.path.to_owned())),
                 "request_id" => Some(Value::String(self.ctx.request_id.to_owned())),
                 other => self

@@ -1,0 +1,214 @@
+//! Every example in `docs/mapping-language.md` is exercised: `toml` blocks compile as mappings,
+//! `toml invalid` blocks fail with the documented diagnostics, and `json request` blocks go
+//! through the mapping above them with the documented canonical operation or error answer.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+use userbridge::mapping::load::load_str;
+use userbridge::mapping::render::ErrorContext;
+use userbridge::mapping::{MappingSet, RouteMatch};
+
+/// A fenced block: its info string, its text and the line it starts on.
+struct Block {
+    info: String,
+    text: String,
+    line: usize,
+}
+
+fn blocks(doc: &str) -> Vec<Block> {
+    let mut out = Vec::new();
+    let mut open: Option<Block> = None;
+    for (i, l) in doc.lines().enumerate() {
+        match (&mut open, l.strip_prefix("```")) {
+            (None, Some(info)) => {
+                open = Some(Block {
+                    info: info.trim().into(),
+                    text: String::new(),
+                    line: i + 1,
+                })
+            }
+            (Some(_), Some("")) => out.extend(open.take()),
+            (Some(b), _) => {
+                b.text.push_str(l);
+                b.text.push('\n');
+            }
+            (None, None) => {}
+        }
+    }
+    assert!(open.is_none(), "unclosed code block");
+    out
+}
+
+/// Completes a fragment into a whole mapping file; returns it and the number of lines put
+/// before the fragment.
+fn assemble(fragment: &str) -> (String, usize) {
+    let has = |header: &str| fragment.lines().any(|l| l.trim() == header);
+    let mut s = String::new();
+    let mut before = 0;
+    if !fragment.lines().any(|l| l.starts_with("dialect")) {
+        s.push_str("dialect = \"example\"\n");
+        before = 1;
+    }
+    s.push_str(fragment);
+    if !has("[auth]") {
+        s.push_str("\n[auth]\nheaders = [{ name = \"Authorization\", scheme = \"Bearer\" }]\n");
+    }
+    let mut fields = has("[[fields]]");
+    if !has("[[routes]]") {
+        s.push_str(concat!(
+            "\n[[routes]]\nmethod = \"PUT\"\npaths = [\"/example/users\"]\noperation = \"create\"\n",
+            "\n[[routes]]\nmethod = \"POST\"\npaths = [\"/example/users/{id}\"]\n",
+            "operation = \"update\"\ntarget = [\"id\"]\n",
+            "\n[[fields]]\nsource = \"param:id\"\nidentifies = \"id\"\ntype = \"string\"\n",
+        ));
+        fields = true;
+    }
+    if !fields {
+        s.push_str("\n[[fields]]\nsource = \"$.displayName\"\nto = \"displayName\"\n");
+    }
+    if !has("[success]") {
+        s.push_str("\n[success]\nbody = \"user\"\n");
+    }
+    if !has("[errors]") {
+        s.push_str(
+            "\n[errors]\nbody = { error = \"{message}\", field = \"{field?}\", status = \"{status}\" }\n",
+        );
+    }
+    (s, before)
+}
+
+/// `want` is contained in `got`: objects member by member, everything else equal.
+fn contains(got: &Value, want: &Value) -> bool {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => w
+            .iter()
+            .all(|(k, wv)| g.get(k).is_some_and(|gv| contains(gv, wv))),
+        (Value::Array(g), Value::Array(w)) => {
+            g.len() == w.len() && g.iter().zip(w).all(|(a, b)| contains(a, b))
+        }
+        _ => got == want,
+    }
+}
+
+#[test]
+fn every_mapping_language_example_holds() {
+    let doc = std::fs::read_to_string("docs/mapping-language.md").unwrap();
+    let blocks = blocks(&doc);
+    let file = Path::new("example.toml");
+    let vars = BTreeMap::new();
+    let mut set: Option<MappingSet> = None;
+    let (mut compiled, mut invalid, mut requests) = (0, 0, 0);
+    let mut i = 0;
+    while i < blocks.len() {
+        let b = &blocks[i];
+        let at = format!("docs/mapping-language.md:{}", b.line);
+        let mut words = b.info.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("toml"), None) => {
+                let (src, _) = assemble(&b.text);
+                let m = load_str(file, &src, &vars).unwrap_or_else(|d| {
+                    let all: Vec<String> = d.iter().map(ToString::to_string).collect();
+                    panic!("{at}: example does not compile:\n{}", all.join("\n"))
+                });
+                set = Some(MappingSet {
+                    mappings: vec![Arc::new(m)],
+                });
+                compiled += 1;
+            }
+            (Some("toml"), Some("invalid")) => {
+                let (src, before) = assemble(&b.text);
+                let diags = load_str(file, &src, &vars)
+                    .err()
+                    .unwrap_or_else(|| panic!("{at}: invalid example compiles"));
+                let expect = blocks
+                    .get(i + 1)
+                    .filter(|n| n.info == "text")
+                    .unwrap_or_else(|| panic!("{at}: no text block with the diagnostics"));
+                for want in expect.text.lines().filter(|l| !l.trim().is_empty()) {
+                    let rest = want.strip_prefix("example.toml:").unwrap();
+                    let mut parts = rest.splitn(3, ':');
+                    let line: usize = parts.next().unwrap().parse().unwrap();
+                    let col: usize = parts.next().unwrap().parse().unwrap();
+                    let msg = parts.next().unwrap().trim();
+                    assert!(
+                        diags.iter().any(|d| d.line == line + before
+                            && d.col == col
+                            && d.message.starts_with(msg)),
+                        "{at}: expected `{want}`, got:\n{}",
+                        diags
+                            .iter()
+                            .map(|d| format!("{}:{}: {}", d.line - before, d.col, d.message))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    );
+                }
+                invalid += 1;
+                i += 1;
+            }
+            (Some("json"), Some("request")) => {
+                let method: http::Method = words.next().unwrap().parse().unwrap();
+                let path = words.next().unwrap();
+                let set = set.as_ref().expect("a request before any mapping");
+                let RouteMatch::Found {
+                    mapping,
+                    route,
+                    params,
+                } = set.route(&method, path)
+                else {
+                    panic!("{at}: no route for {method} {path}")
+                };
+                let expect = blocks.get(i + 1).expect("an expectation after a request");
+                let want: Value = serde_json::from_str(&expect.text)
+                    .unwrap_or_else(|e| panic!("{at}: expectation is not JSON: {e}"));
+                let result = mapping.translate(
+                    route,
+                    &params,
+                    &http::HeaderMap::new(),
+                    b.text.as_bytes(),
+                    32,
+                );
+                let mut kind = expect.info.split_whitespace().skip(1);
+                match (kind.next(), result) {
+                    (Some("canonical"), Ok(t)) => {
+                        let got = serde_json::to_value(&t.op).unwrap();
+                        assert!(
+                            contains(&got, &want),
+                            "{at}: canonical\n{got:#}\ndoes not contain\n{want:#}"
+                        );
+                    }
+                    (Some("response"), Err(rej)) => {
+                        let status: u16 = kind.next().unwrap().parse().unwrap();
+                        let ctx = ErrorContext {
+                            path,
+                            request_id: "doc",
+                            ..Default::default()
+                        };
+                        let r = mapping.error_response(&rej, &ctx);
+                        let got: Value = serde_json::from_slice(&r.body).unwrap();
+                        assert_eq!(r.status, status, "{at}: status");
+                        assert!(
+                            contains(&got, &want),
+                            "{at}: error body\n{got:#}\ndoes not contain\n{want:#}"
+                        );
+                    }
+                    (k, Ok(t)) => panic!("{at}: expected {k:?}, translated to {:?}", t.op),
+                    (k, Err(rej)) => panic!("{at}: expected {k:?}, rejected: {}", rej.message),
+                }
+                requests += 1;
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    // The document's examples are all there (a broken block parser would find none).
+    assert!(
+        compiled >= 15 && invalid >= 5 && requests >= 12,
+        "{compiled} {invalid} {requests}"
+    );
+}
