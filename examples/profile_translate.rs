@@ -9,6 +9,8 @@ mod baseline;
 
 use userbridge::mapping::{MappingSet, RouteMatch};
 
+const ITER: usize = 20_000;
+
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "engine".into());
     let body = std::fs::read("benches/data/commvault-update-958.json").unwrap();
@@ -24,7 +26,7 @@ fn main() {
     };
     let h = http::HeaderMap::new();
     let locs = baseline::Locs::default();
-    for _ in 0..20_000 {
+    for _ in 0..ITER {
         if which == "hand" {
             std::hint::black_box(
                 baseline::hand_written(&body, "42", &locs, &mapping.dialect).unwrap(),

@@ -18,6 +18,8 @@ enum Eval {
     Absent,
     Null,
     Value(Value),
+    /// The items of a `groups.values` rule, read straight into references (no map per item).
+    Groups(Vec<GroupRef>),
 }
 
 struct Ctx<'a> {
@@ -31,7 +33,7 @@ struct Out {
     user: Map<String, Value>,
     target: Map<String, Value>,
     groups_op: Option<Value>,
-    groups_values: Option<Value>,
+    groups_values: Option<Vec<GroupRef>>,
     caller_password: Option<Secret>,
     pending: Vec<PendingJoin>,
     kept: Vec<(usize, Value)>,
@@ -140,7 +142,7 @@ impl Mapping {
             }
         }
         let groups = match out.groups_values {
-            Some(Value::Array(items)) => {
+            Some(values) => {
                 let verb = out
                     .groups_op
                     .as_ref()
@@ -156,10 +158,7 @@ impl Mapping {
                                 format!("`{v}` is not a group operation"),
                             )
                         })?;
-                        Some(GroupChange {
-                            op,
-                            values: items.into_iter().map(group_ref).collect(),
-                        })
+                        Some(GroupChange { op, values })
                     }
                 }
             }
@@ -246,11 +245,11 @@ impl Mapping {
 
     /// Walks the body against the members the rules know. The dotted name of an unknown
     /// member is built only when one is found.
-    fn unknown_members(
+    fn unknown_members<'n>(
         &self,
         known: &Known,
-        members: &[(std::borrow::Cow<'_, str>, Node<'_>)],
-        path: &mut Vec<String>,
+        members: &'n [(std::borrow::Cow<'_, str>, Node<'_>)],
+        path: &mut Vec<&'n str>,
         notes: &mut Vec<Note>,
     ) -> Result<(), Rejection> {
         if known.open {
@@ -262,7 +261,7 @@ impl Mapping {
                     if let Node::Obj(inner) = v
                         && !sub.members.is_empty()
                     {
-                        path.push(k.to_string());
+                        path.push(k);
                         self.unknown_members(sub, inner, path, notes)?;
                         path.pop();
                     }
@@ -385,6 +384,13 @@ fn eval<'b>(
     }
     type_check(rule, node)?;
     structure_checks(rule, node)?;
+    if let (Some(items), Node::Arr(list), true) = (&rule.items, node, rule.group_items) {
+        let mut out = Vec::with_capacity(list.len());
+        for (i, item) in list.iter().enumerate() {
+            out.push(group_item(items, item, ctx).map_err(|e| index(e, name, i))?);
+        }
+        return Ok(Eval::Groups(out));
+    }
     if let (Some(items), Node::Arr(list)) = (&rule.items, node) {
         let mut out = Vec::with_capacity(list.len());
         for (i, item) in list.iter().enumerate() {
@@ -405,24 +411,9 @@ fn eval<'b>(
     }
     if let (false, Node::Obj(_)) = (rule.fields.is_empty(), node) {
         let mut m = Map::with_capacity(rule.fields.len());
-        for f in &rule.fields {
-            let raw = match &f.source {
-                Source::Body(p) => p.get_node(node),
-                _ => fetch(f, node, ctx),
-            };
-            let Some(Dest::Member(member)) = f.dests.first() else {
-                continue;
-            };
-            match eval(f, raw, ctx)? {
-                Eval::Absent => {}
-                Eval::Null => {
-                    m.insert(String::from(&**member), Value::Null);
-                }
-                Eval::Value(x) => {
-                    m.insert(String::from(&**member), x);
-                }
-            }
-        }
+        members(rule, node, ctx, |member, v| {
+            m.insert(member.into(), v);
+        })?;
         return Ok(Eval::Value(Value::Object(m)));
     }
     let mut v = node.to_value();
@@ -433,6 +424,69 @@ fn eval<'b>(
     }
     checks(rule, &v, ctx)?;
     Ok(Eval::Value(v))
+}
+
+/// Evaluates an object rule's member rules over `node`, handing each member that is set (or
+/// `null`) to `put`.
+fn members<'b>(
+    rule: &'b Rule,
+    node: &'b Node<'b>,
+    ctx: &Ctx<'b>,
+    mut put: impl FnMut(&str, Value),
+) -> Result<(), Rejection> {
+    for f in &rule.fields {
+        let raw = match &f.source {
+            Source::Body(p) => p.get_node(node),
+            _ => fetch(f, node, ctx),
+        };
+        let Some(Dest::Member(member)) = f.dests.first() else {
+            continue;
+        };
+        match eval(f, raw, ctx)? {
+            Eval::Absent | Eval::Groups(_) => {}
+            Eval::Null => put(member, Value::Null),
+            Eval::Value(x) => put(member, x),
+        }
+    }
+    Ok(())
+}
+
+/// One item of a `groups.values` array, as a group reference. An object item with member rules
+/// is read member by member; anything else goes through the general path.
+fn group_item<'b>(
+    items: &'b Rule,
+    item: &'b Node<'b>,
+    ctx: &Ctx<'b>,
+) -> Result<GroupRef, Rejection> {
+    if items.fields.is_empty() || !matches!(item, Node::Obj(_)) {
+        return match eval(items, Some(Cow::Borrowed(item)), ctx)? {
+            Eval::Value(v) => Ok(group_ref(v)),
+            _ => Err(Rejection::invalid(
+                &items.name,
+                "nullable",
+                format!("{} must not be null", items.name),
+            )),
+        };
+    }
+    type_check(items, item)?;
+    structure_checks(items, item)?;
+    let mut g = GroupRef {
+        value: None,
+        display: None,
+    };
+    members(items, item, ctx, |member, v| {
+        let text = match v {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            _ => return,
+        };
+        match member {
+            "value" => g.value = Some(text),
+            "display" => g.display = Some(text),
+            _ => {}
+        }
+    })?;
+    Ok(g)
 }
 
 /// Puts the item index into a nested rule's error: `userGroups[].id` → `userGroups[1].id`.
@@ -656,6 +710,10 @@ fn write(i: usize, rule: &Rule, ev: Eval, ctx: &Ctx<'_>, out: &mut Out) -> Resul
             Value::Null
         }
         Eval::Value(v) => v,
+        Eval::Groups(values) => {
+            out.groups_values = Some(values);
+            return Ok(());
+        }
     };
     if rule.keep {
         out.kept.push((i, v.clone()));
@@ -673,7 +731,12 @@ fn write(i: usize, rule: &Rule, ev: Eval, ctx: &Ctx<'_>, out: &mut Out) -> Resul
         match d {
             Dest::Attr(loc, _) => set(&mut out.user, loc, value),
             Dest::GroupsOp => out.groups_op = Some(value),
-            Dest::GroupsValues => out.groups_values = Some(value),
+            Dest::GroupsValues => {
+                out.groups_values = match value {
+                    Value::Array(items) => Some(items.into_iter().map(group_ref).collect()),
+                    _ => None,
+                }
+            }
             Dest::CallerPassword => out.caller_password = value.as_str().map(Secret::new),
             Dest::Member(_) => {}
         }
@@ -712,7 +775,7 @@ fn apply_join(
         let mut parts = Map::new();
         for ((_, p), e) in join.parts.iter().zip(evals) {
             match e {
-                Eval::Absent => {}
+                Eval::Absent | Eval::Groups(_) => {}
                 Eval::Null => {
                     parts.insert(p.name.to_string(), Value::Null);
                 }

@@ -529,6 +529,7 @@ impl Compiler<'_> {
         if self.diags.len() > before {
             return None;
         }
+        let group_items = dests.iter().any(|d| matches!(d, Dest::GroupsValues));
         Some(Rule {
             name,
             source,
@@ -554,6 +555,7 @@ impl Compiler<'_> {
             render_unset: f.render_unset.clone(),
             render: f.render.unwrap_or(true),
             keep: false,
+            group_items,
         })
     }
 

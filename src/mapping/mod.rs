@@ -199,6 +199,8 @@ struct Rule {
     render_unset: Option<Value>,
     render: bool,
     keep: bool,
+    /// The rule fills `groups.values`: its items are read straight into group references.
+    group_items: bool,
 }
 
 impl Rule {

@@ -103,16 +103,31 @@ impl Transform {
                 shown,
                 ignore_case,
             } => {
-                let key = match &v {
-                    Value::String(s) if *ignore_case => s.to_lowercase(),
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    _ => String::new(),
+                let owned;
+                let key: &str = match &v {
+                    Value::String(s) if *ignore_case && !s.is_ascii() => {
+                        owned = s.to_lowercase();
+                        &owned
+                    }
+                    Value::String(s) => s,
+                    Value::Number(n) => {
+                        owned = n.to_string();
+                        &owned
+                    }
+                    Value::Bool(b) if *b => "true",
+                    Value::Bool(_) => "false",
+                    _ => "",
                 };
+                // Table keys are stored lowercased when ignoring case.
                 table
                     .iter()
-                    .find(|(k, _, _)| *k == key)
+                    .find(|(k, _, _)| {
+                        if *ignore_case {
+                            k.eq_ignore_ascii_case(key)
+                        } else {
+                            k == key
+                        }
+                    })
                     .map(|(_, _, v)| v.clone())
                     .ok_or_else(|| format!("must be one of {shown}"))
             }
