@@ -228,6 +228,35 @@ fn primary(list: &Value) -> Option<&Value> {
         .or_else(|| items.first())
 }
 
+/// Removes the attribute at `steps` (a primary element's value removes the element); empty
+/// objects left behind are removed too.
+pub fn remove(doc: &mut Map<String, Value>, steps: &[Step]) {
+    let Some((first, rest)) = steps.split_first() else {
+        return;
+    };
+    match first {
+        Step::Key(k) if rest.is_empty() => {
+            doc.shift_remove(&**k);
+        }
+        Step::Key(k) => {
+            if let Some(Value::Object(inner)) = doc.get_mut(&**k) {
+                remove(inner, rest);
+                if inner.is_empty() {
+                    doc.shift_remove(&**k);
+                }
+            }
+        }
+        Step::Primary(k) => {
+            if let Some(Value::Array(items)) = doc.get_mut(&**k) {
+                items.retain(|i| i.get("primary").and_then(Value::as_bool) != Some(true));
+                if items.is_empty() {
+                    doc.shift_remove(&**k);
+                }
+            }
+        }
+    }
+}
+
 /// Writes `value` at `steps`, creating objects on the way. A `Primary` step writes the
 /// primary element of the list (a list of one, marked `primary`).
 pub fn set(doc: &mut Map<String, Value>, steps: &[Step], value: Value) {
@@ -292,6 +321,15 @@ impl UserDoc {
         let mut copy = self.0.clone();
         for loc in secret_locations() {
             redact_at(&mut copy, loc);
+        }
+        copy
+    }
+
+    /// A copy with every secret attribute removed: what a read of the store returns.
+    pub fn redacted_without_secrets(&self) -> Map<String, Value> {
+        let mut copy = self.0.clone();
+        for loc in secret_locations() {
+            remove(&mut copy, loc);
         }
         copy
     }

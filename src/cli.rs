@@ -1,4 +1,4 @@
-//! The command line: `check`, `translate`, `schema`. Each command returns its exit code.
+//! The command line: `check`, `translate`, `serve`, `schema`. Each command returns its exit code.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -47,11 +47,32 @@ pub enum Command {
         /// Body file, or `-` for standard input (default: empty body).
         body: Option<PathBuf>,
     },
+    /// Run the gateway: every dialect of the mappings on one listener, the configured backend.
+    Serve {
+        /// Config file (default: config/userbridge.toml when present).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Address to listen on (overrides `server.listen`).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
     /// Print the JSON Schema of config or mapping files, for editors.
     Schema {
         /// Which schema.
         which: SchemaKind,
     },
+}
+
+/// How `serve` writes its logs.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The schemas `schema` prints.
@@ -83,6 +104,11 @@ pub fn run(cli: Cli) -> i32 {
             body.as_deref(),
         ),
         Command::Schema { which } => schema(which),
+        Command::Serve {
+            config,
+            listen,
+            log_format,
+        } => serve(config.as_deref(), Flags { listen }, log_format),
     }
 }
 
@@ -95,7 +121,15 @@ fn print_diags(diags: &[Diagnostic]) {
 
 /// Loads config and mappings, or prints every diagnostic.
 pub fn load(config: Option<&Path>) -> Result<(Config, MappingSet), Vec<Diagnostic>> {
-    let (cfg, _) = Config::load(config, &Flags::default())?;
+    load_with(config, &Flags::default())
+}
+
+/// Loads config (with command-line overrides) and mappings, or returns every diagnostic.
+pub fn load_with(
+    config: Option<&Path>,
+    flags: &Flags,
+) -> Result<(Config, MappingSet), Vec<Diagnostic>> {
+    let (cfg, _) = Config::load(config, flags)?;
     let set = MappingSet::load_dir(
         &cfg.mappings.dir,
         cfg.mappings.enabled.as_deref(),
@@ -117,6 +151,48 @@ pub fn load(config: Option<&Path>) -> Result<(Config, MappingSet), Vec<Diagnosti
         Ok((cfg, set))
     } else {
         Err(diags)
+    }
+}
+
+fn serve(config: Option<&Path>, flags: Flags, log_format: LogFormat) -> i32 {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("USERBRIDGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+    let loaded = load_with(config, &flags);
+    let (cfg, set) = match loaded {
+        Ok(x) => x,
+        Err(diags) => {
+            print_diags(&diags);
+            eprintln!(
+                "error: not starting: {} problem(s) in config or mappings",
+                diags.len()
+            );
+            return 1;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(crate::server::run(cfg, set)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
     }
 }
 

@@ -81,6 +81,9 @@ pub struct Limits {
     /// Whole-request deadline, in milliseconds.
     #[serde(default = "default_timeout")]
     pub request_timeout_ms: u64,
+    /// Time a client has to send its request headers, in milliseconds (slowloris guard).
+    #[serde(default = "default_header_timeout")]
+    pub header_read_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -89,6 +92,7 @@ impl Default for Limits {
             max_body_bytes: default_body(),
             max_json_depth: default_depth(),
             request_timeout_ms: default_timeout(),
+            header_read_timeout_ms: default_header_timeout(),
         }
     }
 }
@@ -101,6 +105,9 @@ fn default_depth() -> usize {
 }
 fn default_timeout() -> u64 {
     10_000
+}
+fn default_header_timeout() -> u64 {
+    5_000
 }
 
 /// Mapping files.

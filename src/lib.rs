@@ -5,6 +5,7 @@
 //! The translation core is usable offline: [`config`] loads the layered configuration,
 //! [`mapping`] compiles the mapping files and translates requests both ways.
 
+pub mod backend;
 pub mod canonical;
 pub mod cli;
 pub mod config;
@@ -13,3 +14,4 @@ pub mod dialect;
 pub mod json;
 pub mod mapping;
 pub mod redact;
+pub mod server;

@@ -55,6 +55,25 @@ pub struct Mapping {
     pub caller_password_field: Option<Box<str>>,
 }
 
+impl Mapping {
+    /// The request member that fills `dest` (`groups.values`, `groups.op`, `callerPassword`,
+    /// or a canonical attribute name), to name it in messages about what the backend found.
+    pub fn member_for(&self, dest: &str) -> Option<&str> {
+        self.rules
+            .iter()
+            .find(|r| {
+                r.dests.iter().any(|d| match d {
+                    Dest::GroupsValues => dest == "groups.values",
+                    Dest::GroupsOp => dest == "groups.op",
+                    Dest::CallerPassword => dest == "callerPassword",
+                    Dest::Attr(_, def) => def.name == dest,
+                    Dest::Member(_) => false,
+                })
+            })
+            .map(|r| &*r.name)
+    }
+}
+
 /// A compiled route.
 #[derive(Debug)]
 pub struct Route {

@@ -1,0 +1,97 @@
+//! Backends: where canonical operations land. One trait, one file per kind; a new backend is a
+//! new file here and a variant of [`crate::config::BackendConfig`].
+//!
+//! A backend receives the whole canonical operation and the mapping that produced it (for
+//! [`crate::mapping::Mapping::complete`]: preconditions and partly sent joins are resolved
+//! against the stored user inside the backend's own transaction), and returns the stored user.
+
+pub mod merge;
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::canonical::{Operation, UserDoc};
+use crate::config::{BackendConfig, GroupConfig};
+use crate::dialect::Rejection;
+use crate::mapping::Mapping;
+
+/// A boxed, sendable future: what trait objects can return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How a backend operation failed. Never holds a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The target user does not exist.
+    #[error("no such user")]
+    NotFound,
+    /// The user (or the new name) exists already.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A group the backend does not know.
+    #[error("unknown group: {0}")]
+    UnknownGroup(String),
+    /// A precondition or a completed attribute failed its rule (the dialect's 400).
+    #[error("{}", .0.message)]
+    Rejected(Rejection),
+    /// The backend could not be reached; the request never left (503).
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    /// No answer in time; the write may or may not have happened (504).
+    #[error("backend timed out")]
+    Timeout,
+    /// The backend failed or answered something unusable (502).
+    #[error("backend failed: {0}")]
+    Failed(String),
+}
+
+/// A place canonical users are written to.
+pub trait Backend: Send + Sync {
+    /// The kind, for logs and `/readyz`.
+    fn kind(&self) -> &'static str;
+
+    /// Applies one operation, all or nothing, and returns the stored user (secrets included:
+    /// the caller renders it through a mapping, which never renders a secret).
+    fn apply(
+        &self,
+        op: Operation,
+        mapping: Arc<Mapping>,
+    ) -> BoxFuture<'_, Result<UserDoc, BackendError>>;
+
+    /// Whether the backend answers now.
+    fn ready(&self) -> BoxFuture<'_, Result<(), BackendError>>;
+
+    /// The canonical store behind `/scim/v2`, when this backend is one.
+    fn store(&self) -> Option<&dyn Store> {
+        None
+    }
+}
+
+/// A canonical user store that can also be read and edited directly (the `/scim/v2` ingress,
+/// export, diff).
+pub trait Store: Send + Sync {
+    /// The user with canonical `id`.
+    fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>>;
+    /// Users whose `userName` equals `name` (all users when `None`), in creation order, after
+    /// skipping `start` and taking at most `count`; and the total.
+    fn list(
+        &self,
+        user_name: Option<String>,
+        start: usize,
+        count: usize,
+    ) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>>;
+    /// Replaces the user `id` with `user` (attributes not in it are cleared).
+    fn replace(&self, id: &str, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>>;
+    /// Deletes the user `id`; false when there was none.
+    fn delete(&self, id: &str) -> BoxFuture<'_, Result<bool, BackendError>>;
+}
+
+/// Opens the configured backend.
+pub fn open(cfg: &BackendConfig, groups: &[GroupConfig]) -> Result<Arc<dyn Backend>, String> {
+    match cfg {
+        BackendConfig::Sqlite { path } => Ok(Arc::new(sqlite::Sqlite::open(path, groups)?)),
+        BackendConfig::Scim { .. } => Err("the scim backend is not built yet".into()),
+        BackendConfig::Webhook { .. } => Err("the webhook backend is not built yet".into()),
+    }
+}

@@ -1,0 +1,594 @@
+//! The embedded canonical store: one SQLite file (rusqlite, bundled).
+//!
+//! Every user has a canonical `id` (UUID) and an ext `numericId` (a positive int32, the row id),
+//! so that every dialect can address the same user. `userName` + ext `authenticator` are
+//! unique. Each operation is one transaction; the calls run on tokio's blocking pool, never on
+//! the async workers. Secret attributes are kept in their own column and never returned by a
+//! read of the `/scim/v2` ingress.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::{Map, Value};
+
+use super::merge::merge;
+use super::{Backend, BackendError, BoxFuture, Store};
+use crate::canonical::{
+    self, EXT_SCHEMA, GroupChange, GroupOp, OpKind, Operation, UserDoc, location,
+};
+use crate::config::GroupConfig;
+use crate::mapping::Mapping;
+
+/// The schema, created or migrated at start. `PRAGMA user_version` holds its version.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    numeric_id    INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    user_name     TEXT NOT NULL,
+    authenticator TEXT NOT NULL DEFAULT '',
+    doc           TEXT NOT NULL,
+    secrets       TEXT NOT NULL DEFAULT '{}',
+    created       TEXT NOT NULL,
+    modified      TEXT NOT NULL,
+    version       INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (user_name, authenticator)
+);
+CREATE TABLE IF NOT EXISTS groups (
+    id   INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS members (
+    user_numeric_id INTEGER NOT NULL REFERENCES users(numeric_id) ON DELETE CASCADE,
+    group_id        INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+    PRIMARY KEY (user_numeric_id, group_id)
+);
+PRAGMA user_version = 1;
+";
+
+/// The SQLite backend.
+pub struct Sqlite {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Sqlite {
+    /// Opens (creating when needed) the database at `path` and declares `groups`.
+    pub fn open(path: &Path, groups: &[GroupConfig]) -> Result<Self, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let fail = |e: rusqlite::Error| format!("{}: {e}", path.display());
+        let mut conn = Connection::open(path).map_err(fail)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(fail)?;
+        // WAL: readers do not block the writer; an acknowledged commit survives a process kill.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(fail)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(fail)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(fail)?;
+        conn.execute_batch(SCHEMA).map_err(fail)?;
+        let tx = conn.transaction().map_err(fail)?;
+        for g in groups {
+            tx.execute(
+                "INSERT INTO groups (id, name) VALUES (?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET name = excluded.name",
+                params![g.id, g.name],
+            )
+            .map_err(fail)?;
+        }
+        tx.commit().map_err(fail)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, BackendError> + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, BackendError>> {
+        let conn = Arc::clone(&self.conn);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut guard = conn
+                    .lock()
+                    .map_err(|_| BackendError::Failed("store lock poisoned".into()))?;
+                f(&mut guard)
+            })
+            .await
+            .map_err(|e| BackendError::Failed(format!("store task: {e}")))?
+        })
+    }
+}
+
+fn db(e: rusqlite::Error) -> BackendError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && f.code == rusqlite::ErrorCode::ConstraintViolation
+    {
+        return BackendError::Conflict("a user with this userName and authenticator exists".into());
+    }
+    BackendError::Failed(format!("store: {e}"))
+}
+
+impl Backend for Sqlite {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn apply(
+        &self,
+        op: Operation,
+        mapping: Arc<Mapping>,
+    ) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+        self.blocking(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let stored = match op.operation {
+                OpKind::Create => create(&tx, op)?,
+                OpKind::Update => update(&tx, op, &mapping)?,
+            };
+            tx.commit().map_err(db)?;
+            Ok(stored)
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        self.blocking(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(|e| BackendError::Unavailable(e.to_string()))
+        })
+    }
+
+    fn store(&self) -> Option<&dyn Store> {
+        Some(self)
+    }
+}
+
+impl Store for Sqlite {
+    fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        let id = id.to_owned();
+        self.blocking(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let row = find(&tx, "id = ?1", &[&id as &dyn rusqlite::ToSql])?;
+            match row {
+                Some(r) => Ok(Some(UserDoc(read_doc(&tx, &r, false)?))),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn list(
+        &self,
+        user_name: Option<String>,
+        start: usize,
+        count: usize,
+    ) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
+        self.blocking(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let (filter, args): (&str, Vec<&dyn rusqlite::ToSql>) = match &user_name {
+                Some(n) => ("WHERE user_name = ?1", vec![n]),
+                None => ("", vec![]),
+            };
+            let total: i64 = tx
+                .query_row(
+                    &format!("SELECT count(*) FROM users {filter}"),
+                    args.as_slice(),
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT numeric_id, id, doc, secrets, created, modified, version FROM users {filter}
+                     ORDER BY numeric_id LIMIT {count} OFFSET {start}"
+                ))
+                .map_err(db)?;
+            let rows: Vec<Row> = stmt
+                .query_map(args.as_slice(), row)
+                .map_err(db)?
+                .collect::<Result<_, _>>()
+                .map_err(db)?;
+            drop(stmt);
+            let mut users = Vec::with_capacity(rows.len());
+            for r in &rows {
+                users.push(UserDoc(read_doc(&tx, r, false)?));
+            }
+            Ok((users, usize::try_from(total).unwrap_or(0)))
+        })
+    }
+
+    fn replace(&self, id: &str, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+        let id = id.to_owned();
+        self.blocking(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let Some(r) = find(&tx, "id = ?1", &[&id as &dyn rusqlite::ToSql])? else {
+                return Err(BackendError::NotFound);
+            };
+            let mut doc = user.0;
+            strip_server_owned(&mut doc);
+            // Secrets not restated are kept (SCIM never returns them, so a client cannot).
+            let mut secrets = take_secrets(&mut doc);
+            if secrets.is_empty() {
+                secrets = r.secrets.clone();
+            }
+            write_row(&tx, &r, doc, secrets)?;
+            let out = read_doc(&tx, &find_by_numeric(&tx, r.numeric_id)?, false)?;
+            tx.commit().map_err(db)?;
+            Ok(UserDoc(out))
+        })
+    }
+
+    fn delete(&self, id: &str) -> BoxFuture<'_, Result<bool, BackendError>> {
+        let id = id.to_owned();
+        self.blocking(move |conn| {
+            let n = conn
+                .execute("DELETE FROM users WHERE id = ?1", params![id])
+                .map_err(db)?;
+            Ok(n > 0)
+        })
+    }
+}
+
+/// A user row.
+#[derive(Debug, Clone)]
+struct Row {
+    numeric_id: i64,
+    id: String,
+    doc: Map<String, Value>,
+    secrets: Map<String, Value>,
+    created: String,
+    modified: String,
+    version: i64,
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let parse = |i: usize, s: String| {
+        serde_json::from_str::<Map<String, Value>>(&s).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        })
+    };
+    Ok(Row {
+        numeric_id: r.get(0)?,
+        id: r.get(1)?,
+        doc: parse(2, r.get(2)?)?,
+        secrets: parse(3, r.get(3)?)?,
+        created: r.get(4)?,
+        modified: r.get(5)?,
+        version: r.get(6)?,
+    })
+}
+
+fn find(
+    tx: &Transaction<'_>,
+    cond: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<Option<Row>, BackendError> {
+    tx.query_row(
+        &format!(
+            "SELECT numeric_id, id, doc, secrets, created, modified, version FROM users WHERE {cond}"
+        ),
+        args,
+        row,
+    )
+    .optional()
+    .map_err(db)
+}
+
+fn find_by_numeric(tx: &Transaction<'_>, n: i64) -> Result<Row, BackendError> {
+    find(tx, "numeric_id = ?1", &[&n as &dyn rusqlite::ToSql])?.ok_or(BackendError::NotFound)
+}
+
+/// The user a target names, or `NotFound`.
+fn resolve(tx: &Transaction<'_>, target: &UserDoc) -> Result<Row, BackendError> {
+    if let Some(id) = target.attr("id").and_then(Value::as_str) {
+        return find(tx, "id = ?1", &[&id as &dyn rusqlite::ToSql])?.ok_or(BackendError::NotFound);
+    }
+    if let Some(n) = target.attr("ext.numericId").and_then(Value::as_i64) {
+        return find_by_numeric(tx, n);
+    }
+    if let Some(name) = target.attr("userName").and_then(Value::as_str) {
+        let auth = target
+            .attr("ext.authenticator")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        return find(
+            tx,
+            "user_name = ?1 AND authenticator = ?2",
+            &[&name as &dyn rusqlite::ToSql, &auth],
+        )?
+        .ok_or(BackendError::NotFound);
+    }
+    Err(BackendError::NotFound)
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Removes the members the store owns (`id`, `meta`, `numericId`, `groups`, `schemas`) from a
+/// document written by a client.
+fn strip_server_owned(doc: &mut Map<String, Value>) {
+    for k in ["id", "meta", "groups", "schemas"] {
+        doc.shift_remove(k);
+    }
+    if let Some(Value::Object(ext)) = doc.get_mut(EXT_SCHEMA) {
+        ext.shift_remove("numericId");
+    }
+}
+
+/// Moves the secret attributes out of `doc`, keyed by attribute name.
+fn take_secrets(doc: &mut Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for a in canonical::ATTRIBUTES.iter().filter(|a| a.secret) {
+        let loc = location(a.name);
+        if let Some(v) = canonical::get(doc, &loc).cloned() {
+            canonical::remove(doc, &loc);
+            out.insert(a.name.to_owned(), v);
+        }
+    }
+    out
+}
+
+fn name_and_authenticator(doc: &Map<String, Value>) -> Result<(String, String), BackendError> {
+    let name = canonical::get(doc, &location("userName"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            BackendError::Rejected(crate::dialect::Rejection::invalid(
+                "userName",
+                "required",
+                "userName is required".into(),
+            ))
+        })?;
+    let auth = canonical::get(doc, &location("ext.authenticator"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    Ok((name.to_owned(), auth.to_owned()))
+}
+
+fn create(tx: &Transaction<'_>, op: Operation) -> Result<UserDoc, BackendError> {
+    let mut doc = op.user.0;
+    doc.retain(|_, v| !v.is_null());
+    strip_server_owned(&mut doc);
+    let secrets = take_secrets(&mut doc);
+    let (name, auth) = name_and_authenticator(&doc)?;
+    let exists: Option<i64> = tx
+        .query_row(
+            "SELECT numeric_id FROM users WHERE user_name = ?1 AND authenticator = ?2",
+            params![name, auth],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db)?;
+    if exists.is_some() {
+        return Err(BackendError::Conflict(
+            "a user with this userName and authenticator exists".into(),
+        ));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let ts = now();
+    tx.execute(
+        "INSERT INTO users (id, user_name, authenticator, doc, secrets, created, modified)
+         VALUES (?1, ?2, ?3, '{}', '{}', ?4, ?4)",
+        params![id, name, auth, ts],
+    )
+    .map_err(db)?;
+    let numeric_id = tx.last_insert_rowid();
+    if numeric_id > i64::from(i32::MAX) {
+        return Err(BackendError::Failed("numeric ids are exhausted".into()));
+    }
+    let r = Row {
+        numeric_id,
+        id,
+        doc: Map::new(),
+        secrets: Map::new(),
+        created: ts.clone(),
+        modified: ts,
+        version: 0,
+    };
+    write_row(tx, &r, doc, secrets)?;
+    if let Some(g) = &op.groups {
+        apply_groups(tx, numeric_id, g)?;
+    }
+    Ok(UserDoc(read_doc(
+        tx,
+        &find_by_numeric(tx, numeric_id)?,
+        true,
+    )?))
+}
+
+fn update(
+    tx: &Transaction<'_>,
+    mut op: Operation,
+    mapping: &Mapping,
+) -> Result<UserDoc, BackendError> {
+    let target = op.target.clone().unwrap_or_default();
+    let r = resolve(tx, &target)?;
+    let stored = UserDoc(read_doc(tx, &r, true)?);
+    mapping
+        .complete(&mut op, &stored)
+        .map_err(BackendError::Rejected)?;
+    let mut doc = r.doc.clone();
+    let mut secrets = r.secrets.clone();
+    let mut changes = op.user.0;
+    strip_server_owned(&mut changes);
+    for (k, v) in take_secrets(&mut changes) {
+        if v.is_null() {
+            secrets.shift_remove(&k);
+        } else {
+            secrets.insert(k, v);
+        }
+    }
+    merge(&mut doc, changes);
+    let (name, auth) = name_and_authenticator(&doc)?;
+    let taken: Option<i64> = tx
+        .query_row(
+            "SELECT numeric_id FROM users WHERE user_name = ?1 AND authenticator = ?2 AND numeric_id != ?3",
+            params![name, auth, r.numeric_id],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(db)?;
+    if taken.is_some() {
+        return Err(BackendError::Conflict("the new userName is taken".into()));
+    }
+    write_row(tx, &r, doc, secrets)?;
+    if let Some(g) = &op.groups {
+        apply_groups(tx, r.numeric_id, g)?;
+    }
+    Ok(UserDoc(read_doc(
+        tx,
+        &find_by_numeric(tx, r.numeric_id)?,
+        true,
+    )?))
+}
+
+/// Writes a row's document (without the store's own members) and secrets.
+fn write_row(
+    tx: &Transaction<'_>,
+    r: &Row,
+    doc: Map<String, Value>,
+    secrets: Map<String, Value>,
+) -> Result<(), BackendError> {
+    let (name, auth) = name_and_authenticator(&doc)?;
+    let text = Value::Object(doc).to_string();
+    let secrets = Value::Object(secrets).to_string();
+    tx.execute(
+        "UPDATE users SET user_name = ?2, authenticator = ?3, doc = ?4, secrets = ?5,
+                modified = ?6, version = version + 1
+         WHERE numeric_id = ?1",
+        params![r.numeric_id, name, auth, text, secrets, now()],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Resolves group references to known group ids; an unknown one is an error naming it.
+fn group_ids(tx: &Transaction<'_>, g: &GroupChange) -> Result<Vec<i64>, BackendError> {
+    let mut ids = Vec::with_capacity(g.values.len());
+    for v in &g.values {
+        let by_id: Option<(i64, String)> = match &v.value {
+            Some(id) => {
+                let n: i64 = id
+                    .parse()
+                    .map_err(|_| BackendError::UnknownGroup(format!("no group with id {id}")))?;
+                tx.query_row(
+                    "SELECT id, name FROM groups WHERE id = ?1",
+                    params![n],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db)?
+            }
+            None => None,
+        };
+        let id = match (&v.value, by_id, &v.display) {
+            (Some(id), None, _) => {
+                return Err(BackendError::UnknownGroup(format!("no group with id {id}")));
+            }
+            (Some(_), Some((n, name)), Some(display)) if name != *display => {
+                return Err(BackendError::UnknownGroup(format!(
+                    "group {n} is called '{name}', not '{display}'"
+                )));
+            }
+            (Some(_), Some((n, _)), _) => n,
+            (None, _, Some(display)) => tx
+                .query_row(
+                    "SELECT id FROM groups WHERE name = ?1",
+                    params![display],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?
+                .ok_or_else(|| BackendError::UnknownGroup(format!("no group named '{display}'")))?,
+            (None, _, None) => {
+                return Err(BackendError::UnknownGroup(
+                    "a group needs an id or a name".into(),
+                ));
+            }
+        };
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+fn apply_groups(tx: &Transaction<'_>, user: i64, g: &GroupChange) -> Result<(), BackendError> {
+    let ids = group_ids(tx, g)?;
+    if g.op == GroupOp::Replace {
+        tx.execute(
+            "DELETE FROM members WHERE user_numeric_id = ?1",
+            params![user],
+        )
+        .map_err(db)?;
+    }
+    for id in ids {
+        let sql = match g.op {
+            GroupOp::Add | GroupOp::Replace => {
+                "INSERT OR IGNORE INTO members (user_numeric_id, group_id) VALUES (?1, ?2)"
+            }
+            GroupOp::Remove => "DELETE FROM members WHERE user_numeric_id = ?1 AND group_id = ?2",
+        };
+        tx.execute(sql, params![user, id]).map_err(db)?;
+    }
+    Ok(())
+}
+
+/// The full canonical document of a row: its attributes, the store's members (`id`,
+/// `numericId`, `meta`, `groups`, `schemas`) and, when `with_secrets`, its secrets.
+fn read_doc(
+    tx: &Transaction<'_>,
+    r: &Row,
+    with_secrets: bool,
+) -> Result<Map<String, Value>, BackendError> {
+    let mut doc = Map::with_capacity(r.doc.len() + 4);
+    doc.insert("id".into(), Value::String(r.id.clone()));
+    for (k, v) in &r.doc {
+        doc.insert(k.clone(), v.clone());
+    }
+    canonical::set(
+        &mut doc,
+        &location("ext.numericId"),
+        Value::from(r.numeric_id),
+    );
+    if with_secrets {
+        for (k, v) in &r.secrets {
+            canonical::set(&mut doc, &location(k), v.clone());
+        }
+    }
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT g.id, g.name FROM members m JOIN groups g ON g.id = m.group_id
+             WHERE m.user_numeric_id = ?1 ORDER BY g.id",
+        )
+        .map_err(db)?;
+    let groups: Vec<Value> = stmt
+        .query_map(params![r.numeric_id], |row| {
+            let id: i64 = row.get(0)?;
+            let name: String = row.get(1)?;
+            Ok(serde_json::json!({ "value": id.to_string(), "display": name }))
+        })
+        .map_err(db)?
+        .collect::<Result<_, _>>()
+        .map_err(db)?;
+    if !groups.is_empty() {
+        doc.insert("groups".into(), Value::Array(groups));
+    }
+    doc.insert(
+        "meta".into(),
+        serde_json::json!({
+            "resourceType": "User",
+            "created": r.created,
+            "lastModified": r.modified,
+            "version": format!("W/\"{}\"", r.version),
+        }),
+    );
+    let schemas: Vec<Value> = canonical::schemas_of(&doc)
+        .into_iter()
+        .map(|s| Value::String(s.into()))
+        .collect();
+    let mut out = Map::with_capacity(doc.len() + 1);
+    out.insert("schemas".into(), Value::Array(schemas));
+    out.extend(doc);
+    Ok(out)
+}

@@ -1,0 +1,287 @@
+//! A dialect request, end to end: auth → media type → body → translate → step-up password →
+//! backend → the answer in the caller's dialect. The order of checks is the contract's:
+//! 401, 403, 415, 413, 400, then what the backend finds (404, 400/409), then 502/503/504.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, HeaderName, HeaderValue, RETRY_AFTER};
+use hyper::{Request, Response, StatusCode};
+use serde_json::Map;
+
+use super::State;
+use super::http::{Body, BodyError, from_dialect, is_json, read_body};
+use crate::backend::BackendError;
+use crate::canonical::{UserDoc, location};
+use crate::dialect::{Outcome, Rejection};
+use crate::mapping::render::ErrorContext;
+use crate::mapping::{Mapping, RouteMatch};
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Handles a request for a dialect route (or an unknown path).
+pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let request_id = parts
+        .headers
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let path = parts.uri.path();
+    let (mapping, route, params) = match state.mappings.route(&parts.method, path) {
+        RouteMatch::Found {
+            mapping,
+            route,
+            params,
+        } => (Arc::clone(mapping), route, params),
+        RouteMatch::MethodNotAllowed { mapping, allow } => {
+            let rej = Rejection::new(
+                Outcome::MethodNotAllowed,
+                "method",
+                format!("{} is not allowed on this path", parts.method),
+            );
+            let ctx = ErrorContext {
+                path,
+                request_id: &request_id,
+                ..Default::default()
+            };
+            let mut resp = from_dialect(mapping.error_response(&rej, &ctx));
+            let allow: Vec<&str> = allow.iter().map(http::Method::as_str).collect();
+            if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+                resp.headers_mut().insert(ALLOW, v);
+            }
+            return resp;
+        }
+        RouteMatch::NotFound => {
+            return super::http::json(
+                StatusCode::NOT_FOUND,
+                "application/json",
+                &serde_json::json!({"error": "Not Found", "message": "no route for this path", "path": path}),
+            );
+        }
+    };
+    let route_name = mapping.routes[route].name.clone();
+    let op_kind = mapping.routes[route].operation;
+    let answer = Answer {
+        mapping: &mapping,
+        path,
+        request_id: &request_id,
+    };
+
+    // Credentials (401), then the role the operation needs (403).
+    let Some(token) = mapping.auth.token(&parts.headers) else {
+        return answer.reject(
+            &Rejection::new(Outcome::Unauthorized, "auth", "credentials are missing"),
+            None,
+            None,
+        );
+    };
+    let Some(cred) = state.credential(&mapping.dialect, token) else {
+        return answer.reject(
+            &Rejection::new(
+                Outcome::Unauthorized,
+                "auth",
+                "the credentials are not valid",
+            ),
+            None,
+            None,
+        );
+    };
+    let needed = mapping.auth.roles_for(op_kind);
+    if !needed.is_empty() && !needed.iter().any(|r| cred.roles.iter().any(|c| **c == **r)) {
+        return answer.reject(
+            &Rejection::new(
+                Outcome::Forbidden,
+                "role",
+                format!("the caller may not {} users", op_kind.as_str()),
+            ),
+            None,
+            None,
+        );
+    }
+
+    // Media type (415), size (413), then the body through the mapping (400).
+    if !is_json(&parts.headers) {
+        return answer.reject(
+            &Rejection::new(
+                Outcome::UnsupportedMediaType,
+                "media_type",
+                "Content-Type must be application/json (UTF-8)",
+            ),
+            None,
+            None,
+        );
+    }
+    let limits = &state.config.limits;
+    let bytes = match read_body(&parts.headers, body, limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            return answer.reject(
+                &Rejection::new(
+                    Outcome::PayloadTooLarge,
+                    "max_body_bytes",
+                    format!("the body is larger than {} bytes", limits.max_body_bytes),
+                ),
+                None,
+                None,
+            );
+        }
+        Err(BodyError::Io) => {
+            return answer.reject(
+                &Rejection::new(Outcome::Validation, "body", "the body could not be read"),
+                None,
+                None,
+            );
+        }
+    };
+    let translation = match mapping.translate(
+        route,
+        &params,
+        &parts.headers,
+        &bytes,
+        limits.max_json_depth,
+    ) {
+        Ok(t) => t,
+        Err(rej) => return answer.reject(&rej, None, None),
+    };
+    for note in &translation.notes {
+        tracing::debug!(request_id = %request_id, dialect = %mapping.dialect, "{note}");
+    }
+    let op = translation.op;
+
+    // Step-up: the caller's own password, compared in constant time.
+    if let Some(given) = &op.caller_password {
+        let ok = cred
+            .password
+            .as_ref()
+            .is_some_and(|p| p.ct_eq(given.expose().as_bytes()));
+        if !ok {
+            let field = mapping
+                .member_for("callerPassword")
+                .unwrap_or("callerPassword");
+            let rej = Rejection::invalid(
+                field,
+                "caller_password",
+                format!("{field} is not the calling administrator's password"),
+            );
+            return answer.reject(&rej, None, None);
+        }
+    }
+
+    // What error messages may name: the target and the user's identifying attributes only.
+    let target = op.target.clone();
+    let who = identity(&op.user);
+    let timeout = Duration::from_millis(limits.request_timeout_ms);
+    let result = tokio::time::timeout(timeout, state.backend.apply(op, Arc::clone(&mapping))).await;
+    let resp = match result {
+        Ok(Ok(stored)) => from_dialect(mapping.success_response(&stored)),
+        Ok(Err(e)) => {
+            let rej = backend_rejection(&mapping, e);
+            answer.reject(&rej, target.as_ref(), Some(&who))
+        }
+        Err(_) => answer.reject(
+            &Rejection::new(
+                Outcome::BackendTimeout,
+                "backend",
+                "the backend did not answer in time",
+            ),
+            target.as_ref(),
+            Some(&who),
+        ),
+    };
+    tracing::info!(
+        request_id = %request_id,
+        %peer,
+        dialect = %mapping.dialect,
+        route = %route_name,
+        operation = op_kind.as_str(),
+        caller = %cred.name,
+        status = resp.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+/// Where error answers are rendered.
+struct Answer<'a> {
+    mapping: &'a Mapping,
+    path: &'a str,
+    request_id: &'a str,
+}
+
+impl Answer<'_> {
+    fn reject(
+        &self,
+        rej: &Rejection,
+        target: Option<&UserDoc>,
+        user: Option<&UserDoc>,
+    ) -> Response<Body> {
+        let ctx = ErrorContext {
+            path: self.path,
+            request_id: self.request_id,
+            target,
+            user,
+        };
+        let mut resp = from_dialect(self.mapping.error_response(rej, &ctx));
+        if rej.outcome == Outcome::BackendUnavailable {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if rej.outcome != Outcome::Validation {
+            tracing::info!(
+                request_id = %self.request_id,
+                dialect = %self.mapping.dialect,
+                outcome = rej.outcome.as_str(),
+                status = resp.status().as_u16(),
+                "refused"
+            );
+        }
+        resp
+    }
+}
+
+/// The identifying attributes of a user, for error messages (never a secret).
+fn identity(user: &UserDoc) -> UserDoc {
+    let mut m = Map::new();
+    for name in ["userName", "ext.authenticator"] {
+        if let Some(v) = user.attr(name) {
+            crate::canonical::set(&mut m, &location(name), v.clone());
+        }
+    }
+    UserDoc(m)
+}
+
+/// A backend failure as the dialect's outcome.
+fn backend_rejection(mapping: &Mapping, e: BackendError) -> Rejection {
+    match e {
+        BackendError::NotFound => Rejection::new(Outcome::NotFound, "target", "no such user"),
+        BackendError::Conflict(m) => Rejection::new(Outcome::Conflict, "unique", m),
+        BackendError::UnknownGroup(m) => {
+            let field = mapping.member_for("groups.values").unwrap_or("groups");
+            Rejection::invalid(field, "group", format!("{field}: {m}"))
+        }
+        BackendError::Rejected(rej) => rej,
+        BackendError::Unavailable(m) => {
+            tracing::warn!(error = %m, "backend unavailable");
+            Rejection::new(
+                Outcome::BackendUnavailable,
+                "backend",
+                "the backend is unavailable",
+            )
+        }
+        BackendError::Timeout => Rejection::new(
+            Outcome::BackendTimeout,
+            "backend",
+            "the backend did not answer in time",
+        ),
+        BackendError::Failed(m) => {
+            tracing::warn!(error = %m, "backend failed");
+            Rejection::new(Outcome::BackendError, "backend", "the backend failed")
+        }
+    }
+}

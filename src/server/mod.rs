@@ -1,0 +1,190 @@
+//! The gateway server: hyper 1 on tokio, middleware as one tower stack.
+//!
+//! A request meets, in order (see [`serve`]):
+//! 1. **request id** — `X-Request-Id` kept from the client or made (UUID), echoed on the answer;
+//! 2. **trace** — a span per request; credential headers are marked sensitive;
+//! 3. **panic guard** — a panic becomes a 500, never a dropped connection;
+//! 4. **route** — [`router::route`]: health, `/scim/v2`, or a dialect route from the mappings;
+//! 5. then, for a dialect route, in [`gateway`]: auth (401/403) → media type (415) → body size
+//!    (413) → translate (400) → backend (404/409/502/503/504) → render in the caller's dialect.
+
+pub mod gateway;
+pub mod health;
+pub mod http;
+pub mod router;
+pub mod scim;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+
+use crate::backend::Backend;
+use crate::config::{Config, Credential};
+use crate::mapping::MappingSet;
+
+/// Everything a request needs, swapped as a whole on reload.
+pub struct State {
+    /// The configuration.
+    pub config: Config,
+    /// The compiled mappings.
+    pub mappings: MappingSet,
+    /// The backend.
+    pub backend: Arc<dyn Backend>,
+}
+
+impl State {
+    /// Builds the state: mappings from config, backend opened.
+    pub fn new(config: Config, mappings: MappingSet) -> Result<Self, String> {
+        let backend = crate::backend::open(&config.backend, &config.groups)?;
+        Ok(Self {
+            config,
+            mappings,
+            backend,
+        })
+    }
+
+    /// The credential of `dialect` whose token is `token`, compared in constant time against
+    /// every credential of that dialect (the time taken does not tell which one matched).
+    pub fn credential(&self, dialect: &str, token: &str) -> Option<&Credential> {
+        let mut found = None;
+        for c in &self.config.credentials {
+            if c.dialect == dialect && c.token.ct_eq(token.as_bytes()) && found.is_none() {
+                found = Some(c);
+            }
+        }
+        found
+    }
+}
+
+/// The shared, swappable state.
+pub type Shared = Arc<ArcSwap<State>>;
+
+/// Serves `listener` until `shutdown` resolves, then drains connections for up to `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Shared,
+    shutdown: impl std::future::Future<Output = ()>,
+    drain: Duration,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let header_timeout = Duration::from_millis(state.load().config.limits.header_read_timeout_ms);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = stack(Arc::clone(&state), peer);
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(64 * 1024);
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(drain) => tracing::warn!("drain deadline passed; closing"),
+    }
+}
+
+/// The tower stack for one connection, outermost first.
+fn stack(
+    state: Shared,
+    peer: SocketAddr,
+) -> impl tower::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = hyper::Response<http::Body>,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone {
+    let sensitive: Arc<[hyper::header::HeaderName]> = Arc::from(vec![
+        hyper::header::AUTHORIZATION,
+        hyper::header::HeaderName::from_static("authtoken"),
+        hyper::header::HeaderName::from_static("x-auth-token"),
+        hyper::header::COOKIE,
+    ]);
+    ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetSensitiveRequestHeadersLayer::from_shared(sensitive))
+        .service(tower::service_fn(move |req| {
+            let state = state.load_full();
+            async move { Ok(router::route(state, peer, req).await) }
+        }))
+}
+
+/// `userbridge serve`: loads config and mappings, opens the backend, listens until SIGINT or
+/// SIGTERM, then drains.
+pub async fn run(config: Config, mappings: MappingSet) -> Result<(), String> {
+    let listen = config.server.listen.clone();
+    let state = Arc::new(State::new(config, mappings)?);
+    state
+        .backend
+        .ready()
+        .await
+        .map_err(|e| format!("backend not ready: {e}"))?;
+    let listener = TcpListener::bind(&listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, backend = state.backend.kind(), dialects = state.mappings.mappings.len(), "listening");
+    let drain = Duration::from_millis(state.config.limits.request_timeout_ms);
+    serve(
+        listener,
+        Arc::new(ArcSwap::new(state)),
+        shutdown_signal(),
+        drain,
+    )
+    .await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: no new connections, draining");
+}
