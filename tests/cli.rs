@@ -15,10 +15,18 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_userbridge"))
 }
 
+/// The sample cases: `USERBRIDGE_SAMPLES`, else the shared spec's when this checkout sits
+/// beside it, else the copy kept in `tests/samples` (so that a bare clone tests the same).
 fn samples_dir() -> PathBuf {
-    std::env::var_os("USERBRIDGE_SAMPLES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("../shared/samples"))
+    if let Some(p) = std::env::var_os("USERBRIDGE_SAMPLES") {
+        return PathBuf::from(p);
+    }
+    let shared = PathBuf::from("../shared/samples");
+    if shared.is_dir() {
+        shared
+    } else {
+        PathBuf::from("tests/samples")
+    }
 }
 
 fn substitute(v: &Value) -> Value {
