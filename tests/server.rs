@@ -1,0 +1,484 @@
+//! The gateway over real sockets: the server bound to port 0, a real SQLite file in a temp dir,
+//! requests sent the way vendor clients send them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use base64::Engine as _;
+use serde_json::{Value, json};
+use userbridge::config::{BackendConfig, Config, Flags};
+use userbridge::mapping::MappingSet;
+use userbridge::server::{State, serve};
+
+/// A running gateway; stops when dropped.
+struct Gateway {
+    base: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+    config: Config,
+}
+
+async fn start() -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, _) =
+        Config::load(Some(Path::new("config/userbridge.toml")), &Flags::default()).unwrap();
+    config.backend = BackendConfig::Sqlite {
+        path: dir.path().join("store.db"),
+    };
+    let set = MappingSet::load_dir(&config.mappings.dir, None, &config.mapping_vars()).unwrap();
+    let state = State::new(config.clone(), set).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(
+        listener,
+        Arc::new(ArcSwap::from_pointee(state)),
+        async {
+            let _ = rx.await;
+        },
+        Duration::from_secs(1),
+    ));
+    Gateway {
+        base,
+        _stop: tx,
+        _dir: dir,
+        config,
+    }
+}
+
+fn token(config: &Config, name: &str) -> String {
+    config
+        .credentials
+        .iter()
+        .find(|c| c.name == name)
+        .map(|c| c.token.expose().to_owned())
+        .unwrap()
+}
+
+/// The sample cases, in the order the samples README gives.
+fn samples_dir() -> PathBuf {
+    let shared = PathBuf::from("../shared/samples");
+    if shared.is_dir() {
+        shared
+    } else {
+        PathBuf::from("tests/samples")
+    }
+}
+
+fn cases() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dialect in ["vc-user-service", "commvault-v4", "opscenter"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(samples_dir().join(dialect))
+            .unwrap()
+            .map(|f| f.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        out.extend(files);
+    }
+    out
+}
+
+/// Replaces the samples' placeholders: ids of the created user and credentials of the config.
+fn substitute(v: &Value, id: &str, numeric: i64, config: &Config) -> Value {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match v {
+        Value::String(s) if s == "{{numericId}}" => Value::from(numeric),
+        Value::String(s) => {
+            // Base64 of a placeholder (`validationPassword`): decode, substitute, encode.
+            if let Ok(bytes) = b64.decode(s)
+                && let Ok(text) = String::from_utf8(bytes)
+                && text == "<admin-password>"
+            {
+                let pw = config
+                    .credentials
+                    .iter()
+                    .find_map(|c| c.password.as_ref())
+                    .unwrap()
+                    .expose()
+                    .to_owned();
+                return Value::String(b64.encode(pw));
+            }
+            Value::String(
+                s.replace("{{id}}", id)
+                    .replace("{{numericId}}", &numeric.to_string())
+                    .replace("<vc-token>", &token(config, "demo-vc-admin"))
+                    .replace("<commvault-token>", &token(config, "demo-commvault-admin"))
+                    .replace(
+                        "<opscenter-admin-token>",
+                        &token(config, "demo-opscenter-admin"),
+                    )
+                    .replace(
+                        "<opscenter-user-token>",
+                        &token(config, "demo-opscenter-user"),
+                    ),
+            )
+        }
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| substitute(x, id, numeric, config))
+                .collect(),
+        ),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), substitute(x, id, numeric, config)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+async fn send(
+    client: &reqwest::Client,
+    base: &str,
+    req: &Value,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let method: reqwest::Method = req["method"].as_str().unwrap().parse().unwrap();
+    let mut r = client.request(method, format!("{base}{}", req["path"].as_str().unwrap()));
+    if let Some(h) = req["headers"].as_object() {
+        for (k, v) in h {
+            r = r.header(k.as_str(), v.as_str().unwrap());
+        }
+    }
+    if !req["body"].is_null() {
+        r = r.body(req["body"].to_string());
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, headers, resp.text().await.unwrap())
+}
+
+/// The secrets the sample bodies carry, in clear.
+fn secrets_of(body: &Value, out: &mut Vec<String>) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if let Some(m) = body.as_object() {
+        for (k, v) in m {
+            if let Some(s) = v.as_str() {
+                match k.as_str() {
+                    "password" | "mfaSecret" | "sharedSecret" => out.push(s.to_owned()),
+                    "newPassword" | "validationPassword" => {
+                        out.push(s.to_owned());
+                        if let Ok(b) = b64.decode(s) {
+                            out.push(String::from_utf8_lossy(&b).into_owned());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_sample_gets_its_expected_answer_in_order_on_one_store() {
+    let gw = start().await;
+    let client = reqwest::Client::new();
+    let (mut id, mut numeric) = (String::new(), 0_i64);
+    let mut failures = Vec::new();
+    let mut secrets = Vec::new();
+    let mut bodies = Vec::new();
+    for path in cases() {
+        let case: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let req = substitute(&case["request"], &id, numeric, &gw.config);
+        secrets_of(&req["body"], &mut secrets);
+        let (status, headers, body) = send(&client, &gw.base, &req).await;
+        let name = path.display().to_string();
+        let want = case["expect"]["status"].as_u64().unwrap() as u16;
+        if status != want {
+            failures.push(format!("{name}: status {status}, expected {want}: {body}"));
+            continue;
+        }
+        if headers.get("x-request-id").is_none() {
+            failures.push(format!("{name}: no X-Request-Id"));
+        }
+        if let Some(words) = case["expect"]["error_mentions"].as_array() {
+            for w in words {
+                if !body.contains(w.as_str().unwrap()) {
+                    failures.push(format!("{name}: error does not mention {w}: {body}"));
+                }
+            }
+        }
+        // Every answer but opscenter's empty success is JSON.
+        if !body.is_empty() && serde_json::from_str::<Value>(&body).is_err() {
+            failures.push(format!("{name}: body is not JSON: {body}"));
+        }
+        if name.ends_with("vc-user-service/01-create.json") {
+            let created: Value = serde_json::from_str(&body).unwrap();
+            id = created["id"].as_str().unwrap().to_owned();
+            // numericId is not in the vc body; the SCIM view has it.
+            let scim: Value = client
+                .get(format!("{}/scim/v2/Users/{id}", gw.base))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            numeric = scim["urn:userbridge:params:scim:schemas:extension:2.0:User"]["numericId"]
+                .as_i64()
+                .unwrap();
+        }
+        bodies.push((name, body));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(bodies.len() >= 20, "only {} sample cases ran", bodies.len());
+    // No secret any request carried appears in any answer.
+    secrets.retain(|s| s.len() >= 4);
+    for (name, body) in &bodies {
+        for s in &secrets {
+            assert!(
+                !body.contains(s.as_str()),
+                "{name}: answer contains a secret"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn cross_dialect_create_update_read_as_scim() {
+    let gw = start().await;
+    let c = reqwest::Client::new();
+    let vc = token(&gw.config, "demo-vc-admin");
+    let cv = token(&gw.config, "demo-commvault-admin");
+    let ops = token(&gw.config, "demo-opscenter-admin");
+    let r = c
+        .put(format!("{}/user-service/v1/user", gw.base))
+        .bearer_auth(&vc)
+        .json(&json!({"userKey": {"username": "zoe", "authenticator": "LOCAL"}, "password": "Pw-vc-1234",
+                      "mfaSecret": "MFA-SECRET-XYZ", "email": "zoe@example.com", "firstName": "Zoë"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let created: Value = r.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let scim: Value = c
+        .get(format!("{}/scim/v2/Users/{id}", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let numeric = scim["urn:userbridge:params:scim:schemas:extension:2.0:User"]["numericId"]
+        .as_i64()
+        .unwrap();
+
+    let r = c
+        .put(format!("{}/commandcenter/api/v4/user/{numeric}", gw.base))
+        .header("Authtoken", format!("QSDK {cv}"))
+        .json(
+            &json!({"fullName": "Zoë Example", "userGroups": [{"name": "Auditors"}],
+                      "plan": {"id": 7, "name": "Gold"}, "description": "moved"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"errorMessage": "", "errorCode": 0})
+    );
+
+    let r = c
+        .put(format!("{}/portal/security/v1/users/{id}", gw.base))
+        .bearer_auth(&ops)
+        .json(&json!({"id": id, "username": "zoe", "lastName": "Example", "enabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().is_empty());
+
+    let text = c
+        .get(format!("{}/scim/v2/Users/{id}", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let user: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(user["userName"], "zoe");
+    assert_eq!(user["displayName"], "Zoë Example");
+    assert_eq!(user["name"]["givenName"], "Zoë");
+    assert_eq!(user["name"]["familyName"], "Example");
+    assert_eq!(user["active"], true);
+    assert_eq!(user["emails"][0]["value"], "zoe@example.com");
+    let ext = &user["urn:userbridge:params:scim:schemas:extension:2.0:User"];
+    assert_eq!(ext["plan"], json!({"id": 7, "name": "Gold"}));
+    assert_eq!(ext["description"], "moved");
+    assert_eq!(
+        user["groups"],
+        json!([{"value": "4", "display": "Auditors"}])
+    );
+    for s in ["Pw-vc-1234", "MFA-SECRET-XYZ"] {
+        assert!(!text.contains(s), "SCIM read shows a secret");
+    }
+}
+
+#[tokio::test]
+async fn auth_media_type_size_and_method_in_the_dialect_shape() {
+    let gw = start().await;
+    let c = reqwest::Client::new();
+    let url = format!("{}/webconsole/api/V4/user/1", gw.base);
+    let cv = token(&gw.config, "demo-commvault-admin");
+    // Unknown token: 401, Commvault code 5.
+    let r = c
+        .put(&url)
+        .header("Authtoken", "QSDK nope")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], 5);
+    // Wrong media type: 415, code 2.
+    let r = c
+        .put(&url)
+        .header("Authtoken", &cv)
+        .header("Content-Type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], 2);
+    // Too large: 413.
+    let big = format!("{{\"description\":\"{}\"}}", "x".repeat(70_000));
+    let r = c
+        .put(&url)
+        .header("Authtoken", &cv)
+        .header("Content-Type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    // Other method: 405 with Allow.
+    let r = c.get(&url).header("Authtoken", &cv).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "PUT");
+    // vc without credentials: 401 with the challenge.
+    let r = c
+        .put(format!("{}/user-service/v1/user", gw.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    // The client's request id comes back.
+    let r = c
+        .get(format!("{}/healthz", gw.base))
+        .header("X-Request-Id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    let r = c.get(format!("{}/readyz", gw.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // A wrong step-up password is a 400 naming validationPassword, and changes nothing.
+    let r = c
+        .put(&url)
+        .header("Authtoken", &cv)
+        .json(&json!({"newPassword": "eHl6", "validationPassword": "d3Jvbmc="}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("validationPassword"));
+}
+
+/// Log lines, captured.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_secret_in_any_answer_or_log_line() {
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let gw = start().await;
+    let c = reqwest::Client::new();
+    let vc = token(&gw.config, "demo-vc-admin");
+    let cv = token(&gw.config, "demo-commvault-admin");
+    let secrets = [
+        "Leak-Pass-1",
+        "Leak-Mfa-2",
+        "Leak-Shared-3",
+        "Leak-New-4",
+        "demo-admin-password",
+    ];
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut answers = String::new();
+    for body in [
+        json!({"userKey": {"username": "lee", "authenticator": "LOCAL"}, "password": secrets[0], "mfaSecret": secrets[1], "sharedSecret": secrets[2]}),
+        json!({"userKey": {"username": "lee", "authenticator": "LOCAL"}, "password": secrets[0], "email": "not-an-email"}),
+        json!({"userKey": {"username": "lee", "authenticator": "LOCAL"}, "password": 42}),
+    ] {
+        let r = c
+            .put(format!("{}/user-service/v1/user", gw.base))
+            .bearer_auth(&vc)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        answers.push_str(&r.text().await.unwrap());
+    }
+    for body in [
+        json!({"newPassword": b64.encode(secrets[3]), "validationPassword": b64.encode(secrets[4])}),
+        json!({"newPassword": b64.encode(secrets[3]), "validationPassword": b64.encode("wrong-one")}),
+        json!({"newPassword": format!("{}!!", secrets[3]), "validationPassword": b64.encode(secrets[4])}),
+    ] {
+        let r = c
+            .put(format!("{}/webconsole/api/V4/user/1", gw.base))
+            .header("Authtoken", format!("QSDK {cv}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        answers.push_str(&r.text().await.unwrap());
+    }
+    // A token in the wrong place is not logged either.
+    let _ = c
+        .put(format!("{}/user-service/v1/user", gw.base))
+        .bearer_auth("Leak-Token-5")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let log = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("request"), "the capture saw no request line");
+    for s in secrets
+        .iter()
+        .chain(&["Leak-Token-5", vc.as_str(), cv.as_str()])
+    {
+        assert!(!answers.contains(s), "an answer contains {s}");
+        assert!(!log.contains(s), "the log contains {s}");
+    }
+}
