@@ -245,7 +245,7 @@ impl Config {
         if let Some(p) = &path {
             fig = fig.merge(Toml::file_exact(p));
         }
-        fig = fig.merge(Env::prefixed("USERBRIDGE_").split("__"));
+        fig = fig.merge(Env::prefixed("USERBRIDGE_").ignore(&["LOG"]).split("__"));
         if let Some(l) = &flags.listen {
             fig = fig.merge(Serialized::default("server.listen", l));
         }

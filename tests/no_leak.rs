@@ -1,0 +1,140 @@
+//! Nothing leaks: the real binary, with trace-level JSON logs, is sent requests carrying known
+//! secrets (accepted and refused ones); no answer and no log line contains any of them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+struct Running {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `userbridge serve` on port 0 with a store in a temp dir; returns once it listens.
+fn start() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string("config/userbridge.toml").unwrap();
+    let db = dir.path().join("store.db");
+    let cfg = shipped.replace("data/userbridge.db", &db.display().to_string());
+    let cfg_path = dir.path().join("config.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_userbridge"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--config",
+        ])
+        .arg(&cfg_path)
+        .env("USERBRIDGE_LOG", "trace")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["message"] == "listening"
+            {
+                let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
+            }
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let addr = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the gateway did not start");
+    Running {
+        child,
+        base: format!("http://{addr}"),
+        log,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn no_secret_in_any_answer_or_log_line() {
+    let gw = start();
+    let vc = "demo-vc-token".to_owned();
+    let cv = "demo-commvault-token".to_owned();
+    let c = reqwest::Client::new();
+    let secrets = [
+        "Leak-Pass-1",
+        "Leak-Mfa-2",
+        "Leak-Shared-3",
+        "Leak-New-4",
+        "demo-admin-password",
+    ];
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut answers = String::new();
+    for body in [
+        json!({"userKey": {"username": "lee", "authenticator": "LOCAL"}, "password": secrets[0], "mfaSecret": secrets[1], "sharedSecret": secrets[2]}),
+        json!({"userKey": {"username": "lee", "authenticator": "LOCAL"}, "password": secrets[0], "email": "not-an-email"}),
+        json!({"userKey": {"username": "lee", "authenticator": "LOCAL"}, "password": 42}),
+    ] {
+        let r = c
+            .put(format!("{}/user-service/v1/user", gw.base))
+            .bearer_auth(&vc)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        answers.push_str(&r.text().await.unwrap());
+    }
+    for body in [
+        json!({"newPassword": b64.encode(secrets[3]), "validationPassword": b64.encode(secrets[4])}),
+        json!({"newPassword": b64.encode(secrets[3]), "validationPassword": b64.encode("wrong-one")}),
+        json!({"newPassword": format!("{}!!", secrets[3]), "validationPassword": b64.encode(secrets[4])}),
+    ] {
+        let r = c
+            .put(format!("{}/webconsole/api/V4/user/1", gw.base))
+            .header("Authtoken", format!("QSDK {cv}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        answers.push_str(&r.text().await.unwrap());
+    }
+    // A token in the wrong place is not logged either.
+    let _ = c
+        .put(format!("{}/user-service/v1/user", gw.base))
+        .bearer_auth("Leak-Token-5")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    // Let the last lines reach the pipe.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let log = gw.log.lock().unwrap().clone();
+    assert!(log.contains("request"), "the capture saw no request line");
+    for s in secrets
+        .iter()
+        .chain(&["Leak-Token-5", vc.as_str(), cv.as_str()])
+    {
+        assert!(!answers.contains(s), "an answer contains {s}");
+        assert!(!log.contains(s), "the log contains {s}");
+    }
+}
