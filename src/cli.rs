@@ -59,6 +59,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    /// Probe a health endpoint (for container HEALTHCHECKs without curl): exit 0 on a 200.
+    Probe {
+        /// `http://host:port/path` of the endpoint.
+        #[arg(default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
     /// Print the JSON Schema of config or mapping files, for editors.
     Schema {
         /// Which schema.
@@ -104,6 +110,7 @@ pub fn run(cli: Cli) -> i32 {
             body.as_deref(),
         ),
         Command::Schema { which } => schema(which),
+        Command::Probe { url } => probe(&url),
         Command::Serve {
             config,
             listen,
@@ -191,6 +198,42 @@ fn serve(config: Option<&Path>, flags: Flags, log_format: LogFormat) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn probe(url: &str) -> i32 {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let Some(rest) = url.strip_prefix("http://") else {
+        eprintln!("error: only http:// URLs can be probed");
+        return 2;
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let timeout = std::time::Duration::from_secs(3);
+    let addr = match authority.to_socket_addrs().ok().and_then(|mut a| a.next()) {
+        Some(a) => a,
+        None => {
+            eprintln!("error: cannot resolve {authority}");
+            return 1;
+        }
+    };
+    let result = (|| -> std::io::Result<String> {
+        let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        write!(s, "GET /{path} HTTP/1.0\r\nHost: {authority}\r\n\r\n")?;
+        let mut head = String::new();
+        s.read_to_string(&mut head)?;
+        Ok(head)
+    })();
+    match result {
+        Ok(resp) if resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200") => 0,
+        Ok(resp) => {
+            eprintln!("unhealthy: {}", resp.lines().next().unwrap_or(""));
+            1
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
             1
         }
     }
