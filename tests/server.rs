@@ -399,3 +399,102 @@ async fn auth_media_type_size_and_method_in_the_dialect_shape() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("validationPassword"));
 }
+
+#[tokio::test]
+async fn scim_ingress_create_filter_replace_delete() {
+    let gw = start().await;
+    let c = reqwest::Client::new();
+    let users = format!("{}/scim/v2/Users", gw.base);
+    let scim = "application/scim+json";
+    let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bjensen",
+                      "name": {"givenName": "Barbara"}, "password": "Scim-Pass-9", "active": true});
+    let r = c
+        .post(&users)
+        .header("Content-Type", scim)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(r.headers().get("location").is_some());
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("Scim-Pass-9"));
+    let created: Value = serde_json::from_str(&text).unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["meta"]["resourceType"], "User");
+    // The same userName again: 409 uniqueness.
+    let r = c
+        .post(&users)
+        .header("Content-Type", scim)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.json::<Value>().await.unwrap()["scimType"], "uniqueness");
+    // No userName: 400.
+    let r = c
+        .post(&users)
+        .header("Content-Type", scim)
+        .body("{\"active\":true}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Filter.
+    let r: Value = c
+        .get(format!("{users}?filter=userName%20eq%20%22bjensen%22"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["totalResults"], 1);
+    assert_eq!(r["Resources"][0]["id"], id);
+    let r: Value = c
+        .get(format!("{users}?filter=userName+eq+%22nobody%22"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["totalResults"], 0);
+    // Replace: attributes not sent are cleared.
+    let r = c
+        .put(format!("{users}/{id}"))
+        .header("Content-Type", scim)
+        .body(json!({"userName": "bjensen", "displayName": "Babs"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let replaced: Value = r.json().await.unwrap();
+    assert_eq!(replaced["displayName"], "Babs");
+    assert!(replaced.get("name").is_none());
+    assert_eq!(replaced["id"], id);
+    // Delete, then 404.
+    assert_eq!(
+        c.delete(format!("{users}/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        c.get(format!("{users}/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let spc = c
+        .get(format!("{}/scim/v2/ServiceProviderConfig", gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spc.status(), 200);
+}

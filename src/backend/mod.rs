@@ -81,6 +81,8 @@ pub trait Store: Send + Sync {
         start: usize,
         count: usize,
     ) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>>;
+    /// Creates a user from a SCIM document (server-owned members ignored).
+    fn create(&self, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>>;
     /// Replaces the user `id` with `user` (attributes not in it are cleared).
     fn replace(&self, id: &str, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>>;
     /// Deletes the user `id`; false when there was none.

@@ -198,6 +198,25 @@ impl Store for Sqlite {
         })
     }
 
+    fn create(&self, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+        self.blocking(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            let op = Operation {
+                operation: OpKind::Create,
+                dialect: Arc::from("scim"),
+                target: None,
+                user,
+                groups: None,
+                caller_password: None,
+                preconditions: Vec::new(),
+                pending: Vec::new(),
+            };
+            let stored = create(&tx, op)?;
+            tx.commit().map_err(db)?;
+            Ok(stored)
+        })
+    }
+
     fn replace(&self, id: &str, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
         let id = id.to_owned();
         self.blocking(move |conn| {

@@ -61,17 +61,230 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             "the configured backend is not a canonical store",
         );
     };
-    let path = req.uri().path().trim_end_matches('/');
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().trim_end_matches('/');
     let rest = path.strip_prefix("/scim/v2").unwrap_or("");
-    match (req.method(), rest) {
-        (&Method::GET, p) if p.starts_with("/Users/") => {
-            let id = &p["/Users/".len()..];
-            match store.get(id).await {
-                Ok(Some(u)) => json(StatusCode::OK, SCIM_JSON, &resource(&u)),
-                Ok(None) => error(StatusCode::NOT_FOUND, None, "no such user"),
+    let query = parts.uri.query().unwrap_or("");
+    let limits = &state.config.limits;
+    match (&parts.method, rest) {
+        (&Method::GET, "/ServiceProviderConfig") => {
+            json(StatusCode::OK, SCIM_JSON, &service_provider_config())
+        }
+        (&Method::GET, "/ResourceTypes") => json(
+            StatusCode::OK,
+            SCIM_JSON,
+            &list(vec![resource_type()], 1, 1),
+        ),
+        (&Method::GET, "/ResourceTypes/User") => json(StatusCode::OK, SCIM_JSON, &resource_type()),
+        (&Method::GET, "/Users") => {
+            let q = Query::parse(query);
+            let name = match q.filter.as_deref().map(user_name_filter) {
+                None => None,
+                Some(Ok(n)) => Some(n),
+                Some(Err(())) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        Some("invalidFilter"),
+                        "only `userName eq \"…\"` filters are supported",
+                    );
+                }
+            };
+            let start = q.start_index.max(1);
+            match store.list(name, start - 1, q.count).await {
+                Ok((users, total)) => {
+                    let items: Vec<Value> = users.iter().map(resource).collect();
+                    json(StatusCode::OK, SCIM_JSON, &list(items, start, total))
+                }
                 Err(e) => backend_error(&e),
             }
         }
+        (&Method::POST, "/Users") => {
+            let doc = match read_doc(&parts.headers, body, limits).await {
+                Ok(d) => d,
+                Err(resp) => return resp,
+            };
+            match store.create(doc).await {
+                Ok(u) => {
+                    let mut r = json(StatusCode::CREATED, SCIM_JSON, &resource(&u));
+                    if let Some(Ok(v)) = u.attr("id").and_then(Value::as_str).map(|id| {
+                        hyper::header::HeaderValue::from_str(&format!("/scim/v2/Users/{id}"))
+                    }) {
+                        r.headers_mut().insert(hyper::header::LOCATION, v);
+                    }
+                    r
+                }
+                Err(e) => backend_error(&e),
+            }
+        }
+        (m, p) if p.starts_with("/Users/") => {
+            let id = p["/Users/".len()..].to_owned();
+            match *m {
+                Method::GET => match store.get(&id).await {
+                    Ok(Some(u)) => json(StatusCode::OK, SCIM_JSON, &resource(&u)),
+                    Ok(None) => error(StatusCode::NOT_FOUND, None, "no such user"),
+                    Err(e) => backend_error(&e),
+                },
+                Method::PUT => {
+                    let doc = match read_doc(&parts.headers, body, limits).await {
+                        Ok(d) => d,
+                        Err(resp) => return resp,
+                    };
+                    match store.replace(&id, doc).await {
+                        Ok(u) => json(StatusCode::OK, SCIM_JSON, &resource(&u)),
+                        Err(e) => backend_error(&e),
+                    }
+                }
+                Method::DELETE => match store.delete(&id).await {
+                    Ok(true) => {
+                        let mut r = Response::new(Body::default());
+                        *r.status_mut() = StatusCode::NO_CONTENT;
+                        r
+                    }
+                    Ok(false) => error(StatusCode::NOT_FOUND, None, "no such user"),
+                    Err(e) => backend_error(&e),
+                },
+                _ => error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    None,
+                    "method not allowed on a user",
+                ),
+            }
+        }
         _ => error(StatusCode::NOT_FOUND, None, "no such resource"),
+    }
+}
+
+/// Reads and parses a SCIM request body: JSON media type, bounded size and depth, no
+/// duplicate members, an object.
+async fn read_doc(
+    headers: &hyper::HeaderMap,
+    body: Incoming,
+    limits: &crate::config::Limits,
+) -> Result<UserDoc, Response<Body>> {
+    if !super::http::is_json(headers) {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            None,
+            "Content-Type must be application/scim+json or application/json",
+        ));
+    }
+    let bytes = super::http::read_body(headers, body, limits.max_body_bytes)
+        .await
+        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, None, "the body is too large"))?;
+    match crate::json::parse_strict(&bytes, limits.max_json_depth) {
+        Ok(Value::Object(m)) => Ok(UserDoc(m)),
+        Ok(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            Some("invalidSyntax"),
+            "the body must be a JSON object",
+        )),
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            Some("invalidSyntax"),
+            &e.to_string(),
+        )),
+    }
+}
+
+/// `filter`, `startIndex` and `count` of a list request.
+struct Query {
+    filter: Option<String>,
+    start_index: usize,
+    count: usize,
+}
+
+impl Query {
+    fn parse(q: &str) -> Self {
+        let mut out = Query {
+            filter: None,
+            start_index: 1,
+            count: 100,
+        };
+        for pair in q.split('&') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned();
+            match k {
+                "filter" => out.filter = Some(v),
+                "startIndex" => out.start_index = v.parse().unwrap_or(1),
+                "count" => out.count = v.parse::<usize>().unwrap_or(100).min(1000),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// The value of a `userName eq "…"` filter (attribute and operator in any case).
+fn user_name_filter(f: &str) -> Result<String, ()> {
+    let f = f.trim();
+    let (attr, rest) = f.split_once(char::is_whitespace).ok_or(())?;
+    let (op, value) = rest
+        .trim_start()
+        .split_once(char::is_whitespace)
+        .ok_or(())?;
+    if !attr.eq_ignore_ascii_case("userName") || !op.eq_ignore_ascii_case("eq") {
+        return Err(());
+    }
+    match serde_json::from_str::<Value>(value.trim()) {
+        Ok(Value::String(s)) => Ok(s),
+        _ => Err(()),
+    }
+}
+
+fn list(items: Vec<Value>, start: usize, total: usize) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+        "totalResults": total,
+        "startIndex": start,
+        "itemsPerPage": items.len(),
+        "Resources": items,
+    })
+}
+
+fn service_provider_config() -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "patch": {"supported": false},
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": true, "maxResults": 1000},
+        "changePassword": {"supported": true},
+        "sort": {"supported": false},
+        "etag": {"supported": false},
+        "authenticationSchemes": [],
+        "meta": {"resourceType": "ServiceProviderConfig", "location": "/scim/v2/ServiceProviderConfig"}
+    })
+}
+
+fn resource_type() -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": "User",
+        "name": "User",
+        "endpoint": "/Users",
+        "schema": "urn:ietf:params:scim:schemas:core:2.0:User",
+        "schemaExtensions": [
+            {"schema": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "required": false},
+            {"schema": crate::canonical::EXT_SCHEMA, "required": false}
+        ],
+        "meta": {"resourceType": "ResourceType", "location": "/scim/v2/ResourceTypes/User"}
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_name_filters() {
+        assert_eq!(user_name_filter(r#"userName eq "ann""#), Ok("ann".into()));
+        assert_eq!(
+            user_name_filter(r#"USERNAME Eq "a \"b\"""#),
+            Ok("a \"b\"".into())
+        );
+        assert!(user_name_filter(r#"userName co "a""#).is_err());
+        assert!(user_name_filter("displayName eq \"a\"").is_err());
+        assert!(user_name_filter("userName eq ann").is_err());
     }
 }
