@@ -389,24 +389,21 @@ fn create(tx: &Transaction<'_>, op: Operation) -> Result<UserDoc, BackendError> 
     let ts = now();
     tx.execute(
         "INSERT INTO users (id, user_name, authenticator, doc, secrets, created, modified)
-         VALUES (?1, ?2, ?3, '{}', '{}', ?4, ?4)",
-        params![id, name, auth, ts],
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![
+            id,
+            name,
+            auth,
+            Value::Object(doc).to_string(),
+            Value::Object(secrets).to_string(),
+            ts
+        ],
     )
     .map_err(db)?;
     let numeric_id = tx.last_insert_rowid();
     if numeric_id > i64::from(i32::MAX) {
         return Err(BackendError::Failed("numeric ids are exhausted".into()));
     }
-    let r = Row {
-        numeric_id,
-        id,
-        doc: Map::new(),
-        secrets: Map::new(),
-        created: ts.clone(),
-        modified: ts,
-        version: 0,
-    };
-    write_row(tx, &r, doc, secrets)?;
     if let Some(g) = &op.groups {
         apply_groups(tx, numeric_id, g)?;
     }
