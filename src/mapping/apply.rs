@@ -540,18 +540,20 @@ fn type_check(rule: &Rule, v: &Node<'_>) -> Result<(), Rejection> {
     ))
 }
 
+/// A failed check of `rule`: the rule's own `message` (with `{name}`) when it has one, else `msg`.
+fn check_failed(rule: &Rule, check: &'static str, msg: String) -> Rejection {
+    let name = &*rule.name;
+    let msg = match rule.checks.message.as_deref() {
+        Some(m) => m.replace("{name}", name),
+        None => msg,
+    };
+    Rejection::invalid(name, check, msg)
+}
+
 fn checks(rule: &Rule, v: &Value, ctx: &Ctx<'_>) -> Result<(), Rejection> {
     let c = &rule.checks;
     let name = &*rule.name;
-    let fail = |check: &'static str, msg: String| {
-        Err(Rejection::invalid(
-            name,
-            check,
-            c.message
-                .as_deref()
-                .map_or(msg, |m| m.replace("{name}", name)),
-        ))
-    };
+    let fail = |check: &'static str, msg: String| Err(check_failed(rule, check, msg));
     match v {
         Value::String(s) => {
             if c.min_length.is_some() || c.max_length.is_some() {
@@ -633,15 +635,7 @@ fn checks(rule: &Rule, v: &Value, ctx: &Ctx<'_>) -> Result<(), Rejection> {
 fn structure_checks(rule: &Rule, node: &Node<'_>) -> Result<(), Rejection> {
     let c = &rule.checks;
     let name = &*rule.name;
-    let fail = |check: &'static str, msg: String| {
-        Err(Rejection::invalid(
-            name,
-            check,
-            c.message
-                .as_deref()
-                .map_or(msg, |m| m.replace("{name}", name)),
-        ))
-    };
+    let fail = |check: &'static str, msg: String| Err(check_failed(rule, check, msg));
     match node {
         Node::Arr(items) => {
             if let Some(by) = &c.unique_by {
