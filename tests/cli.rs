@@ -3,9 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests stop at the line that failed
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{contains, samples_dir};
 use serde_json::Value;
 
 const ID: &str = "8b39869a-a778-4a08-a2ff-bf967946e836";
@@ -13,20 +16,6 @@ const NUMERIC_ID: i64 = 42;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_userbridge"))
-}
-
-/// The sample cases: `USERBRIDGE_SAMPLES`, else the shared spec's when this checkout sits
-/// beside it, else the copy kept in `tests/samples` (so that a bare clone tests the same).
-fn samples_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("USERBRIDGE_SAMPLES") {
-        return PathBuf::from(p);
-    }
-    let shared = PathBuf::from("../shared/samples");
-    if shared.is_dir() {
-        shared
-    } else {
-        PathBuf::from("tests/samples")
-    }
 }
 
 fn substitute(v: &Value) -> Value {
@@ -41,19 +30,6 @@ fn substitute(v: &Value) -> Value {
             Value::Object(m.iter().map(|(k, v)| (k.clone(), substitute(v))).collect())
         }
         other => other.clone(),
-    }
-}
-
-/// `want` is contained in `got`: objects member by member, arrays item by item, scalars equal.
-fn contains(got: &Value, want: &Value) -> bool {
-    match (got, want) {
-        (Value::Object(g), Value::Object(w)) => w
-            .iter()
-            .all(|(k, wv)| g.get(k).is_some_and(|gv| contains(gv, wv))),
-        (Value::Array(g), Value::Array(w)) => {
-            g.len() == w.len() && g.iter().zip(w).all(|(a, b)| contains(a, b))
-        }
-        _ => got == want,
     }
 }
 

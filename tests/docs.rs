@@ -4,10 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use common::contains;
 use serde_json::Value;
 use userbridge::mapping::load::load_str;
 use userbridge::mapping::render::ErrorContext;
@@ -80,19 +83,6 @@ fn assemble(fragment: &str) -> (String, usize) {
         );
     }
     (s, before)
-}
-
-/// `want` is contained in `got`: objects member by member, everything else equal.
-fn contains(got: &Value, want: &Value) -> bool {
-    match (got, want) {
-        (Value::Object(g), Value::Object(w)) => w
-            .iter()
-            .all(|(k, wv)| g.get(k).is_some_and(|gv| contains(gv, wv))),
-        (Value::Array(g), Value::Array(w)) => {
-            g.len() == w.len() && g.iter().zip(w).all(|(a, b)| contains(a, b))
-        }
-        _ => got == want,
-    }
 }
 
 #[test]

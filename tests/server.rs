@@ -3,12 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use base64::Engine as _;
+use common::samples_dir;
 use serde_json::{Value, json};
 use userbridge::config::{BackendConfig, Config, Flags};
 use userbridge::mapping::MappingSet;
@@ -57,16 +60,6 @@ fn token(config: &Config, name: &str) -> String {
         .find(|c| c.name == name)
         .map(|c| c.token.expose().to_owned())
         .unwrap()
-}
-
-/// The sample cases, in the order the samples README gives.
-fn samples_dir() -> PathBuf {
-    let shared = PathBuf::from("../shared/samples");
-    if shared.is_dir() {
-        shared
-    } else {
-        PathBuf::from("tests/samples")
-    }
 }
 
 fn cases() -> Vec<PathBuf> {
@@ -153,6 +146,19 @@ async fn send(
     (status, headers, resp.text().await.unwrap())
 }
 
+/// GETs `url` and parses the answer as JSON.
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// The ext `numericId` the store gave user `id`, read through `/scim/v2` (vc bodies lack it).
+async fn numeric_id(client: &reqwest::Client, base: &str, id: &str) -> i64 {
+    let user = get_json(client, &format!("{base}/scim/v2/Users/{id}")).await;
+    user["urn:userbridge:params:scim:schemas:extension:2.0:User"]["numericId"]
+        .as_i64()
+        .unwrap()
+}
+
 /// The secrets the sample bodies carry, in clear.
 fn secrets_of(body: &Value, out: &mut Vec<String>) {
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -210,18 +216,7 @@ async fn every_sample_gets_its_expected_answer_in_order_on_one_store() {
         if name.ends_with("vc-user-service/01-create.json") {
             let created: Value = serde_json::from_str(&body).unwrap();
             id = created["id"].as_str().unwrap().to_owned();
-            // numericId is not in the vc body; the SCIM view has it.
-            let scim: Value = client
-                .get(format!("{}/scim/v2/Users/{id}", gw.base))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            numeric = scim["urn:userbridge:params:scim:schemas:extension:2.0:User"]["numericId"]
-                .as_i64()
-                .unwrap();
+            numeric = numeric_id(&client, &gw.base, &id).await;
         }
         bodies.push((name, body));
     }
@@ -262,17 +257,7 @@ async fn cross_dialect_create_update_read_as_scim() {
     assert_eq!(r.status(), 200);
     let created: Value = r.json().await.unwrap();
     let id = created["id"].as_str().unwrap().to_owned();
-    let scim: Value = c
-        .get(format!("{}/scim/v2/Users/{id}", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let numeric = scim["urn:userbridge:params:scim:schemas:extension:2.0:User"]["numericId"]
-        .as_i64()
-        .unwrap();
+    let numeric = numeric_id(&c, &gw.base, &id).await;
 
     let r = c
         .put(format!("{}/commandcenter/api/v4/user/{numeric}", gw.base))
@@ -442,24 +427,10 @@ async fn scim_ingress_create_filter_replace_delete() {
         .unwrap();
     assert_eq!(r.status(), 400);
     // Filter.
-    let r: Value = c
-        .get(format!("{users}?filter=userName%20eq%20%22bjensen%22"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = get_json(&c, &format!("{users}?filter=userName%20eq%20%22bjensen%22")).await;
     assert_eq!(r["totalResults"], 1);
     assert_eq!(r["Resources"][0]["id"], id);
-    let r: Value = c
-        .get(format!("{users}?filter=userName+eq+%22nobody%22"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = get_json(&c, &format!("{users}?filter=userName+eq+%22nobody%22")).await;
     assert_eq!(r["totalResults"], 0);
     // Replace: attributes not sent are cleared.
     let r = c

@@ -1,0 +1,34 @@
+//! Helpers shared by the integration tests (each test binary uses some of them).
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+/// The sample cases: `USERBRIDGE_SAMPLES`, else the shared spec's when this checkout sits
+/// beside it, else the copy kept in `tests/samples` (so that a bare clone tests the same).
+pub fn samples_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("USERBRIDGE_SAMPLES") {
+        return PathBuf::from(p);
+    }
+    let shared = PathBuf::from("../shared/samples");
+    if shared.is_dir() {
+        shared
+    } else {
+        PathBuf::from("tests/samples")
+    }
+}
+
+/// `want` is contained in `got`: objects member by member, arrays item by item, else equal.
+pub fn contains(got: &Value, want: &Value) -> bool {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => w
+            .iter()
+            .all(|(k, wv)| g.get(k).is_some_and(|gv| contains(gv, wv))),
+        (Value::Array(g), Value::Array(w)) => {
+            g.len() == w.len() && g.iter().zip(w).all(|(a, b)| contains(a, b))
+        }
+        _ => got == want,
+    }
+}
