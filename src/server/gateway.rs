@@ -29,8 +29,7 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
         .headers
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+        .unwrap_or("");
     let path = parts.uri.path();
     let (mapping, route, params) = match state.mappings.route(&parts.method, path) {
         RouteMatch::Found {
@@ -46,7 +45,7 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
             );
             let ctx = ErrorContext {
                 path,
-                request_id: &request_id,
+                request_id,
                 ..Default::default()
             };
             let mut resp = from_dialect(mapping.error_response(&rej, &ctx));
@@ -64,12 +63,12 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
             );
         }
     };
-    let route_name = mapping.routes[route].name.clone();
+    let route_name = &*mapping.routes[route].name;
     let op_kind = mapping.routes[route].operation;
     let answer = Answer {
         mapping: &mapping,
         path,
-        request_id: &request_id,
+        request_id,
     };
 
     // Credentials (401), then the role the operation needs (403).
