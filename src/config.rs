@@ -154,22 +154,82 @@ pub enum BackendConfig {
         #[serde(default = "default_db")]
         path: PathBuf,
     },
-    /// A SCIM 2.0 service provider.
+    /// A SCIM 2.0 service provider (RFC 7644) over HTTP.
     Scim {
-        /// Base URL (ending before `/Users`).
+        /// Base URL of the provider, ending before `/Users` (`https://idp.example/scim/v2`).
         url: String,
         /// Bearer token, if the provider needs one.
         #[serde(default)]
         token: Option<Secret>,
+        /// The local index that allocates ext `numericId`s and maps them to the provider's ids.
+        #[serde(default = "default_scim_index")]
+        index: PathBuf,
+        /// Outbound call settings (`[backend.http]`).
+        #[serde(default)]
+        http: OutboundConfig,
     },
-    /// POST the canonical operation as JSON to a URL.
+    /// POSTs the canonical operation as JSON to a URL (see `docs/webhook.md`).
     Webhook {
         /// The URL.
         url: String,
         /// Shared secret sent as a bearer token, if any.
         #[serde(default)]
         token: Option<Secret>,
+        /// Outbound call settings (`[backend.http]`).
+        #[serde(default)]
+        http: OutboundConfig,
     },
+}
+
+/// Settings of the HTTP calls to a remote backend. Redirects are never followed and no
+/// ambient proxy (`HTTP_PROXY`…) is used unless `proxy` names one.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Time to establish a connection, in milliseconds. A failed connect is retried (the
+    /// request never left); nothing else is.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Time for one call, connect to last byte of the answer, in milliseconds.
+    #[serde(default = "default_call_timeout")]
+    pub timeout_ms: u64,
+    /// How many times a failed connect is tried again.
+    #[serde(default = "default_connect_retries")]
+    pub connect_retries: u32,
+    /// Largest answer body accepted, in bytes.
+    #[serde(default = "default_reply_bytes")]
+    pub max_reply_bytes: usize,
+    /// An explicit proxy URL; none by default.
+    #[serde(default)]
+    pub proxy: Option<String>,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: default_connect_timeout(),
+            timeout_ms: default_call_timeout(),
+            connect_retries: default_connect_retries(),
+            max_reply_bytes: default_reply_bytes(),
+            proxy: None,
+        }
+    }
+}
+
+fn default_scim_index() -> PathBuf {
+    "data/scim-index.db".into()
+}
+fn default_connect_timeout() -> u64 {
+    1_000
+}
+fn default_call_timeout() -> u64 {
+    5_000
+}
+fn default_connect_retries() -> u32 {
+    2
+}
+fn default_reply_bytes() -> usize {
+    1024 * 1024
 }
 
 impl Default for BackendConfig {

@@ -5,14 +5,20 @@
 //! [`crate::mapping::Mapping::complete`]: preconditions and partly sent joins are resolved
 //! against the stored user inside the backend's own transaction), and returns the stored user.
 
+pub mod index;
 pub mod merge;
+pub mod outbound;
+pub mod scim;
 pub mod sqlite;
+pub mod webhook;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::canonical::{Operation, UserDoc};
+use serde_json::{Map, Value};
+
+use crate::canonical::{EXT_SCHEMA, Operation, UserDoc};
 use crate::config::{BackendConfig, GroupConfig};
 use crate::dialect::Rejection;
 use crate::mapping::Mapping;
@@ -44,6 +50,9 @@ pub enum BackendError {
     /// The backend failed or answered something unusable (502).
     #[error("backend failed: {0}")]
     Failed(String),
+    /// The backend cannot do this at all.
+    #[error("the {0} backend cannot {1}")]
+    Unsupported(&'static str, &'static str),
 }
 
 /// A place canonical users are written to.
@@ -93,7 +102,31 @@ pub trait Store: Send + Sync {
 pub fn open(cfg: &BackendConfig, groups: &[GroupConfig]) -> Result<Arc<dyn Backend>, String> {
     match cfg {
         BackendConfig::Sqlite { path } => Ok(Arc::new(sqlite::Sqlite::open(path, groups)?)),
-        BackendConfig::Scim { .. } => Err("the scim backend is not built yet".into()),
-        BackendConfig::Webhook { .. } => Err("the webhook backend is not built yet".into()),
+        BackendConfig::Scim {
+            url,
+            token,
+            index,
+            http,
+        } => Ok(Arc::new(scim::Scim::open(
+            url,
+            token.as_ref(),
+            index,
+            http,
+            groups,
+        )?)),
+        BackendConfig::Webhook { url, token, http } => {
+            Ok(Arc::new(webhook::Webhook::open(url, token.as_ref(), http)?))
+        }
+    }
+}
+
+/// Removes the members a store owns (`id`, `meta`, `groups`, `schemas`, ext `numericId`) from a
+/// document written by a client.
+pub(crate) fn strip_server_owned(doc: &mut Map<String, Value>) {
+    for k in ["id", "meta", "groups", "schemas"] {
+        doc.shift_remove(k);
+    }
+    if let Some(Value::Object(ext)) = doc.get_mut(EXT_SCHEMA) {
+        ext.shift_remove("numericId");
     }
 }

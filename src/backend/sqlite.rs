@@ -13,9 +13,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::{Map, Value};
 
 use super::merge::merge;
-use super::{Backend, BackendError, BoxFuture, Store};
+use super::{Backend, BackendError, BoxFuture, Store, strip_server_owned};
 use crate::canonical::{
-    self, EXT_SCHEMA, GroupChange, GroupOp, OpKind, Operation, UserDoc, location,
+    self, GroupChange, GroupOp, OpKind, Operation, UserDoc, location,
 };
 use crate::config::GroupConfig;
 use crate::mapping::Mapping;
@@ -226,11 +226,10 @@ impl Store for Sqlite {
             };
             let mut doc = user.0;
             strip_server_owned(&mut doc);
-            // Secrets not restated are kept (SCIM never returns them, so a client cannot).
-            let mut secrets = take_secrets(&mut doc);
-            if secrets.is_empty() {
-                secrets = r.secrets.clone();
-            }
+            // Secrets not restated are kept, each on its own (SCIM never returns them, so a
+            // client cannot restate them).
+            let mut secrets = r.secrets.clone();
+            secrets.extend(take_secrets(&mut doc));
             write_row(&tx, &r, doc, secrets)?;
             let out = read_doc(&tx, &find_by_numeric(&tx, r.numeric_id)?, false)?;
             tx.commit().map_err(db)?;
@@ -323,17 +322,6 @@ fn resolve(tx: &Transaction<'_>, target: &UserDoc) -> Result<Row, BackendError> 
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// Removes the members the store owns (`id`, `meta`, `numericId`, `groups`, `schemas`) from a
-/// document written by a client.
-fn strip_server_owned(doc: &mut Map<String, Value>) {
-    for k in ["id", "meta", "groups", "schemas"] {
-        doc.shift_remove(k);
-    }
-    if let Some(Value::Object(ext)) = doc.get_mut(EXT_SCHEMA) {
-        ext.shift_remove("numericId");
-    }
 }
 
 /// Moves the secret attributes out of `doc`, keyed by attribute name.

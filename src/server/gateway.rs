@@ -282,5 +282,8 @@ fn backend_rejection(mapping: &Mapping, e: BackendError) -> Rejection {
             tracing::warn!(error = %m, "backend failed");
             Rejection::new(Outcome::BackendError, "backend", "the backend failed")
         }
+        e @ BackendError::Unsupported(..) => {
+            Rejection::new(Outcome::BackendError, "backend", e.to_string())
+        }
     }
 }

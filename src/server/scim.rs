@@ -49,6 +49,9 @@ fn backend_error(e: &BackendError) -> Response<Body> {
             "the store did not answer in time",
         ),
         BackendError::Failed(_) => error(StatusCode::BAD_GATEWAY, None, "the store failed"),
+        e @ BackendError::Unsupported(..) => {
+            error(StatusCode::NOT_IMPLEMENTED, None, &e.to_string())
+        }
     }
 }
 

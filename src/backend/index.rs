@@ -1,0 +1,131 @@
+//! The local index of a remote backend: allocates the ext `numericId` every dialect can address
+//! a user by, and maps it to the remote id. A small SQLite file; calls run off the async
+//! workers.
+//!
+//! A number is reserved before the create is sent and bound to the remote id once the backend
+//! acknowledged it. A create whose outcome is unknown (timeout) keeps its reservation unbound;
+//! a later lookup by that number asks the backend and binds it then.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::BackendError;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ids (
+    numeric_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    remote_id  TEXT UNIQUE
+);
+PRAGMA user_version = 1;
+";
+
+/// The index.
+#[derive(Clone)]
+pub struct Index {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn db(e: rusqlite::Error) -> BackendError {
+    BackendError::Failed(format!("index: {e}"))
+}
+
+impl Index {
+    /// Opens (creating when needed) the index at `path`.
+    pub fn open(path: &Path) -> Result<Self, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let fail = |e: rusqlite::Error| format!("{}: {e}", path.display());
+        let conn = Connection::open(path).map_err(fail)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(fail)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(fail)?;
+        conn.execute_batch(SCHEMA).map_err(fail)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, BackendError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let guard = conn
+                .lock()
+                .map_err(|_| BackendError::Failed("index lock poisoned".into()))?;
+            f(&guard).map_err(db)
+        })
+        .await
+        .map_err(|e| BackendError::Failed(format!("index task: {e}")))?
+    }
+
+    /// Reserves a new number (a positive int32).
+    pub async fn reserve(&self) -> Result<i64, BackendError> {
+        let n = self
+            .run(|c| {
+                c.execute("INSERT INTO ids (remote_id) VALUES (NULL)", [])?;
+                Ok(c.last_insert_rowid())
+            })
+            .await?;
+        if n > i64::from(i32::MAX) {
+            return Err(BackendError::Failed("numeric ids are exhausted".into()));
+        }
+        Ok(n)
+    }
+
+    /// Binds a reserved (or new) number to a remote id.
+    pub async fn bind(&self, n: i64, remote: &str) -> Result<(), BackendError> {
+        let remote = remote.to_owned();
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO ids (numeric_id, remote_id) VALUES (?1, ?2)
+                 ON CONFLICT(numeric_id) DO UPDATE SET remote_id = excluded.remote_id",
+                params![n, remote],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Gives a reservation back (the create certainly failed).
+    pub async fn release(&self, n: i64) -> Result<(), BackendError> {
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM ids WHERE numeric_id = ?1 AND remote_id IS NULL",
+                params![n],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// The remote id bound to `n`: `None` when unknown or not bound yet.
+    pub async fn remote(&self, n: i64) -> Result<Option<String>, BackendError> {
+        self.run(move |c| {
+            c.query_row(
+                "SELECT remote_id FROM ids WHERE numeric_id = ?1",
+                params![n],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
+        })
+        .await
+    }
+
+    /// Forgets a deleted remote user.
+    pub async fn forget(&self, remote: &str) -> Result<(), BackendError> {
+        let remote = remote.to_owned();
+        self.run(move |c| {
+            c.execute("DELETE FROM ids WHERE remote_id = ?1", params![remote])
+                .map(drop)
+        })
+        .await
+    }
+}

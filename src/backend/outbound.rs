@@ -1,0 +1,251 @@
+//! HTTP calls to a remote backend (the `scim` and `webhook` kinds): one pooled client, bounded
+//! answers, and the one retry that is always safe.
+//!
+//! A call is retried only when the connection could not be made: then the request provably
+//! never left. A write whose bytes may have reached the backend (reset, timeout, garbage
+//! reply) is never resent; it is reported as [`BackendError::Timeout`] or
+//! [`BackendError::Failed`] and the caller answers 504/502.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, HeaderValue, IF_MATCH};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::BackendError;
+use crate::dialect::{Outcome, Rejection};
+use crate::config::OutboundConfig;
+use crate::redact::Secret;
+
+/// A configured remote endpoint.
+pub struct Outbound {
+    client: reqwest::Client,
+    base: String,
+    auth: Option<HeaderValue>,
+    content_type: &'static str,
+    connect_retries: u32,
+    max_reply_bytes: usize,
+}
+
+/// What the backend answered.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status.
+    pub status: StatusCode,
+    /// The `ETag` header, if any.
+    pub etag: Option<String>,
+    /// The body (at most `max_reply_bytes`).
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as JSON; an empty body is `None`; anything else is a 502.
+    pub fn json(&self) -> Result<Option<Value>, BackendError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        serde_json::from_slice(&self.body)
+            .map(Some)
+            .map_err(|_| BackendError::Failed(format!("a {} answer that is not JSON", self.status)))
+    }
+
+    /// What an unsuccessful answer means. A 503 is a refusal before any work (the write did
+    /// not happen); other 5xx answers leave the outcome unknown.
+    pub fn error(&self) -> BackendError {
+        let detail = self.detail();
+        match self.status.as_u16() {
+            404 => BackendError::NotFound,
+            409 => BackendError::Conflict(detail),
+            400 | 422 => BackendError::Rejected(Rejection::new(
+                Outcome::Validation,
+                "backend",
+                format!("the backend refused the change: {detail}"),
+            )),
+            401 | 403 => BackendError::Failed(format!(
+                "the backend refused userbridge's credentials ({})",
+                self.status
+            )),
+            503 => BackendError::Unavailable(detail),
+            504 => BackendError::Timeout,
+            _ => BackendError::Failed(format!("the backend answered {}: {detail}", self.status)),
+        }
+    }
+
+    /// A short description of an error answer for messages: its `detail` (SCIM) or
+    /// `message`/`error` member, else the status.
+    pub fn detail(&self) -> String {
+        let from_body = self.json().ok().flatten().and_then(|v| {
+            ["detail", "message", "error"]
+                .iter()
+                .find_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_owned))
+        });
+        match from_body {
+            Some(d) => d.chars().take(300).collect(),
+            None => self.status.to_string(),
+        }
+    }
+}
+
+impl Outbound {
+    /// A client for `base` (no trailing slash needed). `content_type` is what bodies are sent
+    /// as.
+    pub fn new(
+        base: &str,
+        token: Option<&Secret>,
+        cfg: &OutboundConfig,
+        content_type: &'static str,
+    ) -> Result<Self, String> {
+        let url = reqwest::Url::parse(base).map_err(|e| format!("backend url `{base}`: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("backend url `{base}`: only http and https are supported"));
+        }
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
+            .timeout(Duration::from_millis(cfg.timeout_ms))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .user_agent(concat!("userbridge/", env!("CARGO_PKG_VERSION")));
+        builder = match &cfg.proxy {
+            Some(p) => builder.proxy(
+                reqwest::Proxy::all(p).map_err(|e| format!("backend proxy `{p}`: {e}"))?,
+            ),
+            None => builder.no_proxy(),
+        };
+        let client = builder
+            .build()
+            .map_err(|e| format!("backend client: {e}"))?;
+        let auth = match token {
+            Some(t) => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose()))
+                    .map_err(|_| "backend token: not a valid header value".to_owned())?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        Ok(Self {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            auth,
+            content_type,
+            connect_retries: cfg.connect_retries,
+            max_reply_bytes: cfg.max_reply_bytes,
+        })
+    }
+
+    /// Sends `method` to `base + path` (path includes any query) with an optional JSON body
+    /// and `If-Match`.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<Reply, BackendError> {
+        let url = format!("{}{}", self.base, path);
+        let body = match body {
+            Some(v) => Some(Bytes::from(serde_json::to_vec(v).map_err(|e| {
+                BackendError::Failed(format!("cannot encode the request: {e}"))
+            })?)),
+            None => None,
+        };
+        let mut attempt = 0;
+        loop {
+            let mut req = self
+                .client
+                .request(method.clone(), &url)
+                .header(ACCEPT, self.content_type);
+            if let Some(a) = &self.auth {
+                req = req.header(AUTHORIZATION, a.clone());
+            }
+            if let Some(m) = if_match {
+                req = req.header(IF_MATCH, m);
+            }
+            if let Some(b) = &body {
+                req = req.header(CONTENT_TYPE, self.content_type).body(b.clone());
+            }
+            match req.send().await {
+                Ok(resp) => return self.read(resp).await,
+                // Connect failed: nothing was sent, so trying again cannot double a write.
+                Err(e) if e.is_connect() && attempt < self.connect_retries => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(4))).await;
+                }
+                Err(e) if e.is_connect() => {
+                    return Err(BackendError::Unavailable(format!(
+                        "cannot connect to {}",
+                        self.base
+                    )));
+                }
+                Err(e) if e.is_timeout() => return Err(BackendError::Timeout),
+                Err(e) => {
+                    return Err(BackendError::Failed(format!(
+                        "{} {}: {}",
+                        method,
+                        self.base,
+                        without_url(&e)
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn read(&self, mut resp: reqwest::Response) -> Result<Reply, BackendError> {
+        let status = resp.status();
+        let etag = resp
+            .headers()
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = BytesMut::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    if body.len() + c.len() > self.max_reply_bytes {
+                        return Err(BackendError::Failed(format!(
+                            "an answer larger than {} bytes",
+                            self.max_reply_bytes
+                        )));
+                    }
+                    body.extend_from_slice(&c);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => return Err(BackendError::Timeout),
+                Err(e) => {
+                    return Err(BackendError::Failed(format!(
+                        "reading the answer: {}",
+                        without_url(&e)
+                    )));
+                }
+            }
+        }
+        Ok(Reply {
+            status,
+            etag,
+            body: body.freeze(),
+        })
+    }
+}
+
+/// An error's description without the URL (which may carry a query with user data).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut msg = String::new();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    if msg.is_empty() {
+        msg = if e.is_body() || e.is_decode() {
+            "bad answer body".into()
+        } else {
+            "request failed".into()
+        };
+    }
+    msg
+}

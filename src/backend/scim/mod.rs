@@ -1,0 +1,621 @@
+//! The `scim` backend: a SCIM 2.0 service provider over HTTP (RFC 7644).
+//!
+//! - create: `POST /Users`, with the ext `numericId` the local [`Index`] allocated;
+//! - update: the target is found by id, by `numericId` (index, then a filter) or by a
+//!   `userName eq` filter; the change goes as a `PATCH` when the provider announces it
+//!   (`PUT` of the merged user otherwise), with `If-Match` when it announces ETags, and is
+//!   computed again from a fresh read when the provider answers 412;
+//! - groups: the configured groups are the provider's groups of the same name, changed
+//!   through `PATCH /Groups/{id}` after the user write; every group is resolved before any
+//!   write, so an unknown group writes nothing.
+//!
+//! The provider must serve the userbridge extension schema (`schemas/scim/schemas.json`):
+//! without it the extension's attributes would be dropped, so the backend refuses to start
+//! writing and `/readyz` says why.
+
+mod groups;
+pub mod patch;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::{Method, StatusCode};
+use serde_json::{Map, Value};
+use tokio::sync::OnceCell;
+
+use self::groups::{Group, Groups, quote};
+use super::index::Index;
+use super::merge::merge;
+use super::outbound::{Outbound, Reply};
+use super::{Backend, BackendError, BoxFuture, Store, strip_server_owned};
+use crate::canonical::{
+    self, ATTRIBUTES, EXT_SCHEMA, GroupChange, GroupOp, OpKind, Operation, UserDoc, location,
+};
+use crate::config::{GroupConfig, OutboundConfig};
+use crate::mapping::Mapping;
+use crate::redact::Secret;
+
+const SCIM_JSON: &str = "application/scim+json";
+/// How many times an update is recomputed after the provider reported a concurrent change.
+const PRECONDITION_ATTEMPTS: usize = 3;
+
+/// What the provider announces.
+#[derive(Debug, Clone, Copy)]
+struct Features {
+    patch: bool,
+    etag: bool,
+}
+
+/// The SCIM backend.
+pub struct Scim {
+    http: Outbound,
+    index: Index,
+    config_groups: Vec<GroupConfig>,
+    groups: OnceCell<Groups>,
+    features: OnceCell<Features>,
+    /// The SCIM paths of secret attributes (`password`, `urn:…:User:mfa.secret`, …).
+    secret_paths: Vec<String>,
+}
+
+impl Scim {
+    /// A backend for the provider at `url`; `index` is the local numericId index file.
+    pub fn open(
+        url: &str,
+        token: Option<&Secret>,
+        index: &Path,
+        http: &OutboundConfig,
+        groups: &[GroupConfig],
+    ) -> Result<Self, String> {
+        let secret_paths = ATTRIBUTES
+            .iter()
+            .filter(|a| a.secret)
+            .map(|a| match a.name.strip_prefix("ext.") {
+                Some(rest) => format!("{EXT_SCHEMA}:{rest}"),
+                None => a.name.to_owned(),
+            })
+            .collect();
+        Ok(Self {
+            http: Outbound::new(url, token, http, SCIM_JSON)?,
+            index: Index::open(index)?,
+            config_groups: groups.to_vec(),
+            groups: OnceCell::new(),
+            features: OnceCell::new(),
+            secret_paths,
+        })
+    }
+
+    fn is_secret(&self, path: &str) -> bool {
+        self.secret_paths.iter().any(|p| p == path)
+    }
+
+    async fn features(&self) -> Result<Features, BackendError> {
+        self.features
+            .get_or_try_init(|| async {
+                let r = self
+                    .http
+                    .call(Method::GET, "/ServiceProviderConfig", None, None)
+                    .await?;
+                let spc = Value::Object(ok_json(&r)?);
+                let on = |p: &str| spc.pointer(p).and_then(Value::as_bool) == Some(true);
+                let features = Features {
+                    patch: on("/patch/supported"),
+                    etag: on("/etag/supported"),
+                };
+                let s = self
+                    .http
+                    .call(Method::GET, &format!("/Schemas/{EXT_SCHEMA}"), None, None)
+                    .await?;
+                if s.status == StatusCode::NOT_FOUND {
+                    return Err(BackendError::Failed(format!(
+                        "the SCIM provider does not serve the schema {EXT_SCHEMA}: load \
+                         schemas/scim/schemas.json into it"
+                    )));
+                }
+                ok_json(&s)?;
+                Ok(features)
+            })
+            .await
+            .copied()
+    }
+
+    /// The configured groups on the provider, looked up (and created when missing) once.
+    async fn groups(&self) -> Result<&Groups, BackendError> {
+        self.groups
+            .get_or_try_init(|| async {
+                let mut out = Vec::with_capacity(self.config_groups.len());
+                for (id, name) in groups::wanted(&self.config_groups) {
+                    let filter = format!("displayName eq {}", quote(name));
+                    let found = self.search("/Groups", &filter, 1, 1).await?.0;
+                    let remote = match found.into_iter().next() {
+                        Some(g) => id_of(&g)?,
+                        None => {
+                            let body = serde_json::json!({
+                                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                                "displayName": name,
+                            });
+                            let r = self
+                                .http
+                                .call(Method::POST, "/Groups", Some(&body), None)
+                                .await?;
+                            id_of(&ok_json(&r)?)?
+                        }
+                    };
+                    out.push(Group {
+                        id,
+                        name: name.to_owned(),
+                        remote,
+                    });
+                }
+                Ok(Groups(out))
+            })
+            .await
+    }
+
+    /// `GET {endpoint}?filter=…`: the resources and the total.
+    async fn search(
+        &self,
+        endpoint: &str,
+        filter: &str,
+        start: usize,
+        count: usize,
+    ) -> Result<(Vec<Map<String, Value>>, usize), BackendError> {
+        let mut path = format!("{endpoint}?startIndex={start}&count={count}");
+        if !filter.is_empty() {
+            path.push_str("&filter=");
+            path.extend(utf8_percent_encode(filter, NON_ALPHANUMERIC));
+        }
+        let r = self.http.call(Method::GET, &path, None, None).await?;
+        let list = ok_json(&r)?;
+        let total = list
+            .get("totalResults")
+            .and_then(Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        let items = match list.get("Resources") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_object().cloned())
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok((items, total))
+    }
+
+    /// The provider's user `id` and its version, or `None`.
+    async fn fetch(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Map<String, Value>, Option<String>)>, BackendError> {
+        let path = format!("/Users/{}", utf8_percent_encode(id, NON_ALPHANUMERIC));
+        let r = self.http.call(Method::GET, &path, None, None).await?;
+        if r.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let doc = ok_json(&r)?;
+        let version = version_of(&r, &doc);
+        Ok(Some((doc, version)))
+    }
+
+    /// The user an update's target names.
+    async fn resolve(
+        &self,
+        target: &UserDoc,
+    ) -> Result<(Map<String, Value>, Option<String>), BackendError> {
+        if let Some(id) = target.attr("id").and_then(Value::as_str) {
+            return self.fetch(id).await?.ok_or(BackendError::NotFound);
+        }
+        if let Some(n) = target.attr("ext.numericId").and_then(Value::as_i64) {
+            if let Some(remote) = self.index.remote(n).await?
+                && let Some(found) = self.fetch(&remote).await?
+            {
+                return Ok(found);
+            }
+            let filter = format!("{EXT_SCHEMA}:numericId eq {n}");
+            let doc = self.search_one(&filter).await?;
+            self.index.bind(n, &id_of(&doc)?).await?;
+            return self.fetch(&id_of(&doc)?).await?.ok_or(BackendError::NotFound);
+        }
+        if let Some(name) = target.attr("userName").and_then(Value::as_str) {
+            let doc = self
+                .search_one(&format!("userName eq {}", quote(name)))
+                .await?;
+            let want = target
+                .attr("ext.authenticator")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let have = canonical::get(&doc, &location("ext.authenticator"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if want != have {
+                return Err(BackendError::NotFound);
+            }
+            return self.fetch(&id_of(&doc)?).await?.ok_or(BackendError::NotFound);
+        }
+        Err(BackendError::NotFound)
+    }
+
+    async fn search_one(&self, filter: &str) -> Result<Map<String, Value>, BackendError> {
+        self.search("/Users", filter, 1, 2)
+            .await?
+            .0
+            .into_iter()
+            .next()
+            .ok_or(BackendError::NotFound)
+    }
+
+    /// The provider's groups the user is in: its `groups` attribute when the provider keeps
+    /// one, else a search of the groups by member.
+    async fn groups_of(
+        &self,
+        user: &Map<String, Value>,
+    ) -> Result<Vec<(String, Option<String>)>, BackendError> {
+        if let Some(Value::Array(items)) = user.get("groups") {
+            return Ok(refs(items, "value", "display"));
+        }
+        let id = id_of(user)?;
+        let filter = format!("members.value eq {}", quote(&id));
+        let path = format!(
+            "/Groups?attributes=displayName&filter={}",
+            utf8_percent_encode(&filter, NON_ALPHANUMERIC)
+        );
+        let r = self.http.call(Method::GET, &path, None, None).await?;
+        match ok_json(&r)?.get("Resources") {
+            Some(Value::Array(items)) => Ok(refs(items, "id", "displayName")),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// A provider user as a canonical document, with its groups as configured references.
+    async fn canonical(&self, mut doc: Map<String, Value>) -> Result<UserDoc, BackendError> {
+        let member_of = self.groups_of(&doc).await?;
+        let groups = self.groups().await?;
+        let refs: Vec<Value> = member_of
+            .iter()
+            .map(|(remote, display)| groups.canonical(remote, display.as_deref()))
+            .collect();
+        doc.shift_remove("groups");
+        if !refs.is_empty() {
+            doc.insert("groups".into(), Value::Array(refs));
+        }
+        if let Some(Value::Object(meta)) = doc.get_mut("meta") {
+            meta.shift_remove("location");
+        }
+        Ok(UserDoc(doc))
+    }
+
+    /// The groups a change names, all resolved before anything is written.
+    async fn plan(&self, change: Option<&GroupChange>) -> Result<Vec<Group>, BackendError> {
+        let Some(change) = change else {
+            return Ok(Vec::new());
+        };
+        let groups = self.groups().await?;
+        change
+            .values
+            .iter()
+            .map(|r| groups.find(r).cloned())
+            .collect()
+    }
+
+    /// Applies a membership change to the user `uid` (the user write went through already).
+    async fn change_groups(
+        &self,
+        user: &Map<String, Value>,
+        op: GroupOp,
+        plan: &[Group],
+    ) -> Result<(), BackendError> {
+        let uid = id_of(user)?;
+        let (add, remove): (Vec<&str>, Vec<String>) = match op {
+            GroupOp::Add => (plan.iter().map(|g| g.remote.as_str()).collect(), vec![]),
+            GroupOp::Remove => (vec![], plan.iter().map(|g| g.remote.clone()).collect()),
+            GroupOp::Replace => {
+                let current = self.groups_of(user).await?;
+                let add = plan
+                    .iter()
+                    .filter(|g| !current.iter().any(|(c, _)| *c == g.remote))
+                    .map(|g| g.remote.as_str())
+                    .collect();
+                let remove = current
+                    .into_iter()
+                    .map(|(c, _)| c)
+                    .filter(|c| !plan.iter().any(|g| g.remote == *c))
+                    .collect();
+                (add, remove)
+            }
+        };
+        let calls = add
+            .iter()
+            .map(|g| (*g, groups::add_member(&uid)))
+            .chain(remove.iter().map(|g| (g.as_str(), groups::remove_member(&uid))));
+        for (group, body) in calls {
+            let path = format!("/Groups/{}", utf8_percent_encode(group, NON_ALPHANUMERIC));
+            let r = self
+                .http
+                .call(Method::PATCH, &path, Some(&body), None)
+                .await
+                .map_err(|e| partly(&e))?;
+            if !r.status.is_success() {
+                return Err(partly(&r.error()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_user(
+        &self,
+        user: UserDoc,
+        change: Option<&GroupChange>,
+    ) -> Result<UserDoc, BackendError> {
+        self.features().await?;
+        let plan = self.plan(change).await?;
+        let mut doc = user.0;
+        doc.retain(|_, v| !v.is_null());
+        strip_server_owned(&mut doc);
+        let n = self.index.reserve().await?;
+        canonical::set(&mut doc, &location("ext.numericId"), Value::from(n));
+        let body = with_schemas(doc);
+        let r = match self
+            .http
+            .call(Method::POST, "/Users", Some(&body), None)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // Only a create that provably never left gives its number back.
+                if matches!(e, BackendError::Unavailable(_)) {
+                    self.index.release(n).await?;
+                }
+                return Err(e);
+            }
+        };
+        if r.status.is_client_error() {
+            self.index.release(n).await?;
+            return Err(r.error());
+        }
+        let created = ok_json(&r)?;
+        let uid = id_of(&created)?;
+        self.index.bind(n, &uid).await?;
+        if let Some(change) = change
+            && change.op != GroupOp::Remove
+            && !plan.is_empty()
+        {
+            self.change_groups(&created, GroupOp::Add, &plan).await?;
+        }
+        self.canonical(created).await
+    }
+
+    async fn update_user(
+        &self,
+        op: Operation,
+        mapping: &Mapping,
+    ) -> Result<UserDoc, BackendError> {
+        let features = self.features().await?;
+        let target = op.target.clone().unwrap_or_default();
+        for _ in 0..PRECONDITION_ATTEMPTS {
+            let (stored, version) = self.resolve(&target).await?;
+            let uid = id_of(&stored)?;
+            let mut op = op.clone();
+            mapping
+                .complete(&mut op, &UserDoc(stored.clone()))
+                .map_err(BackendError::Rejected)?;
+            let plan = self.plan(op.groups.as_ref()).await?;
+            let mut changes = op.user.0;
+            strip_server_owned(&mut changes);
+            let mut merged = stored.clone();
+            strip_server_owned(&mut merged);
+            merge(&mut merged, changes.clone());
+            if !merged
+                .get("userName")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+            {
+                return Err(BackendError::Rejected(crate::dialect::Rejection::invalid(
+                    "userName",
+                    "required",
+                    "userName is required".into(),
+                )));
+            }
+            let if_match = version.as_deref().filter(|_| features.etag);
+            let path = format!("/Users/{}", utf8_percent_encode(&uid, NON_ALPHANUMERIC));
+            let reply = if features.patch {
+                let ops = patch::operations(&stored, &merged, &changes, |p| self.is_secret(p));
+                if ops.is_empty() {
+                    None
+                } else {
+                    let body = patch::body(ops);
+                    Some(
+                        self.http
+                            .call(Method::PATCH, &path, Some(&body), if_match)
+                            .await?,
+                    )
+                }
+            } else {
+                let body = with_schemas(merged);
+                Some(
+                    self.http
+                        .call(Method::PUT, &path, Some(&body), if_match)
+                        .await?,
+                )
+            };
+            match reply {
+                Some(r) if r.status == StatusCode::PRECONDITION_FAILED => continue,
+                Some(r) if !r.status.is_success() => return Err(r.error()),
+                _ => {}
+            }
+            if let Some(g) = &op.groups {
+                self.change_groups(&stored, g.op, &plan).await?;
+            }
+            let (fresh, _) = self.fetch(&uid).await?.ok_or(BackendError::NotFound)?;
+            return self.canonical(fresh).await;
+        }
+        Err(BackendError::Conflict(
+            "the user kept changing on the provider; try again".into(),
+        ))
+    }
+}
+
+/// `(id, name)` of each group in a list, read from members `id_key` and `name_key`.
+fn refs(items: &[Value], id_key: &str, name_key: &str) -> Vec<(String, Option<String>)> {
+    items
+        .iter()
+        .filter_map(|g| {
+            let id = g.get(id_key)?.as_str()?.to_owned();
+            Some((id, g.get(name_key).and_then(Value::as_str).map(str::to_owned)))
+        })
+        .collect()
+}
+
+/// A group change that failed after the user was written: the answer must say so.
+fn partly(e: &BackendError) -> BackendError {
+    BackendError::Failed(format!(
+        "the user was written but its group membership was not changed: {e}"
+    ))
+}
+
+/// The body of a success answer as a JSON object, or the error the answer means.
+fn ok_json(r: &Reply) -> Result<Map<String, Value>, BackendError> {
+    if !r.status.is_success() {
+        return Err(r.error());
+    }
+    match r.json()? {
+        Some(Value::Object(m)) => Ok(m),
+        _ => Err(BackendError::Failed(format!(
+            "a {} answer without a JSON object",
+            r.status
+        ))),
+    }
+}
+
+fn id_of(doc: &Map<String, Value>) -> Result<String, BackendError> {
+    doc.get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| BackendError::Failed("a resource without an id".into()))
+}
+
+fn version_of(r: &Reply, doc: &Map<String, Value>) -> Option<String> {
+    r.etag.clone().or_else(|| {
+        doc.get("meta")
+            .and_then(|m| m.get("version"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    })
+}
+
+/// A user document with its `schemas` member first.
+fn with_schemas(doc: Map<String, Value>) -> Value {
+    let schemas: Vec<Value> = canonical::schemas_of(&doc)
+        .into_iter()
+        .map(|s| Value::String(s.into()))
+        .collect();
+    let mut out = Map::with_capacity(doc.len() + 1);
+    out.insert("schemas".into(), Value::Array(schemas));
+    out.extend(doc);
+    Value::Object(out)
+}
+
+impl Backend for Scim {
+    fn kind(&self) -> &'static str {
+        "scim"
+    }
+
+    fn apply(
+        &self,
+        op: Operation,
+        mapping: Arc<Mapping>,
+    ) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+        Box::pin(async move {
+            match op.operation {
+                OpKind::Create => {
+                    let change = op.groups;
+                    self.create_user(op.user, change.as_ref()).await
+                }
+                OpKind::Update => self.update_user(op, &mapping).await,
+            }
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.features().await?;
+            self.groups().await.map(drop)
+        })
+    }
+
+    fn store(&self) -> Option<&dyn Store> {
+        Some(self)
+    }
+}
+
+impl Store for Scim {
+    fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            match self.fetch(&id).await? {
+                Some((doc, _)) => Ok(Some(self.canonical(doc).await?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn list(
+        &self,
+        user_name: Option<String>,
+        start: usize,
+        count: usize,
+    ) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
+        Box::pin(async move {
+            let filter = user_name
+                .map(|n| format!("userName eq {}", quote(&n)))
+                .unwrap_or_default();
+            let (items, total) = self.search("/Users", &filter, start + 1, count).await?;
+            let mut users = Vec::with_capacity(items.len());
+            for doc in items {
+                users.push(self.canonical(doc).await?);
+            }
+            Ok((users, total))
+        })
+    }
+
+    fn create(&self, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+        Box::pin(self.create_user(user, None))
+    }
+
+    fn replace(&self, id: &str, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let features = self.features().await?;
+            let (stored, version) = self.fetch(&id).await?.ok_or(BackendError::NotFound)?;
+            let mut doc = user.0;
+            doc.retain(|_, v| !v.is_null());
+            strip_server_owned(&mut doc);
+            // The number every dialect addresses the user by stays.
+            if let Some(n) = canonical::get(&stored, &location("ext.numericId")).cloned() {
+                canonical::set(&mut doc, &location("ext.numericId"), n);
+            }
+            let path = format!("/Users/{}", utf8_percent_encode(&id, NON_ALPHANUMERIC));
+            let if_match = version.as_deref().filter(|_| features.etag);
+            let r = self
+                .http
+                .call(Method::PUT, &path, Some(&with_schemas(doc)), if_match)
+                .await?;
+            self.canonical(ok_json(&r)?).await
+        })
+    }
+
+    fn delete(&self, id: &str) -> BoxFuture<'_, Result<bool, BackendError>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let path = format!("/Users/{}", utf8_percent_encode(&id, NON_ALPHANUMERIC));
+            let r = self.http.call(Method::DELETE, &path, None, None).await?;
+            match r.status {
+                StatusCode::NOT_FOUND => Ok(false),
+                s if s.is_success() => {
+                    self.index.forget(&id).await?;
+                    Ok(true)
+                }
+                _ => Err(r.error()),
+            }
+        })
+    }
+}

@@ -1,0 +1,173 @@
+//! The `webhook` backend: POSTs each canonical operation as JSON to one URL, for estates whose
+//! backend speaks neither SQL nor SCIM. The protocol is in `docs/webhook.md`:
+//!
+//! - `{"operation": "create", "dialect", "user", "groups"?}` → 201/200 and the stored user;
+//! - `{"operation": "update", "dialect", "target", "user", "groups"?}` → 200 and the stored
+//!   user; `user` holds only the attributes sent (`null` clears);
+//! - `{"operation": "get", "target"}` → 200 and the stored user, or 404. The gateway asks it
+//!   only when an update has conditions on the stored user (a mapping's preconditions, or an
+//!   attribute sent in part), and then pins the update to the user's `id`.
+//!
+//! Secrets travel in clear (the receiver must set them): use https and a token. The caller's
+//! own password is checked by the gateway and never sent.
+
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde_json::{Map, Value};
+
+use super::outbound::Outbound;
+use super::{Backend, BackendError, BoxFuture, Store};
+use crate::canonical::{OpKind, Operation, UserDoc, schemas_of};
+use crate::config::OutboundConfig;
+use crate::mapping::Mapping;
+use crate::redact::Secret;
+
+/// The webhook backend.
+pub struct Webhook {
+    http: Outbound,
+}
+
+impl Webhook {
+    /// A backend posting to `url`.
+    pub fn open(url: &str, token: Option<&Secret>, cfg: &OutboundConfig) -> Result<Self, String> {
+        Ok(Self {
+            http: Outbound::new(url, token, cfg, "application/json")?,
+        })
+    }
+
+    async fn post(&self, body: &Value) -> Result<UserDoc, BackendError> {
+        let r = self.http.call(Method::POST, "", Some(body), None).await?;
+        if !r.status.is_success() {
+            return Err(r.error());
+        }
+        match r.json()? {
+            Some(Value::Object(user)) if user.contains_key("id") => Ok(UserDoc(user)),
+            _ => Err(BackendError::Failed(
+                "the webhook answered without the stored user".into(),
+            )),
+        }
+    }
+}
+
+/// The wire form of an operation: secrets in clear, no caller password, no conditions (the
+/// gateway resolved them).
+fn wire(op: Operation) -> Value {
+    let mut m = Map::with_capacity(5);
+    m.insert("operation".into(), Value::String(op.operation.as_str().into()));
+    m.insert("dialect".into(), Value::String(op.dialect.to_string()));
+    if let Some(t) = op.target {
+        m.insert("target".into(), Value::Object(t.0));
+    }
+    let mut user = Map::with_capacity(op.user.0.len() + 1);
+    user.insert(
+        "schemas".into(),
+        Value::Array(
+            schemas_of(&op.user.0)
+                .into_iter()
+                .map(|s| Value::String(s.into()))
+                .collect(),
+        ),
+    );
+    user.extend(op.user.0);
+    m.insert("user".into(), Value::Object(user));
+    if let Some(g) = op.groups {
+        m.insert(
+            "groups".into(),
+            serde_json::to_value(g).unwrap_or(Value::Null),
+        );
+    }
+    Value::Object(m)
+}
+
+impl Backend for Webhook {
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn apply(
+        &self,
+        mut op: Operation,
+        mapping: Arc<Mapping>,
+    ) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+        Box::pin(async move {
+            let conditional = !op.preconditions.is_empty() || !op.pending.is_empty();
+            if op.operation == OpKind::Update && conditional {
+                let target = op.target.take().unwrap_or_default();
+                let get = serde_json::json!({"operation": "get", "target": target.0});
+                let stored = self.post(&get).await?;
+                mapping
+                    .complete(&mut op, &stored)
+                    .map_err(BackendError::Rejected)?;
+                let mut pinned = Map::new();
+                if let Some(id) = stored.0.get("id") {
+                    pinned.insert("id".into(), id.clone());
+                }
+                op.target = Some(UserDoc(pinned));
+            }
+            self.post(&wire(op)).await
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            // Any HTTP answer shows the receiver is up; only a failed connection is not ready.
+            match self.http.call(Method::OPTIONS, "", None, None).await {
+                Ok(_) => Ok(()),
+                Err(BackendError::Unavailable(m)) => Err(BackendError::Unavailable(m)),
+                Err(BackendError::Timeout) => Err(BackendError::Timeout),
+                Err(_) => Ok(()),
+            }
+        })
+    }
+
+    fn store(&self) -> Option<&dyn Store> {
+        Some(self)
+    }
+}
+
+/// Reads through the `get` operation; a webhook estate is written through the dialects.
+impl Store for Webhook {
+    fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        let get = serde_json::json!({"operation": "get", "target": {"id": id}});
+        Box::pin(async move {
+            match self.post(&get).await {
+                Ok(u) => Ok(Some(u)),
+                Err(BackendError::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn list(
+        &self,
+        user_name: Option<String>,
+        start: usize,
+        _count: usize,
+    ) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
+        Box::pin(async move {
+            let Some(name) = user_name else {
+                return Err(BackendError::Unsupported("webhook", "list all users"));
+            };
+            let get = serde_json::json!({"operation": "get", "target": {"userName": name}});
+            match self.post(&get).await {
+                Ok(u) if start == 0 => Ok((vec![u], 1)),
+                Ok(_) => Ok((Vec::new(), 1)),
+                Err(BackendError::NotFound) => Ok((Vec::new(), 0)),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn create(&self, _user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+        Box::pin(async { Err(BackendError::Unsupported("webhook", "create through SCIM")) })
+    }
+
+    fn replace(&self, _id: &str, _user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+        Box::pin(async { Err(BackendError::Unsupported("webhook", "replace through SCIM")) })
+    }
+
+    fn delete(&self, _id: &str) -> BoxFuture<'_, Result<bool, BackendError>> {
+        Box::pin(async { Err(BackendError::Unsupported("webhook", "delete")) })
+    }
+}
