@@ -11,27 +11,70 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use base64::Engine as _;
+use common::peers::{ScimServer, WebhookReceiver};
 use common::samples_dir;
 use serde_json::{Value, json};
-use userbridge::config::{BackendConfig, Config, Flags};
+use userbridge::config::{BackendConfig, Config, Flags, OutboundConfig};
 use userbridge::mapping::MappingSet;
 use userbridge::server::{State, serve};
 
-/// A running gateway; stops when dropped.
+/// A running gateway (and the peer behind it); stops when dropped.
 struct Gateway {
     base: String,
     _stop: tokio::sync::oneshot::Sender<()>,
     _dir: tempfile::TempDir,
+    _peer: Option<Box<dyn std::any::Any + Send>>,
     config: Config,
 }
 
+/// The backends the gateway is tested on.
+#[derive(Clone, Copy)]
+enum Kind {
+    Sqlite,
+    Scim,
+    Webhook,
+}
+
 async fn start() -> Gateway {
+    start_on(Kind::Sqlite).await
+}
+
+async fn start_on(kind: Kind) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
     let (mut config, _) =
         Config::load(Some(Path::new("config/userbridge.toml")), &Flags::default()).unwrap();
-    config.backend = BackendConfig::Sqlite {
-        path: dir.path().join("store.db"),
+    let (backend, peer): (_, Option<Box<dyn std::any::Any + Send>>) = match kind {
+        Kind::Sqlite => (
+            BackendConfig::Sqlite {
+                path: dir.path().join("store.db"),
+            },
+            None,
+        ),
+        Kind::Scim => {
+            let server = ScimServer::start().await;
+            (
+                BackendConfig::Scim {
+                    url: server.url.clone(),
+                    token: None,
+                    index: dir.path().join("scim-index.db"),
+                    http: OutboundConfig::default(),
+                },
+                Some(Box::new(server)),
+            )
+        }
+        Kind::Webhook => {
+            let receiver = WebhookReceiver::start(&config.groups).await;
+            (
+                BackendConfig::Webhook {
+                    url: receiver.url.clone(),
+                    token: None,
+                    http: OutboundConfig::default(),
+                },
+                Some(Box::new(receiver)),
+            )
+        }
     };
+    config.backend = backend;
     let set = MappingSet::load_dir(&config.mappings.dir, None, &config.mapping_vars()).unwrap();
     let state = State::new(config.clone(), set).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -49,6 +92,7 @@ async fn start() -> Gateway {
         base,
         _stop: tx,
         _dir: dir,
+        _peer: peer,
         config,
     }
 }
@@ -182,7 +226,37 @@ fn secrets_of(body: &Value, out: &mut Vec<String>) {
 
 #[tokio::test]
 async fn every_sample_gets_its_expected_answer_in_order_on_one_store() {
-    let gw = start().await;
+    samples_in_order(Kind::Sqlite).await;
+}
+
+#[tokio::test]
+async fn every_sample_on_the_scim_backend_against_scim2_server() {
+    samples_in_order(Kind::Scim).await;
+}
+
+#[tokio::test]
+async fn every_sample_on_the_webhook_backend() {
+    samples_in_order(Kind::Webhook).await;
+}
+
+#[tokio::test]
+async fn cross_dialect_create_update_read_as_scim() {
+    cross_dialect(Kind::Sqlite).await;
+}
+
+#[tokio::test]
+async fn cross_dialect_on_the_scim_backend_against_scim2_server() {
+    cross_dialect(Kind::Scim).await;
+}
+
+#[tokio::test]
+async fn cross_dialect_on_the_webhook_backend() {
+    cross_dialect(Kind::Webhook).await;
+}
+
+/// Every sample case, in order, on one fresh store behind `kind`.
+async fn samples_in_order(kind: Kind) {
+    let gw = start_on(kind).await;
     let client = reqwest::Client::new();
     let (mut id, mut numeric) = (String::new(), 0_i64);
     let mut failures = Vec::new();
@@ -239,9 +313,9 @@ async fn every_sample_gets_its_expected_answer_in_order_on_one_store() {
     }
 }
 
-#[tokio::test]
-async fn cross_dialect_create_update_read_as_scim() {
-    let gw = start().await;
+/// Create in vc-user-service, update through commvault-v4 and opscenter, read back as SCIM.
+async fn cross_dialect(kind: Kind) {
+    let gw = start_on(kind).await;
     let c = reqwest::Client::new();
     let vc = token(&gw.config, "demo-vc-admin");
     let cv = token(&gw.config, "demo-commvault-admin");

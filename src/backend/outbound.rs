@@ -14,8 +14,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::BackendError;
-use crate::dialect::{Outcome, Rejection};
 use crate::config::OutboundConfig;
+use crate::dialect::{Outcome, Rejection};
 use crate::redact::Secret;
 
 /// A configured remote endpoint.
@@ -57,6 +57,9 @@ impl Reply {
         match self.status.as_u16() {
             404 => BackendError::NotFound,
             409 => BackendError::Conflict(detail),
+            400 | 422 if self.kind().as_deref() == Some("unknownGroup") => {
+                BackendError::UnknownGroup(detail)
+            }
             400 | 422 => BackendError::Rejected(Rejection::new(
                 Outcome::Validation,
                 "backend",
@@ -70,6 +73,12 @@ impl Reply {
             504 => BackendError::Timeout,
             _ => BackendError::Failed(format!("the backend answered {}: {detail}", self.status)),
         }
+    }
+
+    /// The `error` member of a JSON error answer (the webhook protocol's error kind).
+    fn kind(&self) -> Option<String> {
+        let v = self.json().ok().flatten()?;
+        v.get("error").and_then(Value::as_str).map(str::to_owned)
     }
 
     /// A short description of an error answer for messages: its `detail` (SCIM) or
@@ -98,7 +107,9 @@ impl Outbound {
     ) -> Result<Self, String> {
         let url = reqwest::Url::parse(base).map_err(|e| format!("backend url `{base}`: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("backend url `{base}`: only http and https are supported"));
+            return Err(format!(
+                "backend url `{base}`: only http and https are supported"
+            ));
         }
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -108,9 +119,8 @@ impl Outbound {
             .tcp_nodelay(true)
             .user_agent(concat!("userbridge/", env!("CARGO_PKG_VERSION")));
         builder = match &cfg.proxy {
-            Some(p) => builder.proxy(
-                reqwest::Proxy::all(p).map_err(|e| format!("backend proxy `{p}`: {e}"))?,
-            ),
+            Some(p) => builder
+                .proxy(reqwest::Proxy::all(p).map_err(|e| format!("backend proxy `{p}`: {e}"))?),
             None => builder.no_proxy(),
         };
         let client = builder

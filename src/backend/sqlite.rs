@@ -14,9 +14,7 @@ use serde_json::{Map, Value};
 
 use super::merge::merge;
 use super::{Backend, BackendError, BoxFuture, Store, strip_server_owned};
-use crate::canonical::{
-    self, GroupChange, GroupOp, OpKind, Operation, UserDoc, location,
-};
+use crate::canonical::{self, GroupChange, GroupOp, OpKind, Operation, UserDoc, location};
 use crate::config::GroupConfig;
 use crate::mapping::Mapping;
 
@@ -82,6 +80,19 @@ impl Sqlite {
         tx.commit().map_err(fail)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The user a canonical target names (`id`, ext `numericId`, or `userName` + ext
+    /// `authenticator`), secrets left out.
+    pub fn lookup(&self, target: UserDoc) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        self.blocking(move |conn| {
+            let tx = conn.transaction().map_err(db)?;
+            match resolve(&tx, &target) {
+                Ok(r) => Ok(Some(UserDoc(read_doc(&tx, &r, false)?))),
+                Err(BackendError::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            }
         })
     }
 

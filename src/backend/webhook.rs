@@ -54,7 +54,10 @@ impl Webhook {
 /// gateway resolved them).
 fn wire(op: Operation) -> Value {
     let mut m = Map::with_capacity(5);
-    m.insert("operation".into(), Value::String(op.operation.as_str().into()));
+    m.insert(
+        "operation".into(),
+        Value::String(op.operation.as_str().into()),
+    );
     m.insert("dialect".into(), Value::String(op.dialect.to_string()));
     if let Some(t) = op.target {
         m.insert("target".into(), Value::Object(t.0));

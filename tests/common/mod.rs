@@ -32,3 +32,4 @@ pub fn contains(got: &Value, want: &Value) -> bool {
         _ => got == want,
     }
 }
+pub mod peers;

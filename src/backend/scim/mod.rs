@@ -214,7 +214,10 @@ impl Scim {
             let filter = format!("{EXT_SCHEMA}:numericId eq {n}");
             let doc = self.search_one(&filter).await?;
             self.index.bind(n, &id_of(&doc)?).await?;
-            return self.fetch(&id_of(&doc)?).await?.ok_or(BackendError::NotFound);
+            return self
+                .fetch(&id_of(&doc)?)
+                .await?
+                .ok_or(BackendError::NotFound);
         }
         if let Some(name) = target.attr("userName").and_then(Value::as_str) {
             let doc = self
@@ -230,7 +233,10 @@ impl Scim {
             if want != have {
                 return Err(BackendError::NotFound);
             }
-            return self.fetch(&id_of(&doc)?).await?.ok_or(BackendError::NotFound);
+            return self
+                .fetch(&id_of(&doc)?)
+                .await?
+                .ok_or(BackendError::NotFound);
         }
         Err(BackendError::NotFound)
     }
@@ -323,10 +329,11 @@ impl Scim {
                 (add, remove)
             }
         };
-        let calls = add
-            .iter()
-            .map(|g| (*g, groups::add_member(&uid)))
-            .chain(remove.iter().map(|g| (g.as_str(), groups::remove_member(&uid))));
+        let calls = add.iter().map(|g| (*g, groups::add_member(&uid))).chain(
+            remove
+                .iter()
+                .map(|g| (g.as_str(), groups::remove_member(&uid))),
+        );
         for (group, body) in calls {
             let path = format!("/Groups/{}", utf8_percent_encode(group, NON_ALPHANUMERIC));
             let r = self
@@ -384,11 +391,7 @@ impl Scim {
         self.canonical(created).await
     }
 
-    async fn update_user(
-        &self,
-        op: Operation,
-        mapping: &Mapping,
-    ) -> Result<UserDoc, BackendError> {
+    async fn update_user(&self, op: Operation, mapping: &Mapping) -> Result<UserDoc, BackendError> {
         let features = self.features().await?;
         let target = op.target.clone().unwrap_or_default();
         for _ in 0..PRECONDITION_ATTEMPTS {
@@ -460,7 +463,10 @@ fn refs(items: &[Value], id_key: &str, name_key: &str) -> Vec<(String, Option<St
         .iter()
         .filter_map(|g| {
             let id = g.get(id_key)?.as_str()?.to_owned();
-            Some((id, g.get(name_key).and_then(Value::as_str).map(str::to_owned)))
+            Some((
+                id,
+                g.get(name_key).and_then(Value::as_str).map(str::to_owned),
+            ))
         })
         .collect()
 }

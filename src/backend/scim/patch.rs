@@ -18,7 +18,15 @@ pub fn operations(
     is_secret: impl Fn(&str) -> bool,
 ) -> Vec<Value> {
     let mut ops = Vec::new();
-    walk(&mut ops, "", 1, Some(stored), Some(merged), changes, &is_secret);
+    walk(
+        &mut ops,
+        "",
+        1,
+        Some(stored),
+        Some(merged),
+        changes,
+        &is_secret,
+    );
     ops
 }
 
@@ -42,12 +50,13 @@ fn walk(
         };
         let old = stored.and_then(|m| m.get(k));
         let new = merged.and_then(|m| m.get(k));
-        let (old_map, new_map) = (old.and_then(Value::as_object), new.and_then(Value::as_object));
+        let (old_map, new_map) = (
+            old.and_then(Value::as_object),
+            new.and_then(Value::as_object),
+        );
         let into = match v {
             // An extension's attributes are addressed as `urn:…:User:attr`.
-            Value::Object(_) if level == 1 && prefix.is_empty() && k.starts_with("urn:") => {
-                Some(1)
-            }
+            Value::Object(_) if level == 1 && prefix.is_empty() && k.starts_with("urn:") => Some(1),
             Value::Object(_) if level == 1 && (old.is_none() || old_map.is_some()) => Some(2),
             _ => None,
         };
@@ -94,16 +103,22 @@ mod tests {
     #[test]
     fn one_operation_per_changed_attribute() {
         let ext = "urn:x:User";
-        let stored = obj(json!({"userName": "a", "name": {"givenName": "A", "familyName": "B"},
+        let stored = obj(
+            json!({"userName": "a", "name": {"givenName": "A", "familyName": "B"},
             "title": "t", "emails": [{"value": "a@x", "primary": true}],
-            ext: {"locked": true, "notes": "n", "mfa": {"enabled": true}}}));
-        let changes = obj(json!({"userName": "a", "name": {"givenName": "C", "middleName": null},
+            ext: {"locked": true, "notes": "n", "mfa": {"enabled": true}}}),
+        );
+        let changes = obj(
+            json!({"userName": "a", "name": {"givenName": "C", "middleName": null},
             "title": null, "displayName": "D", "password": null,
             "emails": [{"value": "b@x", "primary": true}],
-            ext: {"locked": false, "notes": null, "mfa": {"secret": null, "enabled": false}}}));
-        let merged = obj(json!({"userName": "a", "name": {"givenName": "C", "familyName": "B"},
+            ext: {"locked": false, "notes": null, "mfa": {"secret": null, "enabled": false}}}),
+        );
+        let merged = obj(
+            json!({"userName": "a", "name": {"givenName": "C", "familyName": "B"},
             "displayName": "D", "emails": [{"value": "b@x", "primary": true}],
-            ext: {"locked": false, "mfa": {"enabled": false}}}));
+            ext: {"locked": false, "mfa": {"enabled": false}}}),
+        );
         let secret = |p: &str| p == "password" || p == "urn:x:User:mfa.secret";
         let ops = operations(&stored, &merged, &changes, secret);
         assert_eq!(

@@ -1,0 +1,226 @@
+//! Real peers the tests start: a `scim2-server` process (PyPI, installed into `.venv` by
+//! `scripts/test`) and a webhook receiver over a real SQLite store.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, StatusCode};
+use serde_json::{Value, json};
+use userbridge::backend::sqlite::Sqlite;
+use userbridge::backend::{Backend, BackendError};
+use userbridge::canonical::{OpKind, Operation, UserDoc};
+use userbridge::config::GroupConfig;
+use userbridge::mapping::{Mapping, MappingSet};
+
+/// A program from the project's virtualenv, else from `PATH`.
+pub fn venv_bin(name: &str) -> PathBuf {
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv/bin")
+        .join(name);
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from(name)
+    }
+}
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A running `scim2-server`, killed when dropped.
+pub struct ScimServer {
+    /// Its base URL (`http://127.0.0.1:PORT`).
+    pub url: String,
+    child: Child,
+}
+
+impl Drop for ScimServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ScimServer {
+    /// Starts `scim2-server` with the userbridge SCIM schemas and waits until it answers.
+    pub async fn start() -> ScimServer {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let port = free_port();
+        let bin = venv_bin("scim2-server");
+        let child = Command::new(&bin)
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--schema")
+            .arg(root.join("schemas/scim/schemas.json"))
+            .arg("--resource-type")
+            .arg(root.join("schemas/scim/resource-types.json"))
+            .stdout(Stdio::null())
+            .stderr(if std::env::var_os("TEST_PEER_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e}. Run scripts/test, which installs the SCIM peers into .venv",
+                    bin.display()
+                )
+            });
+        let server = ScimServer {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = client
+                .get(format!("{}/ServiceProviderConfig", server.url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                return server;
+            }
+            assert!(Instant::now() < deadline, "scim2-server did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A webhook receiver (the protocol of `docs/webhook.md`) over a real SQLite store; stops
+/// when dropped.
+pub struct WebhookReceiver {
+    /// Its URL.
+    pub url: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl WebhookReceiver {
+    /// Starts the receiver; its store declares `groups`.
+    pub async fn start(groups: &[GroupConfig]) -> WebhookReceiver {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Sqlite::open(&dir.path().join("estate.db"), groups).unwrap());
+        let set = MappingSet::load_dir(std::path::Path::new("mappings"), None, &Default::default())
+            .unwrap();
+        // Conditions are resolved by the gateway before it posts; any mapping does here.
+        let mapping = Arc::clone(&set.mappings[0]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    a = listener.accept() => a.unwrap(),
+                    _ = &mut rx => return,
+                };
+                let (store, mapping) = (Arc::clone(&store), Arc::clone(&mapping));
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let (store, mapping) = (Arc::clone(&store), Arc::clone(&mapping));
+                        async move {
+                            Ok::<_, std::convert::Infallible>(receive(req, &store, mapping).await)
+                        }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, svc)
+                        .await;
+                });
+            }
+        });
+        WebhookReceiver {
+            url,
+            _stop: tx,
+            _dir: dir,
+        }
+    }
+}
+
+async fn receive(
+    req: Request<hyper::body::Incoming>,
+    store: &Sqlite,
+    mapping: Arc<Mapping>,
+) -> Response<Full<Bytes>> {
+    if req.method() != hyper::Method::POST {
+        return answer(StatusCode::NO_CONTENT, Value::Null);
+    }
+    let bytes = req.into_body().collect().await.unwrap().to_bytes();
+    let msg: Value = serde_json::from_slice(&bytes).unwrap();
+    let obj = |k: &str| UserDoc(msg[k].as_object().cloned().unwrap_or_default());
+    let result = match msg["operation"].as_str() {
+        Some("get") => match store.lookup(obj("target")).await {
+            Ok(Some(u)) => Ok(u),
+            Ok(None) => Err(BackendError::NotFound),
+            Err(e) => Err(e),
+        },
+        Some(kind @ ("create" | "update")) => {
+            let op = Operation {
+                operation: if kind == "create" {
+                    OpKind::Create
+                } else {
+                    OpKind::Update
+                },
+                dialect: msg["dialect"].as_str().unwrap_or("").into(),
+                target: msg.get("target").map(|_| obj("target")),
+                user: obj("user"),
+                groups: serde_json::from_value(msg["groups"].clone()).ok(),
+                caller_password: None,
+                preconditions: Vec::new(),
+                pending: Vec::new(),
+            };
+            store.apply(op, mapping).await
+        }
+        _ => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                json!({"message": "unknown operation"}),
+            );
+        }
+    };
+    match result {
+        Ok(user) => answer(
+            StatusCode::OK,
+            Value::Object(user.redacted_without_secrets()),
+        ),
+        Err(BackendError::NotFound) => {
+            answer(StatusCode::NOT_FOUND, json!({"message": "no such user"}))
+        }
+        Err(BackendError::Conflict(m)) => answer(
+            StatusCode::CONFLICT,
+            json!({"error": "conflict", "message": m}),
+        ),
+        Err(BackendError::UnknownGroup(m)) => answer(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"error": "unknownGroup", "message": m}),
+        ),
+        Err(e) => answer(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"message": e.to_string()}),
+        ),
+    }
+}
+
+fn answer(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let bytes = if body.is_null() {
+        Bytes::new()
+    } else {
+        Bytes::from(body.to_string())
+    };
+    let mut r = Response::new(Full::new(bytes));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
