@@ -5,97 +5,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
 
-use arc_swap::ArcSwap;
 use base64::Engine as _;
-use common::peers::{ScimServer, WebhookReceiver};
+use common::gateway::{Kind, start, start_on};
 use common::samples_dir;
 use serde_json::{Value, json};
-use userbridge::config::{BackendConfig, Config, Flags, OutboundConfig};
-use userbridge::mapping::MappingSet;
-use userbridge::server::{State, serve};
-
-/// A running gateway (and the peer behind it); stops when dropped.
-struct Gateway {
-    base: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
-    _peer: Option<Box<dyn std::any::Any + Send>>,
-    config: Config,
-}
-
-/// The backends the gateway is tested on.
-#[derive(Clone, Copy)]
-enum Kind {
-    Sqlite,
-    Scim,
-    Webhook,
-}
-
-async fn start() -> Gateway {
-    start_on(Kind::Sqlite).await
-}
-
-async fn start_on(kind: Kind) -> Gateway {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut config, _) =
-        Config::load(Some(Path::new("config/userbridge.toml")), &Flags::default()).unwrap();
-    let (backend, peer): (_, Option<Box<dyn std::any::Any + Send>>) = match kind {
-        Kind::Sqlite => (
-            BackendConfig::Sqlite {
-                path: dir.path().join("store.db"),
-            },
-            None,
-        ),
-        Kind::Scim => {
-            let server = ScimServer::start().await;
-            (
-                BackendConfig::Scim {
-                    url: server.url.clone(),
-                    token: None,
-                    index: dir.path().join("scim-index.db"),
-                    http: OutboundConfig::default(),
-                },
-                Some(Box::new(server)),
-            )
-        }
-        Kind::Webhook => {
-            let receiver = WebhookReceiver::start(&config.groups).await;
-            (
-                BackendConfig::Webhook {
-                    url: receiver.url.clone(),
-                    token: None,
-                    http: OutboundConfig::default(),
-                },
-                Some(Box::new(receiver)),
-            )
-        }
-    };
-    config.backend = backend;
-    let set = MappingSet::load_dir(&config.mappings.dir, None, &config.mapping_vars()).unwrap();
-    let state = State::new(config.clone(), set).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(
-        listener,
-        Arc::new(ArcSwap::from_pointee(state)),
-        async {
-            let _ = rx.await;
-        },
-        Duration::from_secs(1),
-    ));
-    Gateway {
-        base,
-        _stop: tx,
-        _dir: dir,
-        _peer: peer,
-        config,
-    }
-}
+use userbridge::config::Config;
 
 fn token(config: &Config, name: &str) -> String {
     config
@@ -197,7 +113,14 @@ async fn get_json(client: &reqwest::Client, url: &str) -> Value {
 
 /// The ext `numericId` the store gave user `id`, read through `/scim/v2` (vc bodies lack it).
 async fn numeric_id(client: &reqwest::Client, base: &str, id: &str) -> i64 {
-    let user = get_json(client, &format!("{base}/scim/v2/Users/{id}")).await;
+    // Returned on request only (RFC 7643 `returned: request`).
+    let user = get_json(
+        client,
+        &format!(
+            "{base}/scim/v2/Users/{id}?attributes=urn:userbridge:params:scim:schemas:extension:2.0:User:numericId"
+        ),
+    )
+    .await;
     user["urn:userbridge:params:scim:schemas:extension:2.0:User"]["numericId"]
         .as_i64()
         .unwrap()

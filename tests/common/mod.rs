@@ -32,4 +32,5 @@ pub fn contains(got: &Value, want: &Value) -> bool {
         _ => got == want,
     }
 }
+pub mod gateway;
 pub mod peers;

@@ -407,10 +407,10 @@ impl Scim {
             let mut merged = stored.clone();
             strip_server_owned(&mut merged);
             merge(&mut merged, changes.clone());
-            if !merged
+            if merged
                 .get("userName")
                 .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty())
+                .is_none_or(str::is_empty)
             {
                 return Err(BackendError::Rejected(crate::dialect::Rejection::invalid(
                     "userName",

@@ -1,6 +1,10 @@
 //! The `/scim/v2` ingress over the canonical store (RFC 7644): a user created through any
 //! vendor dialect is visible and editable as SCIM.
 
+mod patch;
+mod project;
+mod schemas;
+
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -69,6 +73,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     let rest = path.strip_prefix("/scim/v2").unwrap_or("");
     let query = parts.uri.query().unwrap_or("");
     let limits = &state.config.limits;
+    let q = Query::parse(query);
     match (&parts.method, rest) {
         (&Method::GET, "/ServiceProviderConfig") => {
             json(StatusCode::OK, SCIM_JSON, &service_provider_config())
@@ -79,27 +84,39 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             &list(vec![resource_type()], 1, 1),
         ),
         (&Method::GET, "/ResourceTypes/User") => json(StatusCode::OK, SCIM_JSON, &resource_type()),
-        (&Method::GET, "/Users") => {
-            let q = Query::parse(query);
-            let name = match q.filter.as_deref().map(user_name_filter) {
-                None => None,
-                Some(Ok(n)) => Some(n),
-                Some(Err(())) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        Some("invalidFilter"),
-                        "only `userName eq \"…\"` filters are supported",
-                    );
-                }
-            };
-            let start = q.start_index.max(1);
-            match store.list(name, start - 1, q.count).await {
-                Ok((users, total)) => {
-                    let items: Vec<Value> = users.iter().map(resource).collect();
-                    json(StatusCode::OK, SCIM_JSON, &list(items, start, total))
-                }
-                Err(e) => backend_error(&e),
+        (&Method::GET, "/Schemas") => {
+            let all = schemas::USER.resources.clone();
+            let n = all.len();
+            json(StatusCode::OK, SCIM_JSON, &list(all, 1, n))
+        }
+        (&Method::GET, p) if p.starts_with("/Schemas/") => {
+            match schemas::USER.get(&p["/Schemas/".len()..]) {
+                Some(s) => json(StatusCode::OK, SCIM_JSON, s),
+                None => error(StatusCode::NOT_FOUND, None, "no such schema"),
             }
+        }
+        (&Method::GET, "/Users") => search(store, q).await,
+        (&Method::POST, "/Users/.search" | "/.search") => {
+            let body = match read_doc(&parts.headers, body, limits).await {
+                Ok(d) => Value::Object(d.0),
+                Err(resp) => return resp,
+            };
+            search(store, Query::from_search_request(&body)).await
+        }
+        (_, "/ServiceProviderConfig" | "/ResourceTypes" | "/Schemas") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            None,
+            "this endpoint is read-only",
+        ),
+        (m, p)
+            if *m != Method::GET
+                && (p.starts_with("/ResourceTypes/") || p.starts_with("/Schemas/")) =>
+        {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                None,
+                "this endpoint is read-only",
+            )
         }
         (&Method::POST, "/Users") => {
             let doc = match read_doc(&parts.headers, body, limits).await {
@@ -108,7 +125,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             };
             match store.create(doc).await {
                 Ok(u) => {
-                    let mut r = json(StatusCode::CREATED, SCIM_JSON, &resource(&u));
+                    let mut r = json(StatusCode::CREATED, SCIM_JSON, &q.project(resource(&u)));
                     if let Some(Ok(v)) = u.attr("id").and_then(Value::as_str).map(|id| {
                         hyper::header::HeaderValue::from_str(&format!("/scim/v2/Users/{id}"))
                     }) {
@@ -123,7 +140,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             let id = p["/Users/".len()..].to_owned();
             match *m {
                 Method::GET => match store.get(&id).await {
-                    Ok(Some(u)) => json(StatusCode::OK, SCIM_JSON, &resource(&u)),
+                    Ok(Some(u)) => json(StatusCode::OK, SCIM_JSON, &q.project(resource(&u))),
                     Ok(None) => error(StatusCode::NOT_FOUND, None, "no such user"),
                     Err(e) => backend_error(&e),
                 },
@@ -133,7 +150,25 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
                         Err(resp) => return resp,
                     };
                     match store.replace(&id, doc).await {
-                        Ok(u) => json(StatusCode::OK, SCIM_JSON, &resource(&u)),
+                        Ok(u) => json(StatusCode::OK, SCIM_JSON, &q.project(resource(&u))),
+                        Err(e) => backend_error(&e),
+                    }
+                }
+                Method::PATCH => {
+                    let ops = match read_doc(&parts.headers, body, limits).await {
+                        Ok(d) => Value::Object(d.0),
+                        Err(resp) => return resp,
+                    };
+                    let mut user = match store.get(&id).await {
+                        Ok(Some(u)) => u,
+                        Ok(None) => return error(StatusCode::NOT_FOUND, None, "no such user"),
+                        Err(e) => return backend_error(&e),
+                    };
+                    if let Err(e) = patch::apply(&mut user.0, &ops) {
+                        return error(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.message);
+                    }
+                    match store.replace(&id, user).await {
+                        Ok(u) => json(StatusCode::OK, SCIM_JSON, &q.project(resource(&u))),
                         Err(e) => backend_error(&e),
                     }
                 }
@@ -189,19 +224,85 @@ async fn read_doc(
     }
 }
 
-/// `filter`, `startIndex` and `count` of a list request.
+/// Users matching a query, projected, as a ListResponse.
+async fn search(store: &dyn crate::backend::Store, q: Query) -> Response<Body> {
+    let name = match q.filter.as_deref().map(user_name_filter) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(())) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                Some("invalidFilter"),
+                "only `userName eq \"…\"` filters are supported",
+            );
+        }
+    };
+    let start = q.start_index.max(1);
+    match store.list(name, start - 1, q.count).await {
+        Ok((users, total)) => {
+            let items: Vec<Value> = users.iter().map(|u| q.project(resource(u))).collect();
+            json(StatusCode::OK, SCIM_JSON, &list(items, start, total))
+        }
+        Err(e) => backend_error(&e),
+    }
+}
+
+/// `filter`, `startIndex`, `count`, `attributes` and `excludedAttributes` of a request.
+#[derive(Default)]
 struct Query {
     filter: Option<String>,
     start_index: usize,
     count: usize,
+    attributes: Option<String>,
+    excluded: Option<String>,
 }
 
 impl Query {
+    /// Projects one resource as the query asks.
+    fn project(&self, resource: Value) -> Value {
+        project::project(
+            resource,
+            self.attributes.as_deref(),
+            self.excluded.as_deref(),
+        )
+    }
+
+    /// The query of a `POST /.search` body (RFC 7644 §3.4.3).
+    fn from_search_request(body: &Value) -> Self {
+        let list = |k: &str| match body.get(k) {
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let num = |k: &str, d: usize| {
+            body.get(k)
+                .and_then(Value::as_u64)
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(d)
+        };
+        Query {
+            filter: body
+                .get("filter")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            start_index: num("startIndex", 1),
+            count: num("count", 100).min(1000),
+            attributes: list("attributes"),
+            excluded: list("excludedAttributes"),
+        }
+    }
+
     fn parse(q: &str) -> Self {
         let mut out = Query {
-            filter: None,
             start_index: 1,
             count: 100,
+            ..Query::default()
         };
         for pair in q.split('&') {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -212,6 +313,8 @@ impl Query {
                 "filter" => out.filter = Some(v),
                 "startIndex" => out.start_index = v.parse().unwrap_or(1),
                 "count" => out.count = v.parse::<usize>().unwrap_or(100).min(1000),
+                "attributes" => out.attributes = Some(v),
+                "excludedAttributes" => out.excluded = Some(v),
                 _ => {}
             }
         }
@@ -249,7 +352,7 @@ fn list(items: Vec<Value>, start: usize, total: usize) -> Value {
 fn service_provider_config() -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
-        "patch": {"supported": false},
+        "patch": {"supported": true},
         "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": true, "maxResults": 1000},
         "changePassword": {"supported": true},

@@ -1,0 +1,190 @@
+//! The SCIM schemas the ingress serves (RFC 7643 §7), from the one committed description
+//! `schemas/scim/schemas.json` (which a SCIM provider behind the `scim` backend loads too),
+//! and an index of their attributes for PATCH paths: canonical spelling, type, plurality.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use serde_json::{Value, json};
+
+use crate::canonical::EXT_SCHEMA;
+
+/// The committed schema file.
+const SCHEMAS: &str = include_str!("../../../schemas/scim/schemas.json");
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+
+/// What the index knows of one attribute.
+#[derive(Debug, Clone)]
+pub struct AttrInfo {
+    /// The attribute's own spelling (`givenName`).
+    pub name: String,
+    /// `string`, `boolean`, `complex`, …
+    pub kind: String,
+    /// Whether it holds a list.
+    pub multi: bool,
+    /// `readOnly`, `readWrite`, …
+    pub mutability: String,
+}
+
+/// The served schemas and the attribute index.
+pub struct Schemas {
+    /// The Schema resources of the User resource type.
+    pub resources: Vec<Value>,
+    /// `lowercase path` (`name.givenname`, `urn:…:user:mfa.enabled`) → info. Core attributes
+    /// are indexed without their URN as well.
+    index: HashMap<String, AttrInfo>,
+}
+
+/// The schemas, parsed once.
+pub static USER: LazyLock<Schemas> = LazyLock::new(load);
+
+fn load() -> Schemas {
+    let all: Vec<Value> = serde_json::from_str(SCHEMAS).unwrap_or_default();
+    let mut resources = Vec::new();
+    let mut index = HashMap::new();
+    for mut s in all {
+        let id = s.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
+        if !id.ends_with(":User") {
+            continue;
+        }
+        // What the ingress announces differs from the provider's file in two ways:
+        // - numericId is assigned by the store: read-only, and returned when asked for
+        //   (`attributes=`), so a client comparing what it wrote with what it reads sees no
+        //   extra member;
+        // - the extension's write-only secrets (`mfa.secret`, `sharedSecret`) are accepted and
+        //   stored but not announced: a never-returned member inside a returned complex value
+        //   makes SCIM testers (scim2-tester) expect it back.
+        if id == EXT_SCHEMA
+            && let Some(Value::Array(attrs)) = s.get_mut("attributes")
+        {
+            let never = |a: &Value| a.get("returned").and_then(Value::as_str) == Some("never");
+            attrs.retain(|a| !never(a));
+            for a in attrs.iter_mut() {
+                if let Some(Value::Array(subs)) = a.get_mut("subAttributes") {
+                    subs.retain(|s| !never(s));
+                }
+                if a.get("name").and_then(Value::as_str) == Some("numericId") {
+                    a["mutability"] = Value::String("readOnly".into());
+                    a["returned"] = Value::String("request".into());
+                }
+            }
+        }
+        for a in s
+            .get("attributes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let top = info(a);
+            let key = top.name.to_ascii_lowercase();
+            for sub in a
+                .get("subAttributes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let si = info(sub);
+                let sk = format!("{key}.{}", si.name.to_ascii_lowercase());
+                index.insert(format!("{}:{sk}", id.to_ascii_lowercase()), si.clone());
+                if id == USER_SCHEMA {
+                    index.insert(sk, si);
+                }
+            }
+            index.insert(format!("{}:{key}", id.to_ascii_lowercase()), top.clone());
+            if id == USER_SCHEMA {
+                index.insert(key, top);
+            }
+        }
+        s["meta"] = json!({
+            "resourceType": "Schema",
+            "location": format!("/scim/v2/Schemas/{id}"),
+        });
+        resources.push(s);
+    }
+    Schemas { resources, index }
+}
+
+fn info(a: &Value) -> AttrInfo {
+    let s = |k: &str, d: &str| a.get(k).and_then(Value::as_str).unwrap_or(d).to_owned();
+    AttrInfo {
+        name: s("name", ""),
+        kind: s("type", "string"),
+        multi: a.get("multiValued").and_then(Value::as_bool) == Some(true),
+        mutability: s("mutability", "readWrite"),
+    }
+}
+
+impl Schemas {
+    /// The attribute at `path` (`emails`, `name.givenName`, `urn:…:User:mfa.enabled`), in
+    /// any case.
+    pub fn attr(&self, path: &str) -> Option<&AttrInfo> {
+        self.index.get(&path.to_ascii_lowercase())
+    }
+
+    /// The attributes returned only on request, as `(extension URN or None, name)`.
+    pub fn on_request(&self) -> impl Iterator<Item = (Option<&str>, &str)> {
+        self.resources.iter().flat_map(|s| {
+            let id = s.get("id").and_then(Value::as_str).unwrap_or("");
+            let ext = (id != USER_SCHEMA).then_some(id);
+            s.get("attributes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|a| a.get("returned").and_then(Value::as_str) == Some("request"))
+                .filter_map(move |a| Some((ext, a.get("name")?.as_str()?)))
+        })
+    }
+
+    /// The Schema resource with `id`.
+    pub fn get(&self, id: &str) -> Option<&Value> {
+        self.resources
+            .iter()
+            .find(|s| s.get("id").and_then(Value::as_str) == Some(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_schemas_load_and_index_every_canonical_attribute() {
+        let s = &*USER;
+        assert_eq!(
+            s.resources.len(),
+            3,
+            "core, enterprise and userbridge User schemas"
+        );
+        for a in crate::canonical::ATTRIBUTES {
+            let path = a.name.split('[').next().unwrap_or(a.name);
+            let scim = match path.strip_prefix("ext.") {
+                Some(r) => format!("{EXT_SCHEMA}:{r}"),
+                None => match path.strip_prefix("enterprise.") {
+                    Some(r) => format!("{}:{r}", crate::canonical::ENTERPRISE_SCHEMA),
+                    None => path.to_owned(),
+                },
+            };
+            // Common attributes (RFC 7643 §3.1) belong to no schema.
+            if matches!(
+                path,
+                "id" | "externalId" | "meta.created" | "meta.lastModified"
+            ) {
+                continue;
+            }
+            assert_eq!(
+                s.attr(&scim).is_some(),
+                !a.secret || a.name == "password",
+                "{scim}"
+            );
+        }
+        assert_eq!(
+            s.attr("NAME.GIVENNAME").map(|a| a.name.as_str()),
+            Some("givenName")
+        );
+        assert_eq!(
+            s.attr(&format!("{EXT_SCHEMA}:numericId"))
+                .map(|a| a.mutability.as_str()),
+            Some("readOnly")
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! An in-process gateway on a real socket (port 0) over a backend of choice, with the peer
+//! behind it started for the test.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use userbridge::config::{BackendConfig, Config, Flags, OutboundConfig};
+use userbridge::mapping::MappingSet;
+use userbridge::server::{State, serve};
+
+use super::peers::{ScimServer, WebhookReceiver};
+
+/// A running gateway (and the peer behind it); stops when dropped.
+pub struct Gateway {
+    pub base: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: tempfile::TempDir,
+    _peer: Option<Box<dyn std::any::Any + Send>>,
+    pub config: Config,
+}
+
+/// The backends the gateway is tested on.
+#[derive(Clone, Copy)]
+pub enum Kind {
+    /// The embedded store, in a temp dir.
+    Sqlite,
+    /// A `scim2-server` process.
+    Scim,
+    /// A webhook receiver over its own SQLite store.
+    Webhook,
+}
+
+pub async fn start() -> Gateway {
+    start_on(Kind::Sqlite).await
+}
+
+pub async fn start_on(kind: Kind) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, _) =
+        Config::load(Some(Path::new("config/userbridge.toml")), &Flags::default()).unwrap();
+    let (backend, peer): (_, Option<Box<dyn std::any::Any + Send>>) = match kind {
+        Kind::Sqlite => (
+            BackendConfig::Sqlite {
+                path: dir.path().join("store.db"),
+            },
+            None,
+        ),
+        Kind::Scim => {
+            let server = ScimServer::start().await;
+            (
+                BackendConfig::Scim {
+                    url: server.url.clone(),
+                    token: None,
+                    index: dir.path().join("scim-index.db"),
+                    http: OutboundConfig::default(),
+                },
+                Some(Box::new(server)),
+            )
+        }
+        Kind::Webhook => {
+            let receiver = WebhookReceiver::start(&config.groups).await;
+            (
+                BackendConfig::Webhook {
+                    url: receiver.url.clone(),
+                    token: None,
+                    http: OutboundConfig::default(),
+                },
+                Some(Box::new(receiver)),
+            )
+        }
+    };
+    config.backend = backend;
+    let set = MappingSet::load_dir(&config.mappings.dir, None, &config.mapping_vars()).unwrap();
+    let state = State::new(config.clone(), set).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(
+        listener,
+        Arc::new(ArcSwap::from_pointee(state)),
+        async {
+            let _ = rx.await;
+        },
+        Duration::from_secs(1),
+    ));
+    Gateway {
+        base,
+        _stop: tx,
+        _dir: dir,
+        _peer: peer,
+        config,
+    }
+}
