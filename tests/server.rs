@@ -466,3 +466,24 @@ async fn scim_ingress_create_filter_replace_delete() {
         .unwrap();
     assert_eq!(spc.status(), 200);
 }
+
+#[tokio::test]
+async fn a_scim_provider_without_the_extension_schema_is_not_ready_and_gets_no_write() {
+    let server = common::peers::ScimServer::start_with(false).await;
+    let gw = common::gateway::start_on_scim(&server).await;
+    let c = reqwest::Client::new();
+    let r = c.get(format!("{}/readyz", gw.base)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("schemas/scim/schemas.json"), "{body}");
+    let r = c
+        .put(format!("{}/user-service/v1/user", gw.base))
+        .bearer_auth(token(&gw.config, "demo-vc-admin"))
+        .json(&json!({"userKey": {"username": "kim", "authenticator": "LOCAL"}, "password": "Pw-kim-1234"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let users = get_json(&c, &format!("{}/Users", server.url)).await;
+    assert_eq!(users["totalResults"], 0, "{users}");
+}

@@ -36,10 +36,25 @@ pub async fn start() -> Gateway {
     start_on(Kind::Sqlite).await
 }
 
+fn scim_backend(server: &ScimServer, dir: &Path) -> BackendConfig {
+    BackendConfig::Scim {
+        url: server.url.clone(),
+        token: None,
+        index: dir.join("scim-index.db"),
+        http: OutboundConfig::default(),
+    }
+}
+
+/// A gateway over a `scim2-server` the caller started (and keeps).
+pub async fn start_on_scim(server: &ScimServer) -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = scim_backend(server, dir.path());
+    launch(dir, backend, None).await
+}
+
 pub async fn start_on(kind: Kind) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
-    let (mut config, _) =
-        Config::load(Some(Path::new("config/userbridge.toml")), &Flags::default()).unwrap();
+    let config = base_config();
     let (backend, peer): (_, Option<Box<dyn std::any::Any + Send>>) = match kind {
         Kind::Sqlite => (
             BackendConfig::Sqlite {
@@ -49,15 +64,7 @@ pub async fn start_on(kind: Kind) -> Gateway {
         ),
         Kind::Scim => {
             let server = ScimServer::start().await;
-            (
-                BackendConfig::Scim {
-                    url: server.url.clone(),
-                    token: None,
-                    index: dir.path().join("scim-index.db"),
-                    http: OutboundConfig::default(),
-                },
-                Some(Box::new(server)),
-            )
+            (scim_backend(&server, dir.path()), Some(Box::new(server)))
         }
         Kind::Webhook => {
             let receiver = WebhookReceiver::start(&config.groups).await;
@@ -71,6 +78,22 @@ pub async fn start_on(kind: Kind) -> Gateway {
             )
         }
     };
+    launch(dir, backend, peer).await
+}
+
+/// The shipped config, as the tests start from.
+fn base_config() -> Config {
+    Config::load(Some(Path::new("config/userbridge.toml")), &Flags::default())
+        .unwrap()
+        .0
+}
+
+async fn launch(
+    dir: tempfile::TempDir,
+    backend: BackendConfig,
+    peer: Option<Box<dyn std::any::Any + Send>>,
+) -> Gateway {
+    let mut config = base_config();
     config.backend = backend;
     let set = MappingSet::load_dir(&config.mappings.dir, None, &config.mapping_vars()).unwrap();
     let state = State::new(config.clone(), set).unwrap();

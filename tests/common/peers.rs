@@ -52,16 +52,23 @@ impl Drop for ScimServer {
 impl ScimServer {
     /// Starts `scim2-server` with the userbridge SCIM schemas and waits until it answers.
     pub async fn start() -> ScimServer {
+        Self::start_with(true).await
+    }
+
+    /// Starts `scim2-server`, with the userbridge schemas or with RFC 7643's only.
+    pub async fn start_with(userbridge_schemas: bool) -> ScimServer {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let port = free_port();
         let bin = venv_bin("scim2-server");
-        let child = Command::new(&bin)
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--schema")
-            .arg(root.join("schemas/scim/schemas.json"))
-            .arg("--resource-type")
-            .arg(root.join("schemas/scim/resource-types.json"))
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--port").arg(port.to_string());
+        if userbridge_schemas {
+            cmd.arg("--schema")
+                .arg(root.join("schemas/scim/schemas.json"))
+                .arg("--resource-type")
+                .arg(root.join("schemas/scim/resource-types.json"));
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(if std::env::var_os("TEST_PEER_LOGS").is_some() {
                 Stdio::inherit()
