@@ -301,7 +301,13 @@ impl Config {
         if !diags.is_empty() {
             return Err(diags);
         }
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        // The defaults name the backend's kind only: a file choosing another kind must not
+        // inherit the default kind's settings (`path`) as unknown keys.
+        let mut defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+        if let Some(b) = defaults.get_mut("backend") {
+            *b = serde_json::json!({"kind": "sqlite"});
+        }
+        let mut fig = Figment::from(Serialized::defaults(defaults));
         if let Some(p) = &path {
             fig = fig.merge(Toml::file_exact(p));
         }
@@ -441,6 +447,24 @@ mod tests {
             errs.iter()
                 .all(|d| !d.to_string().contains("hunter2") || d.line == 10)
         );
+    }
+
+    #[test]
+    fn a_file_choosing_a_backend_kind_inherits_no_other_kind_s_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[backend]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/h\"\n[backend.http]\ntimeout_ms = 7\n",
+        )
+        .unwrap();
+        let (cfg, _) = Config::load(Some(&p), &Flags::default()).unwrap();
+        assert!(
+            matches!(&cfg.backend, BackendConfig::Webhook { url, http, .. } if url == "http://127.0.0.1:1/h" && http.timeout_ms == 7)
+        );
+        std::fs::write(&p, "[backend]\nkind = \"sqlite\"\npath = \"x.db\"\n").unwrap();
+        let (cfg, _) = Config::load(Some(&p), &Flags::default()).unwrap();
+        assert!(matches!(&cfg.backend, BackendConfig::Sqlite { path } if path == Path::new("x.db")));
     }
 
     #[test]

@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""userbridge against nginx and HAProxy, in one run, on one machine.
+
+Started by bench/run (which installs wrk, nginx and haproxy and builds the binaries). Every
+target is measured in every round, targets interleaved, so that the machine's drift hits them
+all alike; the table gives medians over rounds.
+
+Targets (all in front of the same tiny hyper backend, bench/backend.rs):
+  direct          wrk straight to the backend
+  nginx-1w        nginx pass-through, 1 worker, upstream keepalive, access log off
+  nginx-auto      the same with worker_processes auto
+  haproxy         pass-through, http-reuse always
+  ub-commvault    userbridge translating the 958-byte Commvault V4 update, forwarding the
+                  canonical operation through its webhook backend, rendering the answer
+  ub-vc           the same for a vc-user-service update
+  ub-opscenter    the same for an opscenter update (its mapping has preconditions on the
+                  stored user, so each request costs the backend a get and an update)
+The pass-through targets carry the Commvault request.
+"""
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+PORTS = {"backend": 9100, "nginx-1w": 9101, "nginx-auto": 9102, "haproxy": 9103, "userbridge": 9104}
+ADMIN_PASSWORD = "bench-admin-password"
+
+
+def requests():
+    """The three dialect requests: (method, path, headers, body bytes)."""
+    with open(os.path.join(ROOT, "benches/data/commvault-update-958.json"), "rb") as f:
+        cv = json.loads(f.read())
+    cv["validationPassword"] = base64.b64encode(ADMIN_PASSWORD.encode()).decode()
+    cv_body = json.dumps(cv, indent=2).encode()
+    vc_body = json.dumps({
+        "userKey": {"username": "asmith", "authenticator": "LOCAL"},
+        "firstName": "Ann", "lastName": "Smith", "email": "asmith@example.com",
+        "description": "Storage and backup operator for the EMEA region",
+        "enabled": True, "locked": False, "primaryPhone": "555 0100",
+        "primaryPhoneCountryCode": "+1", "orgId": "emea-ops",
+    }).encode()
+    ops_id = "2819c223-7f76-453a-919d-413861904646"
+    ops_body = json.dumps({
+        "id": ops_id, "username": "asmith", "firstName": "Ann", "lastName": "Smith",
+        "email": "asmith@example.com", "description": "Storage admin", "enabled": True,
+    }).encode()
+    return {
+        "commvault": ("PUT", "/webconsole/api/V4/user/42",
+                      {"Authtoken": "QSDK bench-commvault-token", "Content-Type": "application/json"}, cv_body),
+        "vc": ("POST", "/user-service/v1/user",
+               {"Authorization": "Bearer bench-vc-token", "Content-Type": "application/json"}, vc_body),
+        "opscenter": ("PUT", f"/portal/security/v1/users/{ops_id}",
+                      {"Authorization": "Bearer bench-opscenter-token", "Content-Type": "application/json"}, ops_body),
+    }
+
+
+def lua(work, name, method, headers, body):
+    body_path = os.path.join(work, f"{name}.body")
+    with open(body_path, "wb") as f:
+        f.write(body)
+    script = os.path.join(work, f"{name}.lua")
+    lines = [f'local f = io.open("{body_path}", "rb")', "wrk.body = f:read('*a')", "f:close()",
+             f'wrk.method = "{method}"']
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    with open(script, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return script
+
+
+def configs(work):
+    be = PORTS["backend"]
+    for name, workers in (("nginx-1w", "1"), ("nginx-auto", "auto")):
+        d = os.path.join(work, name)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write(f"""
+worker_processes {workers};
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    client_body_buffer_size 64k;
+    upstream be {{ server 127.0.0.1:{be}; keepalive 128; }}
+    server {{
+        listen 127.0.0.1:{PORTS[name]} reuseport backlog=4096;
+        keepalive_requests 1000000;
+        location / {{
+            proxy_pass http://be;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+""")
+    with open(os.path.join(work, "haproxy.cfg"), "w") as f:
+        f.write(f"""
+global
+    maxconn 8000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:{PORTS['haproxy']}
+    default_backend be
+backend be
+    server s1 127.0.0.1:{be}
+""")
+    with open(os.path.join(work, "userbridge.toml"), "w") as f:
+        f.write(f"""
+[server]
+listen = "127.0.0.1:{PORTS['userbridge']}"
+[mappings]
+dir = "{ROOT}/mappings"
+[dialects.opscenter]
+vars = {{ base = "/portal" }}
+[backend]
+kind = "webhook"
+url = "http://127.0.0.1:{be}/hook"
+[[credentials]]
+name = "bench-vc"
+dialect = "vc-user-service"
+token = "bench-vc-token"
+roles = ["user-administrator"]
+[[credentials]]
+name = "bench-commvault"
+dialect = "commvault-v4"
+token = "bench-commvault-token"
+roles = ["user-administrator"]
+password = "{ADMIN_PASSWORD}"
+[[credentials]]
+name = "bench-opscenter"
+dialect = "opscenter"
+token = "bench-opscenter-token"
+roles = ["opscenter-security-administrator"]
+""")
+
+
+def pin(cmd, cpu, pinned):
+    return (["taskset", "-c", cpu] + cmd) if pinned else cmd
+
+
+def wait_port(port, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.005)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def family(pid):
+    """pid and all its descendants."""
+    out = [pid]
+    try:
+        kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    except OSError:
+        kids = []
+    for k in kids:
+        out += family(int(k))
+    return out
+
+
+def cpu_ticks(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:
+            pass
+    return total
+
+
+def peak_rss_kib(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                m = re.search(r"VmHWM:\s+(\d+) kB", f.read())
+            total += int(m.group(1)) if m else 0
+        except OSError:
+            pass
+    return total
+
+
+def to_ms(s):
+    m = re.match(r"([\d.]+)(us|ms|s)", s)
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+
+def wrk(url, script, seconds, conns, pinned):
+    cmd = pin(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", script, url], "0", pinned)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    if bad or errors:
+        raise RuntimeError(f"{url}: not every answer was a success:\n{out}")
+    return {"rps": rps, "requests": total, "p50": to_ms(lat["50"]), "p99": to_ms(lat["99"])}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--pin", action="store_true", help="wrk on CPU 0; proxies and backend on CPU 1")
+    ap.add_argument("--userbridge", default=os.path.join(ROOT, "target/release/userbridge"))
+    ap.add_argument("--backend", default=os.path.join(ROOT, "target/release/examples/bench-backend"))
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="userbridge-bench-")
+    configs(work)
+    reqs = requests()
+    scripts = {k: lua(work, k, m, h, b) for k, (m, _, h, b) in reqs.items()}
+    procs = {}
+    env = dict(os.environ, USERBRIDGE_LOG="warn")
+    try:
+        procs["backend"] = subprocess.Popen(pin([args.backend, f"127.0.0.1:{PORTS['backend']}"], "1", args.pin))
+        wait_port(PORTS["backend"])
+        for n in ("nginx-1w", "nginx-auto"):
+            procs[n] = subprocess.Popen(pin(["nginx", "-c", os.path.join(work, n, "nginx.conf"), "-p", os.path.join(work, n)], "1", args.pin),
+                                        stderr=subprocess.DEVNULL)
+        procs["haproxy"] = subprocess.Popen(pin(["haproxy", "-db", "-f", os.path.join(work, "haproxy.cfg")], "1", args.pin),
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Ready to serve: from exec to the first answered /healthz.
+        started = time.monotonic()
+        procs["userbridge"] = subprocess.Popen(pin([args.userbridge, "serve", "--config", os.path.join(work, "userbridge.toml")], "1", args.pin),
+                                               env=env)
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{PORTS['userbridge']}/healthz", timeout=0.5).read()
+                break
+            except OSError:
+                if time.monotonic() - started > 10:
+                    raise RuntimeError("userbridge did not start")
+                time.sleep(0.002)
+        ready_ms = (time.monotonic() - started) * 1000
+        for n in ("nginx-1w", "nginx-auto", "haproxy"):
+            wait_port(PORTS[n])
+        time.sleep(0.3)
+
+        cv_path = reqs["commvault"][1]
+        targets = [
+            ("direct", "backend", PORTS["backend"], "commvault", cv_path),
+            ("nginx-1w", "nginx-1w", PORTS["nginx-1w"], "commvault", cv_path),
+            ("nginx-auto", "nginx-auto", PORTS["nginx-auto"], "commvault", cv_path),
+            ("haproxy", "haproxy", PORTS["haproxy"], "commvault", cv_path),
+            ("ub-commvault", "userbridge", PORTS["userbridge"], "commvault", cv_path),
+            ("ub-vc", "userbridge", PORTS["userbridge"], "vc", reqs["vc"][1]),
+            ("ub-opscenter", "userbridge", PORTS["userbridge"], "opscenter", reqs["opscenter"][1]),
+        ]
+        # Warm up every target (connection pools, caches) and check it answers 2xx.
+        for name, proc, port, req, path in targets:
+            wrk(f"http://127.0.0.1:{port}{path}", scripts[req], 1, args.connections, args.pin)
+
+        results = {t[0]: [] for t in targets}
+        for r in range(args.rounds):
+            order = targets[r % len(targets):] + targets[: r % len(targets)]
+            for name, proc, port, req, path in order:
+                pids = family(procs[proc].pid)
+                before = cpu_ticks(pids)
+                res = wrk(f"http://127.0.0.1:{port}{path}", scripts[req], args.seconds, args.connections, args.pin)
+                after = cpu_ticks(pids)
+                res["cpu_us"] = (after - before) * 1e6 / CLK_TCK / max(res["requests"], 1)
+                results[name].append(res)
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+
+        # Peak memory at 256 concurrent keep-alive connections.
+        rss = {}
+        for name, proc, port, req, path in targets:
+            wrk(f"http://127.0.0.1:{port}{path}", scripts[req], 2, 256, args.pin)
+            rss[name] = peak_rss_kib(family(procs[proc].pid)) / 1024
+
+        med = {n: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99", "cpu_us")} for n, rs in results.items()}
+        best_pass = max(med[n]["rps"] for n in ("nginx-1w", "nginx-auto", "haproxy"))
+        best_name = max(("nginx-1w", "nginx-auto", "haproxy"), key=lambda n: med[n]["rps"])
+        mode = "pinned (wrk on CPU 0; proxy and backend on CPU 1)" if args.pin else "unpinned"
+        print(f"\n{mode}; {args.rounds} rounds x {args.seconds}s, {args.connections} connections, medians; "
+              f"userbridge ready {ready_ms:.0f} ms after exec\n")
+        print("| target | req/s | p50 ms | p99 ms | CPU µs/req (target) | peak RSS MiB @256 conns | req/s ÷ best pass-through |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for n in results:
+            m = med[n]
+            cpu = "—" if n == "direct" else f"{m['cpu_us']:.1f}"
+            print(f"| {n} | {m['rps']:,.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {cpu} | {rss[n]:.1f} | {m['rps'] / best_pass:.2f}x |")
+        print(f"\nbest pass-through: {best_name}; CPU of direct is the backend's alone: {med['direct']['cpu_us']:.1f} µs/req")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"mode": mode, "ready_ms": ready_ms, "median": med, "rss_mib": rss, "rounds": results}, f, indent=1)
+    finally:
+        for p in procs.values():
+            try:
+                p.send_signal(signal.SIGTERM)
+            except OSError:
+                pass
+        for p in procs.values():
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
