@@ -22,6 +22,8 @@ use crate::redact::Secret;
 pub struct Outbound {
     client: reqwest::Client,
     base: String,
+    /// `base` parsed once: a call to the base itself (the webhook) parses nothing.
+    base_url: reqwest::Url,
     auth: Option<HeaderValue>,
     content_type: &'static str,
     connect_retries: u32,
@@ -138,6 +140,7 @@ impl Outbound {
         Ok(Self {
             client,
             base: base.trim_end_matches('/').to_owned(),
+            base_url: url,
             auth,
             content_type,
             connect_retries: cfg.connect_retries,
@@ -154,7 +157,12 @@ impl Outbound {
         body: Option<&Value>,
         if_match: Option<&str>,
     ) -> Result<Reply, BackendError> {
-        let url = format!("{}{}", self.base, path);
+        let url = if path.is_empty() {
+            self.base_url.clone()
+        } else {
+            reqwest::Url::parse(&format!("{}{}", self.base, path))
+                .map_err(|e| BackendError::Failed(format!("bad backend path: {e}")))?
+        };
         let body = match body {
             Some(v) => Some(Bytes::from(serde_json::to_vec(v).map_err(|e| {
                 BackendError::Failed(format!("cannot encode the request: {e}"))
@@ -165,7 +173,7 @@ impl Outbound {
         loop {
             let mut req = self
                 .client
-                .request(method.clone(), &url)
+                .request(method.clone(), url.clone())
                 .header(ACCEPT, self.content_type);
             if let Some(a) = &self.auth {
                 req = req.header(AUTHORIZATION, a.clone());
