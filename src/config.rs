@@ -464,7 +464,9 @@ mod tests {
         );
         std::fs::write(&p, "[backend]\nkind = \"sqlite\"\npath = \"x.db\"\n").unwrap();
         let (cfg, _) = Config::load(Some(&p), &Flags::default()).unwrap();
-        assert!(matches!(&cfg.backend, BackendConfig::Sqlite { path } if path == Path::new("x.db")));
+        assert!(
+            matches!(&cfg.backend, BackendConfig::Sqlite { path } if path == Path::new("x.db"))
+        );
     }
 
     #[test]

@@ -293,13 +293,11 @@ fn find(
     cond: &str,
     args: &[&dyn rusqlite::ToSql],
 ) -> Result<Option<Row>, BackendError> {
-    tx.query_row(
-        &format!(
-            "SELECT numeric_id, id, doc, secrets, created, modified, version FROM users WHERE {cond}"
-        ),
-        args,
-        row,
-    )
+    tx.prepare_cached(&format!(
+        "SELECT numeric_id, id, doc, secrets, created, modified, version FROM users WHERE {cond}"
+    ))
+    .map_err(db)?
+    .query_row(args, row)
     .optional()
     .map_err(db)
 }
@@ -372,11 +370,9 @@ fn create(tx: &Transaction<'_>, op: Operation) -> Result<UserDoc, BackendError> 
     let secrets = take_secrets(&mut doc);
     let (name, auth) = name_and_authenticator(&doc)?;
     let exists: Option<i64> = tx
-        .query_row(
-            "SELECT numeric_id FROM users WHERE user_name = ?1 AND authenticator = ?2",
-            params![name, auth],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT numeric_id FROM users WHERE user_name = ?1 AND authenticator = ?2")
+        .map_err(db)?
+        .query_row(params![name, auth], |r| r.get(0))
         .optional()
         .map_err(db)?;
     if exists.is_some() {
@@ -386,18 +382,19 @@ fn create(tx: &Transaction<'_>, op: Operation) -> Result<UserDoc, BackendError> 
     }
     let id = uuid::Uuid::new_v4().to_string();
     let ts = now();
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO users (id, user_name, authenticator, doc, secrets, created, modified)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![
-            id,
-            name,
-            auth,
-            Value::Object(doc).to_string(),
-            Value::Object(secrets).to_string(),
-            ts
-        ],
     )
+    .map_err(db)?
+    .execute(params![
+        id,
+        name,
+        auth,
+        Value::Object(doc).to_string(),
+        Value::Object(secrets).to_string(),
+        ts
+    ])
     .map_err(db)?;
     let numeric_id = tx.last_insert_rowid();
     if numeric_id > i64::from(i32::MAX) {
@@ -438,8 +435,11 @@ fn update(
     merge(&mut doc, changes);
     let (name, auth) = name_and_authenticator(&doc)?;
     let taken: Option<i64> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT numeric_id FROM users WHERE user_name = ?1 AND authenticator = ?2 AND numeric_id != ?3",
+        )
+        .map_err(db)?
+        .query_row(
             params![name, auth, r.numeric_id],
             |row| row.get(0),
         )
@@ -469,12 +469,13 @@ fn write_row(
     let (name, auth) = name_and_authenticator(&doc)?;
     let text = Value::Object(doc).to_string();
     let secrets = Value::Object(secrets).to_string();
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE users SET user_name = ?2, authenticator = ?3, doc = ?4, secrets = ?5,
                 modified = ?6, version = version + 1
          WHERE numeric_id = ?1",
-        params![r.numeric_id, name, auth, text, secrets, now()],
     )
+    .map_err(db)?
+    .execute(params![r.numeric_id, name, auth, text, secrets, now()])
     .map_err(db)?;
     Ok(())
 }
@@ -488,13 +489,11 @@ fn group_ids(tx: &Transaction<'_>, g: &GroupChange) -> Result<Vec<i64>, BackendE
                 let n: i64 = id
                     .parse()
                     .map_err(|_| BackendError::UnknownGroup(format!("no group with id {id}")))?;
-                tx.query_row(
-                    "SELECT id, name FROM groups WHERE id = ?1",
-                    params![n],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(db)?
+                tx.prepare_cached("SELECT id, name FROM groups WHERE id = ?1")
+                    .map_err(db)?
+                    .query_row(params![n], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .map_err(db)?
             }
             None => None,
         };
@@ -509,11 +508,9 @@ fn group_ids(tx: &Transaction<'_>, g: &GroupChange) -> Result<Vec<i64>, BackendE
             }
             (Some(_), Some((n, _)), _) => n,
             (None, _, Some(display)) => tx
-                .query_row(
-                    "SELECT id FROM groups WHERE name = ?1",
-                    params![display],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT id FROM groups WHERE name = ?1")
+                .map_err(db)?
+                .query_row(params![display], |r| r.get(0))
                 .optional()
                 .map_err(db)?
                 .ok_or_else(|| BackendError::UnknownGroup(format!("no group named '{display}'")))?,
@@ -531,11 +528,10 @@ fn group_ids(tx: &Transaction<'_>, g: &GroupChange) -> Result<Vec<i64>, BackendE
 fn apply_groups(tx: &Transaction<'_>, user: i64, g: &GroupChange) -> Result<(), BackendError> {
     let ids = group_ids(tx, g)?;
     if g.op == GroupOp::Replace {
-        tx.execute(
-            "DELETE FROM members WHERE user_numeric_id = ?1",
-            params![user],
-        )
-        .map_err(db)?;
+        tx.prepare_cached("DELETE FROM members WHERE user_numeric_id = ?1")
+            .map_err(db)?
+            .execute(params![user])
+            .map_err(db)?;
     }
     for id in ids {
         let sql = match g.op {
@@ -544,7 +540,10 @@ fn apply_groups(tx: &Transaction<'_>, user: i64, g: &GroupChange) -> Result<(), 
             }
             GroupOp::Remove => "DELETE FROM members WHERE user_numeric_id = ?1 AND group_id = ?2",
         };
-        tx.execute(sql, params![user, id]).map_err(db)?;
+        tx.prepare_cached(sql)
+            .map_err(db)?
+            .execute(params![user, id])
+            .map_err(db)?;
     }
     Ok(())
 }

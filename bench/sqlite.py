@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Creates and updates per second through the gateway on its embedded SQLite store, against a
+plain rusqlite loop running the same transactions (bench/sqlite_loop.rs), in one run; then a
+durability check: clients create users while the gateway is killed with SIGKILL, and every
+create it acknowledged must be in the store.
+
+Started by bench/sqlite, which builds the binaries and installs wrk.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PORT = 9110
+
+CREATE_LUA = """
+counter = 0
+wrk.method = "PUT"
+wrk.headers["Authorization"] = "Bearer bench-vc-token"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  counter = counter + 1
+  local name = string.format("gw-%d-%d", math.random(1, 1000000000), counter)
+  local body = '{"userKey":{"username":"' .. name .. '","authenticator":"LOCAL"},"password":"Pw-1234-bench",' ..
+    '"firstName":"Ann","lastName":"Smith","email":"' .. name .. '@example.com","enabled":true}'
+  return wrk.format(nil, "/user-service/v1/user", nil, body)
+end
+"""
+
+UPDATE_LUA = """
+counter = 0
+wrk.method = "PUT"
+wrk.headers["Authtoken"] = "QSDK bench-commvault-token"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  counter = counter + 1
+  local id = (counter %% %d) + 1
+  local body = '{"fullName":"Ann Smith ' .. counter .. '","description":"Storage and backup operator"}'
+  return wrk.format(nil, "/webconsole/api/V4/user/" .. id, nil, body)
+end
+"""
+
+
+def config(work, db):
+    path = os.path.join(work, "userbridge.toml")
+    with open(path, "w") as f:
+        f.write(f"""
+[server]
+listen = "127.0.0.1:{PORT}"
+[mappings]
+dir = "{ROOT}/mappings"
+[dialects.opscenter]
+vars = {{ base = "/portal" }}
+[backend]
+kind = "sqlite"
+path = "{db}"
+[[credentials]]
+name = "bench-vc"
+dialect = "vc-user-service"
+token = "bench-vc-token"
+roles = ["user-administrator"]
+[[credentials]]
+name = "bench-commvault"
+dialect = "commvault-v4"
+token = "bench-commvault-token"
+roles = ["user-administrator"]
+password = "bench-admin-password"
+""")
+    return path
+
+
+def start(binary, cfg):
+    env = dict(os.environ, USERBRIDGE_LOG="warn")
+    p = subprocess.Popen([binary, "serve", "--config", cfg], env=env)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=0.5).read()
+            return p
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("userbridge did not start")
+            time.sleep(0.01)
+
+
+def wrk(script_text, work, name, seconds, conns):
+    script = os.path.join(work, name)
+    with open(script, "w") as f:
+        f.write(script_text)
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "-s", script, f"http://127.0.0.1:{PORT}"],
+                         capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"not every answer was a success:\n{out}")
+    rps = float(out.split("Requests/sec:")[1].split()[0])
+    total = int(out.split(" requests in")[0].split()[-1])
+    return rps, total
+
+
+def durability(binary, cfg, db, threads=8, kill_after=1.5):
+    """Creates from several clients; SIGKILL mid-stream; every acknowledged create is stored."""
+    proc = start(binary, cfg)
+    acked, lock, stop = [], threading.Lock(), threading.Event()
+
+    def client(t):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            name = f"kill-{t}-{i}"
+            body = json.dumps({"userKey": {"username": name, "authenticator": "LOCAL"}, "password": "Pw-1234-bench"})
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=2)
+                c.request("PUT", "/user-service/v1/user", body,
+                          {"Authorization": "Bearer bench-vc-token", "Content-Type": "application/json"})
+                r = c.getresponse()
+                r.read()
+                if r.status == 200:
+                    with lock:
+                        acked.append(name)
+                c.close()
+            except OSError:
+                return
+
+    ts = [threading.Thread(target=client, args=(t,)) for t in range(threads)]
+    for t in ts:
+        t.start()
+    time.sleep(kill_after)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stop.set()
+    for t in ts:
+        t.join()
+    con = sqlite3.connect(db)
+    stored = {r[0] for r in con.execute("SELECT user_name FROM users WHERE user_name LIKE 'kill-%'")}
+    con.close()
+    missing = [a for a in acked if a not in stored]
+    return len(acked), len(missing)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--userbridge", default=os.path.join(ROOT, "target/release/userbridge"))
+    ap.add_argument("--loop", default=os.path.join(ROOT, "target/release/examples/bench-sqlite-loop"))
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="userbridge-sqlite-")
+    db = os.path.join(work, "gateway.db")
+    cfg = config(work, db)
+
+    proc = start(args.userbridge, cfg)
+    try:
+        c_rps, created = wrk(CREATE_LUA, work, "create.lua", args.seconds, args.connections)
+        u_rps, updated = wrk(UPDATE_LUA % created, work, "update.lua", args.seconds, args.connections)
+    finally:
+        proc.terminate()
+        proc.wait()
+    ref = json.loads(subprocess.run([args.loop, os.path.join(work, "loop.db"), str(created), str(updated)],
+                                    capture_output=True, text=True, check=True).stdout)
+    acked, missing = durability(args.userbridge, cfg, db)
+
+    print(f"\n{args.seconds}s per phase, {args.connections} connections; WAL, synchronous=NORMAL for both\n")
+    print("| measure | gateway (HTTP + translate + SQLite) | plain rusqlite loop | ratio |")
+    print("|---|---:|---:|---:|")
+    print(f"| creates/s | {c_rps:,.0f} | {ref['creates_per_s']:,.0f} | {c_rps / ref['creates_per_s']:.2f}x |")
+    print(f"| updates/s | {u_rps:,.0f} | {ref['updates_per_s']:,.0f} | {u_rps / ref['updates_per_s']:.2f}x |")
+    print(f"\nkill -9 during creates: {acked} acknowledged, {missing} missing from the store")
+    if missing:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
