@@ -239,6 +239,12 @@ def main():
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
 
+    for name, port in PORTS.items():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                sys.exit(f"port {port} ({name}) is in use: stop what listens there first")
+        except OSError:
+            pass
     work = tempfile.mkdtemp(prefix="userbridge-bench-")
     configs(work)
     reqs = requests()
@@ -269,6 +275,9 @@ def main():
         for n in ("nginx-1w", "nginx-auto", "haproxy"):
             wait_port(PORTS[n])
         time.sleep(0.3)
+        for n, p in procs.items():
+            if p.poll() is not None:
+                raise RuntimeError(f"{n} exited with {p.returncode}")
 
         cv_path = reqs["commvault"][1]
         targets = [
