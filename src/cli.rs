@@ -194,7 +194,10 @@ fn serve(config: Option<&Path>, flags: Flags, log_format: LogFormat) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(crate::server::run(cfg, set)) {
+    let path = config.map(Path::to_owned);
+    let load: std::sync::Arc<crate::server::reload::Loader> =
+        std::sync::Arc::new(move || load_with(path.as_deref(), &flags));
+    match runtime.block_on(crate::server::run(cfg, set, load)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");

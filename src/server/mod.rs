@@ -11,7 +11,8 @@
 pub mod gateway;
 pub mod health;
 pub mod http;
-pub mod router;
+pub mod reload;
+mod router;
 pub mod scim;
 
 use std::net::SocketAddr;
@@ -142,8 +143,12 @@ fn stack(
 }
 
 /// `userbridge serve`: loads config and mappings, opens the backend, listens until SIGINT or
-/// SIGTERM, then drains.
-pub async fn run(config: Config, mappings: MappingSet) -> Result<(), String> {
+/// SIGTERM, then drains. SIGHUP reloads config and mappings through `load`.
+pub async fn run(
+    config: Config,
+    mappings: MappingSet,
+    load: Arc<reload::Loader>,
+) -> Result<(), String> {
     let listen = config.server.listen.clone();
     let state = Arc::new(State::new(config, mappings)?);
     state
@@ -157,13 +162,14 @@ pub async fn run(config: Config, mappings: MappingSet) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, backend = state.backend.kind(), dialects = state.mappings.mappings.len(), "listening");
     let drain = Duration::from_millis(state.config.limits.request_timeout_ms);
-    serve(
-        listener,
-        Arc::new(ArcSwap::new(state)),
-        shutdown_signal(),
-        drain,
-    )
-    .await;
+    let shared: Shared = Arc::new(ArcSwap::new(state));
+    #[cfg(unix)]
+    let reloader = tokio::spawn(reload::on_sighup(Arc::clone(&shared), load));
+    #[cfg(not(unix))]
+    drop(load);
+    serve(listener, shared, shutdown_signal(), drain).await;
+    #[cfg(unix)]
+    reloader.abort();
     Ok(())
 }
 
