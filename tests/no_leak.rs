@@ -3,76 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+mod common;
 
 use base64::Engine as _;
-use serde_json::{Value, json};
+use common::binary::Running;
+use serde_json::json;
 
-struct Running {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `userbridge serve` on port 0 with a store in a temp dir; returns once it listens.
 fn start() -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let shipped = std::fs::read_to_string("config/userbridge.toml").unwrap();
-    let db = dir.path().join("store.db");
-    let cfg = shipped.replace("data/userbridge.db", &db.display().to_string());
-    let cfg_path = dir.path().join("config.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_userbridge"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--config",
-        ])
-        .arg(&cfg_path)
-        .env("USERBRIDGE_LOG", "trace")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["message"] == "listening"
-            {
-                let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
-            }
-            let mut l = sink.lock().unwrap();
-            l.push_str(&line);
-            l.push('\n');
-        }
-    });
-    let addr = rx
-        .recv_timeout(std::time::Duration::from_secs(20))
-        .expect("the gateway did not start");
-    Running {
-        child,
-        base: format!("http://{addr}"),
-        log,
-        _dir: dir,
-    }
+    common::binary::start("trace")
 }
 
 #[tokio::test]

@@ -32,5 +32,6 @@ pub fn contains(got: &Value, want: &Value) -> bool {
         _ => got == want,
     }
 }
+pub mod binary;
 pub mod gateway;
 pub mod peers;
