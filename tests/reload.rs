@@ -60,4 +60,18 @@ async fn sighup_applies_a_valid_config_and_refuses_a_broken_one() {
     );
     assert_eq!(create(&gw.base, "rotated-vc-token", "a3").await, 200);
     assert!(gw.child.id() == pid);
+    let m = reqwest::get(format!("{}/metrics", gw.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("userbridge_config_reloads_total{outcome=\"applied\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("userbridge_config_reloads_total{outcome=\"refused\"} 1"),
+        "{m}"
+    );
 }

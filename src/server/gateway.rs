@@ -21,9 +21,38 @@ use crate::mapping::{Mapping, RouteMatch};
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Handles a request for a dialect route (or an unknown path).
+/// What the metrics need to know of a request once it is answered.
+#[derive(Default)]
+struct Seen {
+    route: Option<(Arc<str>, Arc<str>, &'static str)>,
+}
+
+/// Handles a request for a dialect route (or an unknown path), and counts it.
 pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
+    let metrics = Arc::clone(&state.metrics);
+    let _in_flight = metrics.in_flight();
+    let mut seen = Seen::default();
+    let resp = answer(state, peer, req, started, &mut seen).await;
+    if let Some((dialect, route, operation)) = &seen.route {
+        metrics.request(
+            dialect,
+            route,
+            operation,
+            resp.status().as_u16(),
+            started.elapsed(),
+        );
+    }
+    resp
+}
+
+async fn answer(
+    state: Arc<State>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    started: Instant,
+    seen: &mut Seen,
+) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let request_id = parts
         .headers
@@ -65,10 +94,16 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
     };
     let route_name = &*mapping.routes[route].name;
     let op_kind = mapping.routes[route].operation;
+    seen.route = Some((
+        Arc::clone(&mapping.dialect),
+        Arc::clone(&mapping.routes[route].name),
+        op_kind.as_str(),
+    ));
     let answer = Answer {
         mapping: &mapping,
         path,
         request_id,
+        metrics: &state.metrics,
     };
 
     // Credentials (401), then the role the operation needs (403).
@@ -147,9 +182,12 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
         Ok(t) => t,
         Err(rej) => return answer.reject(&rej, None, None),
     };
+    let mut unknown = 0;
     for note in &translation.notes {
+        unknown += u64::from(matches!(note, crate::mapping::Note::UnknownMember(_)));
         tracing::debug!(request_id = %request_id, dialect = %mapping.dialect, "{note}");
     }
+    state.metrics.unknown_members(&mapping.dialect, unknown);
     let op = translation.op;
 
     // Step-up: the caller's own password, compared in constant time.
@@ -175,7 +213,17 @@ pub async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>)
     let target = op.target.clone();
     let who = identity(&op.user);
     let timeout = Duration::from_millis(limits.request_timeout_ms);
+    let backend_started = Instant::now();
     let result = tokio::time::timeout(timeout, state.backend.apply(op, Arc::clone(&mapping))).await;
+    let timed_out = BackendError::Timeout;
+    let failed = match &result {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some(&timed_out),
+    };
+    state
+        .metrics
+        .backend(state.backend.kind(), backend_started.elapsed(), failed);
     let resp = match result {
         Ok(Ok(stored)) => from_dialect(mapping.success_response(&stored)),
         Ok(Err(e)) => {
@@ -211,6 +259,7 @@ struct Answer<'a> {
     mapping: &'a Mapping,
     path: &'a str,
     request_id: &'a str,
+    metrics: &'a super::metrics::Metrics,
 }
 
 impl Answer<'_> {
@@ -220,6 +269,7 @@ impl Answer<'_> {
         target: Option<&UserDoc>,
         user: Option<&UserDoc>,
     ) -> Response<Body> {
+        self.metrics.rejection(&self.mapping.dialect, rej.rule);
         let ctx = ErrorContext {
             path: self.path,
             request_id: self.request_id,

@@ -55,6 +55,15 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     resp
 }
 
+/// An owned text answer with its content type.
+pub fn text_with(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
 /// True for `application/json` and `application/*+json`, with no charset or UTF-8.
 pub fn is_json(headers: &HeaderMap) -> bool {
     let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {

@@ -11,6 +11,7 @@
 pub mod gateway;
 pub mod health;
 pub mod http;
+pub mod metrics;
 pub mod reload;
 mod router;
 pub mod scim;
@@ -40,6 +41,8 @@ pub struct State {
     pub mappings: MappingSet,
     /// The backend.
     pub backend: Arc<dyn Backend>,
+    /// The metrics (kept across reloads).
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl State {
@@ -50,6 +53,7 @@ impl State {
             config,
             mappings,
             backend,
+            metrics: Arc::new(metrics::Metrics::new()),
         })
     }
 

@@ -23,9 +23,15 @@ pub enum Reloaded {
 
 /// Loads and swaps in a new state. On error the old state stays and the messages say why.
 pub fn reload(shared: &Shared, load: &Loader) -> Result<Reloaded, Vec<String>> {
+    let old = shared.load_full();
+    let result = swap(shared, &old, load);
+    old.metrics.reload(result.is_ok());
+    result
+}
+
+fn swap(shared: &Shared, old: &State, load: &Loader) -> Result<Reloaded, Vec<String>> {
     let (config, mappings) =
         load().map_err(|d| d.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    let old = shared.load_full();
     if config.server.listen != old.config.server.listen {
         tracing::warn!(
             old = %old.config.server.listen,
@@ -41,14 +47,14 @@ pub fn reload(shared: &Shared, load: &Loader) -> Result<Reloaded, Vec<String>> {
                 config,
                 mappings,
                 backend: Arc::clone(&old.backend),
+                metrics: Arc::clone(&old.metrics),
             },
             Reloaded::KeptBackend,
         )
     } else {
-        (
-            State::new(config, mappings).map_err(|e| vec![e])?,
-            Reloaded::NewBackend,
-        )
+        let mut state = State::new(config, mappings).map_err(|e| vec![e])?;
+        state.metrics = Arc::clone(&old.metrics);
+        (state, Reloaded::NewBackend)
     };
     shared.store(Arc::new(state));
     Ok(how)
