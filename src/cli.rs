@@ -40,6 +40,10 @@ pub enum Command {
         /// Print secrets in clear instead of `***`.
         #[arg(long)]
         show_secrets: bool,
+        /// The other direction: BODY is a canonical (SCIM shaped) user, printed as the success
+        /// answer of the route METHOD PATH, as a client of that dialect would receive it.
+        #[arg(long)]
+        reverse: bool,
         /// HTTP method.
         method: String,
         /// Request path (a query string is ignored).
@@ -98,13 +102,17 @@ pub fn run(cli: Cli) -> i32 {
             config,
             headers,
             show_secrets,
+            reverse,
             method,
             path,
             body,
         } => translate(
             config.as_deref(),
             &headers,
-            show_secrets,
+            Mode {
+                show_secrets,
+                reverse,
+            },
             &method,
             &path,
             body.as_deref(),
@@ -271,10 +279,16 @@ fn check(config: Option<&Path>) -> i32 {
     }
 }
 
+/// How `translate` runs.
+struct Mode {
+    show_secrets: bool,
+    reverse: bool,
+}
+
 fn translate(
     config: Option<&Path>,
     header_args: &[String],
-    show_secrets: bool,
+    mode: Mode,
     method: &str,
     path: &str,
     body: Option<&Path>,
@@ -350,6 +364,29 @@ fn translate(
             print_response(&mapping.error_response(&rej, &ctx));
             2
         }
+        RouteMatch::Found { mapping, .. } if mode.reverse => {
+            // A canonical user, or a canonical operation (its `user`).
+            let user = match crate::json::parse_strict(&bytes, cfg.limits.max_json_depth) {
+                Ok(serde_json::Value::Object(mut m)) => match m.shift_remove("user") {
+                    Some(serde_json::Value::Object(u)) if m.contains_key("operation") => u,
+                    Some(other) => {
+                        m.insert("user".into(), other);
+                        m
+                    }
+                    None => m,
+                },
+                Ok(_) => {
+                    eprintln!("error: the body must be a canonical user (a JSON object)");
+                    return 1;
+                }
+                Err(e) => {
+                    eprintln!("error: the body is not valid JSON: {e}");
+                    return 1;
+                }
+            };
+            print_response(&mapping.success_response(&crate::canonical::UserDoc(user)));
+            0
+        }
         RouteMatch::Found {
             mapping,
             route,
@@ -372,7 +409,7 @@ fn translate(
                     for n in &t.notes {
                         eprintln!("note: {n}");
                     }
-                    let v = if show_secrets {
+                    let v = if mode.show_secrets {
                         t.op.to_exposed_json()
                     } else {
                         serde_json::to_value(&t.op).unwrap_or_default()

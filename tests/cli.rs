@@ -264,3 +264,36 @@ fn shipped_files_carry_schema_lines_and_the_schemas_are_current() {
         );
     }
 }
+
+#[test]
+fn translate_reverse_renders_a_canonical_user_in_the_dialect_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = dir.path().join("user.json");
+    std::fs::write(
+        &user,
+        r#"{"id": "abc", "userName": "ann", "password": "SECRET-PW-1",
+            "name": {"givenName": "Ann", "familyName": "Smith"},
+            "phoneNumbers": [{"value": "tel:+1-5550100;ext=42", "primary": true}],
+            "urn:userbridge:params:scim:schemas:extension:2.0:User":
+              {"numericId": 7, "authenticator": "LOCAL", "mfa": {"enabled": true, "secret": "SECRET-MFA-1"}}}"#,
+    )
+    .unwrap();
+    let out = bin()
+        .args(["translate", "--reverse", "PUT", "/user-service/v1/user"])
+        .arg(&user)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (status, body) = text.split_once('\n').unwrap();
+    assert_eq!(status, "HTTP 200");
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["userKey"]["username"], "ann");
+    assert_eq!(body["userKey"]["authenticator"], "LOCAL");
+    assert_eq!(body["lastName"], "Smith");
+    assert_eq!(body["primaryPhone"], "5550100");
+    assert_eq!(body["primaryPhoneCountryCode"], "1");
+    assert_eq!(body["primaryPhoneExtension"], "42");
+    assert_eq!(body["usingMfa"], true);
+    assert!(!text.contains("SECRET"), "a secret was rendered: {text}");
+}
