@@ -84,6 +84,19 @@ pub struct Limits {
     /// Time a client has to send its request headers, in milliseconds (slowloris guard).
     #[serde(default = "default_header_timeout")]
     pub header_read_timeout_ms: u64,
+    /// Most header fields in one request (431 beyond).
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Largest request head (request line and headers), in bytes.
+    #[serde(default = "default_max_head")]
+    pub max_head_bytes: usize,
+    /// Most open client connections; beyond it, new connections wait in the kernel's backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Most requests handled at once; beyond it, requests are shed with the dialect's 503 and
+    /// `Retry-After`.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -93,6 +106,10 @@ impl Default for Limits {
             max_json_depth: default_depth(),
             request_timeout_ms: default_timeout(),
             header_read_timeout_ms: default_header_timeout(),
+            max_headers: default_max_headers(),
+            max_head_bytes: default_max_head(),
+            max_connections: default_max_connections(),
+            max_in_flight: default_max_in_flight(),
         }
     }
 }
@@ -108,6 +125,18 @@ fn default_timeout() -> u64 {
 }
 fn default_header_timeout() -> u64 {
     5_000
+}
+fn default_max_headers() -> usize {
+    64
+}
+fn default_max_head() -> usize {
+    16 * 1024
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_in_flight() -> usize {
+    1024
 }
 
 /// Mapping files.

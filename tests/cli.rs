@@ -283,7 +283,11 @@ fn translate_reverse_renders_a_canonical_user_in_the_dialect_without_secrets() {
         .arg(&user)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let (status, body) = text.split_once('\n').unwrap();
     assert_eq!(status, "HTTP 200");

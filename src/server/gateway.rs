@@ -106,6 +106,19 @@ async fn answer(
         metrics: &state.metrics,
     };
 
+    // Load shedding (503 + Retry-After) before any work, once the dialect is known.
+    let Ok(_permit) = state.in_flight.try_acquire() else {
+        return answer.reject(
+            &Rejection::new(
+                Outcome::BackendUnavailable,
+                "max_in_flight",
+                "the gateway is at capacity; try again shortly",
+            ),
+            None,
+            None,
+        );
+    };
+
     // Credentials (401), then the role the operation needs (403).
     let Some(token) = mapping.auth.token(&parts.headers) else {
         return answer.reject(

@@ -43,6 +43,8 @@ pub struct State {
     pub backend: Arc<dyn Backend>,
     /// The metrics (kept across reloads).
     pub metrics: Arc<metrics::Metrics>,
+    /// Permits for requests in flight (`limits.max_in_flight`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl State {
@@ -50,10 +52,11 @@ impl State {
     pub fn new(config: Config, mappings: MappingSet) -> Result<Self, String> {
         let backend = crate::backend::open(&config.backend, &config.groups)?;
         Ok(Self {
-            config,
             mappings,
             backend,
             metrics: Arc::new(metrics::Metrics::new()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
+            config,
         })
     }
 
@@ -82,8 +85,18 @@ pub async fn serve(
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    let header_timeout = Duration::from_millis(state.load().config.limits.header_read_timeout_ms);
+    let limits = state.load().config.limits.clone();
+    let header_timeout = Duration::from_millis(limits.header_read_timeout_ms);
+    // At `max_connections`, stop accepting: new connections wait in the kernel's backlog.
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&connections).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -102,7 +115,8 @@ pub async fn serve(
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
-            .max_buf_size(64 * 1024);
+            .max_headers(limits.max_headers)
+            .max_buf_size(limits.max_head_bytes.max(8192));
         let conn = builder
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
             .into_owned();
@@ -111,6 +125,7 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "connection ended");
             }
+            drop(permit);
         });
     }
     drop(listener);

@@ -44,6 +44,7 @@ fn swap(shared: &Shared, old: &State, load: &Loader) -> Result<Reloaded, Vec<Str
     let (state, how) = if same_backend {
         (
             State {
+                in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
                 config,
                 mappings,
                 backend: Arc::clone(&old.backend),

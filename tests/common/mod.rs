@@ -33,5 +33,6 @@ pub fn contains(got: &Value, want: &Value) -> bool {
     }
 }
 pub mod binary;
+pub mod faulty;
 pub mod gateway;
 pub mod peers;

@@ -1,0 +1,129 @@
+//! A backend that misbehaves on purpose, and a gateway in front of it (webhook backend, short
+//! outbound timeouts).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use userbridge::config::{BackendConfig, Config, Flags, OutboundConfig};
+use userbridge::mapping::MappingSet;
+use userbridge::server::{State, serve};
+
+/// What the faulty backend does once it has read a whole request.
+#[derive(Clone, Copy)]
+pub enum Fault {
+    /// Close the connection without a word.
+    Reset,
+    /// Say nothing for longer than the gateway waits.
+    Silence,
+    /// Answer bytes that are not HTTP.
+    Garbage,
+    /// Answer 200 with a body that is not JSON.
+    NotJson,
+    /// Answer 503.
+    Busy,
+}
+
+/// A backend that counts the requests it received and misbehaves.
+pub async fn faulty(fault: Fault) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&seen);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let count = Arc::clone(&count);
+            tokio::spawn(async move {
+                let mut buf = vec![0_u8; 65536];
+                let mut got = 0;
+                // Read until the headers and the announced body are in.
+                loop {
+                    let Ok(n) = s.read(&mut buf[got..]).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    got += n;
+                    let text = String::from_utf8_lossy(&buf[..got]).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if got >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+                match fault {
+                    Fault::Reset => drop(s),
+                    Fault::Silence => tokio::time::sleep(Duration::from_secs(30)).await,
+                    Fault::Garbage => {
+                        let _ = s.write_all(b"\x00\x01 not http at all\r\n\r\n").await;
+                    }
+                    Fault::NotJson => {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+                            .await;
+                    }
+                    Fault::Busy => {
+                        let _ = s
+                            .write_all(
+                                b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
+                            )
+                            .await;
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// A gateway whose webhook backend is `url`, with short outbound timeouts.
+pub async fn gateway(
+    url: String,
+    tweak: impl FnOnce(&mut Config),
+) -> (String, Config, tokio::sync::oneshot::Sender<()>) {
+    let (mut config, _) = Config::load(
+        Some(std::path::Path::new("config/userbridge.toml")),
+        &Flags::default(),
+    )
+    .unwrap();
+    config.backend = BackendConfig::Webhook {
+        url,
+        token: None,
+        http: OutboundConfig {
+            connect_timeout_ms: 200,
+            timeout_ms: 500,
+            ..OutboundConfig::default()
+        },
+    };
+    tweak(&mut config);
+    let set = MappingSet::load_dir(&config.mappings.dir, None, &config.mapping_vars()).unwrap();
+    let state = State::new(config.clone(), set).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(
+        listener,
+        Arc::new(ArcSwap::from_pointee(state)),
+        async {
+            let _ = rx.await;
+        },
+        Duration::from_secs(1),
+    ));
+    (base, config, tx)
+}

@@ -1,0 +1,75 @@
+//! Limits answered in the caller's dialect: requests beyond `max_in_flight` are shed with a 503
+//! and `Retry-After`; too many header fields are refused before any work.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::faulty::{Fault, faulty, gateway};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn requests_beyond_max_in_flight_are_shed_with_503_and_retry_after() {
+    // A backend that never answers holds the one permit for the outbound timeout (500 ms).
+    let (url, _) = faulty(Fault::Silence).await;
+    let (base, config, _stop) = gateway(url, |c| c.limits.max_in_flight = 1).await;
+    let token = config
+        .credentials
+        .iter()
+        .find(|c| c.dialect == "vc-user-service")
+        .unwrap()
+        .token
+        .expose()
+        .to_owned();
+    let send = |name: &'static str| {
+        let (base, token) = (base.clone(), token.clone());
+        async move {
+            let r = reqwest::Client::new()
+                .put(format!("{base}/user-service/v1/user"))
+                .bearer_auth(token)
+                .json(&json!({"userKey": {"username": name, "authenticator": "LOCAL"}}))
+                .send()
+                .await
+                .unwrap();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (r.status().as_u16(), retry, r.json::<Value>().await.unwrap())
+        }
+    };
+    let first = tokio::spawn(send("held"));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let started = Instant::now();
+    let (status, retry, body) = send("shed").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "shedding must be immediate"
+    );
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert!(body.to_string().contains("capacity"), "{body}");
+    let (status, _, _) = first.await.unwrap();
+    assert_eq!(status, 504);
+    // The permit is back: the next request is not shed (it times out on the silent backend).
+    let (status, _, _) = send("after").await;
+    assert_eq!(status, 504);
+}
+
+#[tokio::test]
+async fn too_many_header_fields_are_refused() {
+    let (url, seen) = faulty(Fault::Busy).await;
+    let (base, _config, _stop) = gateway(url, |c| c.limits.max_headers = 16).await;
+    let mut req = reqwest::Client::new()
+        .put(format!("{base}/user-service/v1/user"))
+        .header("content-type", "application/json")
+        .body("{}");
+    for i in 0..40 {
+        req = req.header(format!("x-filler-{i}"), "x");
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 431);
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
