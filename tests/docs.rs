@@ -202,3 +202,90 @@ fn every_mapping_language_example_holds() {
         "{compiled} {invalid} {requests}"
     );
 }
+
+/// Every key of the config schema, as `a.b` paths (one level into tables, and into each
+/// backend kind).
+fn schema_keys(schema: &Value, defs: &Value, prefix: &str, out: &mut Vec<String>) {
+    let resolve = |v: &Value| -> Value {
+        let mut v = v.clone();
+        // `$ref`, possibly under `anyOf`/`allOf` (Option<T>, a documented struct).
+        for _ in 0..3 {
+            let r = v
+                .get("$ref")
+                .or_else(|| {
+                    v.get("allOf")
+                        .and_then(|a| a.get(0))
+                        .and_then(|a| a.get("$ref"))
+                })
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            match r {
+                Some(r) => v = defs[r.trim_start_matches("#/$defs/")].clone(),
+                None => break,
+            }
+        }
+        v
+    };
+    let schema = resolve(schema);
+    if let Some(variants) = schema.get("oneOf").and_then(Value::as_array) {
+        for v in variants {
+            schema_keys(v, defs, prefix, out);
+        }
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (k, v) in props {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            out.push(path.clone());
+            let inner = resolve(v);
+            let inner = inner.get("items").map(resolve).unwrap_or(inner);
+            if inner.get("properties").is_some() || inner.get("oneOf").is_some() {
+                schema_keys(&inner, defs, &path, out);
+            }
+        }
+    }
+}
+
+#[test]
+fn config_doc_names_every_key_and_its_examples_load() {
+    let doc = std::fs::read_to_string("docs/config.md").unwrap();
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string("schemas/config.schema.json").unwrap())
+            .unwrap();
+    let mut keys = Vec::new();
+    schema_keys(&schema, &schema["$defs"], "", &mut keys);
+    assert!(keys.len() > 25, "only {} keys found: {keys:?}", keys.len());
+    let mut missing = Vec::new();
+    for k in &keys {
+        let leaf = k.rsplit('.').next().unwrap();
+        let documented = doc.contains(&format!("| `{leaf}` |"))
+            || doc.contains(&format!("`[{k}]`"))
+            || doc.contains(&format!("`[[{k}]]`"))
+            || doc.contains(&format!("`[{k}.NAME]`"));
+        if !documented {
+            missing.push(k.clone());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/config.md does not describe: {missing:?}"
+    );
+
+    let examples: Vec<_> = blocks(&doc)
+        .into_iter()
+        .filter(|b| b.info == "toml")
+        .collect();
+    assert!(examples.len() >= 2);
+    let dir = tempfile::tempdir().unwrap();
+    for b in examples {
+        let p = dir.path().join(format!("example-{}.toml", b.line));
+        std::fs::write(&p, &b.text).unwrap();
+        if let Err(d) = userbridge::cli::load_with(Some(&p), &userbridge::config::Flags::default())
+        {
+            panic!("docs/config.md:{}: example does not load: {d:?}", b.line);
+        }
+    }
+}
