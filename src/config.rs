@@ -97,6 +97,12 @@ pub struct Limits {
     /// `Retry-After`.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// How long an `Idempotency-Key`'s first answer is kept, in seconds.
+    #[serde(default = "default_idempotency_window")]
+    pub idempotency_window_s: u64,
+    /// Most `Idempotency-Key`s kept at once (the oldest go first).
+    #[serde(default = "default_idempotency_keys")]
+    pub idempotency_max_keys: usize,
 }
 
 impl Default for Limits {
@@ -110,6 +116,8 @@ impl Default for Limits {
             max_head_bytes: default_max_head(),
             max_connections: default_max_connections(),
             max_in_flight: default_max_in_flight(),
+            idempotency_window_s: default_idempotency_window(),
+            idempotency_max_keys: default_idempotency_keys(),
         }
     }
 }
@@ -137,6 +145,12 @@ fn default_max_connections() -> usize {
 }
 fn default_max_in_flight() -> usize {
     1024
+}
+fn default_idempotency_window() -> u64 {
+    24 * 3600
+}
+fn default_idempotency_keys() -> usize {
+    100_000
 }
 
 /// Mapping files.

@@ -13,6 +13,7 @@ use serde_json::Map;
 
 use super::State;
 use super::http::{Body, BodyError, from_dialect, is_json, read_body};
+use super::idempotency::{self, Begin, Kept};
 use crate::backend::BackendError;
 use crate::canonical::{UserDoc, location};
 use crate::dialect::{Outcome, Rejection};
@@ -185,13 +186,116 @@ async fn answer(
             );
         }
     };
-    let translation = match mapping.translate(
+    // Idempotency-Key: a retried write with the same key and body gets the first answer.
+    let guard = match parts.headers.get(idempotency::HEADER) {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= idempotency::MAX_KEY_LEN);
+            let Some(key) = key else {
+                return answer.reject(
+                    &Rejection::invalid(
+                        "Idempotency-Key",
+                        "idempotency_key",
+                        "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+                    ),
+                    None,
+                    None,
+                );
+            };
+            let caller: Arc<str> = Arc::from(cred.name.as_str());
+            match state.idempotency.begin(&caller, key, &bytes) {
+                Begin::Replay(kept) => return replay(kept),
+                Begin::Running => {
+                    return answer.reject(
+                        &Rejection::new(
+                            Outcome::Conflict,
+                            "idempotency_key",
+                            "a request with this Idempotency-Key is still being handled",
+                        ),
+                        None,
+                        None,
+                    );
+                }
+                Begin::Mismatch => {
+                    return answer.reject(
+                        &Rejection::invalid(
+                            "Idempotency-Key",
+                            "idempotency_key",
+                            "this Idempotency-Key was used with another body".into(),
+                        ),
+                        None,
+                        None,
+                    );
+                }
+                Begin::Fresh(g) => Some(g),
+            }
+        }
+    };
+    let resp = write(
+        &state,
+        Write {
+            mapping: &mapping,
+            route,
+            params: &params,
+            headers: &parts.headers,
+            bytes: &bytes,
+            cred,
+            answer: &answer,
+            request_id,
+        },
+    )
+    .await;
+    if let Some(g) = guard {
+        g.finish(Kept {
+            status: resp.status().as_u16(),
+            content_type: resp.headers().get(hyper::header::CONTENT_TYPE).cloned(),
+            body: resp.body().clone().into_inner().unwrap_or_default(),
+        });
+    }
+    tracing::info!(
+        request_id = %request_id,
+        %peer,
+        dialect = %mapping.dialect,
+        route = %route_name,
+        operation = op_kind.as_str(),
+        caller = %cred.name,
+        status = resp.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+/// What [`write`] needs of the request.
+struct Write<'a> {
+    mapping: &'a Arc<Mapping>,
+    route: usize,
+    params: &'a crate::dialect::route::Params,
+    headers: &'a hyper::HeaderMap,
+    bytes: &'a [u8],
+    cred: &'a crate::config::Credential,
+    answer: &'a Answer<'a>,
+    request_id: &'a str,
+}
+
+/// Translate (400), step-up password, backend, and the answer in the dialect.
+async fn write(state: &State, w: Write<'_>) -> Response<Body> {
+    let Write {
+        mapping,
         route,
-        &params,
-        &parts.headers,
-        &bytes,
-        limits.max_json_depth,
-    ) {
+        params,
+        headers,
+        bytes,
+        cred,
+        answer,
+        request_id,
+    } = w;
+    let limits = &state.config.limits;
+    let translation = match mapping.translate(route, params, headers, bytes, limits.max_json_depth)
+    {
         Ok(t) => t,
         Err(rej) => return answer.reject(&rej, None, None),
     };
@@ -227,7 +331,7 @@ async fn answer(
     let who = identity(&op.user);
     let timeout = Duration::from_millis(limits.request_timeout_ms);
     let backend_started = Instant::now();
-    let result = tokio::time::timeout(timeout, state.backend.apply(op, Arc::clone(&mapping))).await;
+    let result = tokio::time::timeout(timeout, state.backend.apply(op, Arc::clone(mapping))).await;
     let timed_out = BackendError::Timeout;
     let failed = match &result {
         Ok(Ok(_)) => None,
@@ -237,10 +341,10 @@ async fn answer(
     state
         .metrics
         .backend(state.backend.kind(), backend_started.elapsed(), failed);
-    let resp = match result {
+    match result {
         Ok(Ok(stored)) => from_dialect(mapping.success_response(&stored)),
         Ok(Err(e)) => {
-            let rej = backend_rejection(&mapping, e);
+            let rej = backend_rejection(mapping, e);
             answer.reject(&rej, target.as_ref(), Some(&who))
         }
         Err(_) => answer.reject(
@@ -252,19 +356,21 @@ async fn answer(
             target.as_ref(),
             Some(&who),
         ),
-    };
-    tracing::info!(
-        request_id = %request_id,
-        %peer,
-        dialect = %mapping.dialect,
-        route = %route_name,
-        operation = op_kind.as_str(),
-        caller = %cred.name,
-        status = resp.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
-        "request"
+    }
+}
+
+/// A kept answer, sent again for a retried request.
+fn replay(kept: Kept) -> Response<Body> {
+    let mut r = Response::new(Body::new(kept.body));
+    *r.status_mut() = StatusCode::from_u16(kept.status).unwrap_or(StatusCode::OK);
+    if let Some(ct) = kept.content_type {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, ct);
+    }
+    r.headers_mut().insert(
+        HeaderName::from_static("idempotent-replayed"),
+        HeaderValue::from_static("true"),
     );
-    resp
+    r
 }
 
 /// Where error answers are rendered.

@@ -11,6 +11,7 @@
 pub mod gateway;
 pub mod health;
 pub mod http;
+pub mod idempotency;
 pub mod metrics;
 pub mod reload;
 mod router;
@@ -45,6 +46,8 @@ pub struct State {
     pub metrics: Arc<metrics::Metrics>,
     /// Permits for requests in flight (`limits.max_in_flight`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// `Idempotency-Key`s seen recently (kept across reloads).
+    pub idempotency: Arc<idempotency::Keys>,
 }
 
 impl State {
@@ -56,6 +59,10 @@ impl State {
             backend,
             metrics: Arc::new(metrics::Metrics::new()),
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
+            idempotency: Arc::new(idempotency::Keys::new(
+                Duration::from_secs(config.limits.idempotency_window_s),
+                config.limits.idempotency_max_keys,
+            )),
             config,
         })
     }

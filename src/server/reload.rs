@@ -49,12 +49,14 @@ fn swap(shared: &Shared, old: &State, load: &Loader) -> Result<Reloaded, Vec<Str
                 mappings,
                 backend: Arc::clone(&old.backend),
                 metrics: Arc::clone(&old.metrics),
+                idempotency: Arc::clone(&old.idempotency),
             },
             Reloaded::KeptBackend,
         )
     } else {
         let mut state = State::new(config, mappings).map_err(|e| vec![e])?;
         state.metrics = Arc::clone(&old.metrics);
+        state.idempotency = Arc::clone(&old.idempotency);
         (state, Reloaded::NewBackend)
     };
     shared.store(Arc::new(state));
