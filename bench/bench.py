@@ -129,16 +129,20 @@ backend be
     server s1 127.0.0.1:{be}
 """)
     with open(os.path.join(work, "userbridge.toml"), "w") as f:
-        f.write(f"""
+        f.write(userbridge_toml(PORTS["userbridge"], f'kind = "webhook"\nurl = "http://127.0.0.1:{be}/hook"'))
+
+
+def userbridge_toml(port, backend):
+    """A userbridge config on `port` with the bench credentials and the `[backend]` lines given."""
+    return f"""
 [server]
-listen = "127.0.0.1:{PORTS['userbridge']}"
+listen = "127.0.0.1:{port}"
 [mappings]
 dir = "{ROOT}/mappings"
 [dialects.opscenter]
 vars = {{ base = "/portal" }}
 [backend]
-kind = "webhook"
-url = "http://127.0.0.1:{be}/hook"
+{backend}
 [[credentials]]
 name = "bench-vc"
 dialect = "vc-user-service"
@@ -155,7 +159,7 @@ name = "bench-opscenter"
 dialect = "opscenter"
 token = "bench-opscenter-token"
 roles = ["opscenter-security-administrator"]
-""")
+"""
 
 
 def pin(cmd, cpu, pinned):

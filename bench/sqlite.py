@@ -20,6 +20,9 @@ import threading
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (the shared config writer)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORT = 9110
 
@@ -54,28 +57,7 @@ end
 def config(work, db):
     path = os.path.join(work, "userbridge.toml")
     with open(path, "w") as f:
-        f.write(f"""
-[server]
-listen = "127.0.0.1:{PORT}"
-[mappings]
-dir = "{ROOT}/mappings"
-[dialects.opscenter]
-vars = {{ base = "/portal" }}
-[backend]
-kind = "sqlite"
-path = "{db}"
-[[credentials]]
-name = "bench-vc"
-dialect = "vc-user-service"
-token = "bench-vc-token"
-roles = ["user-administrator"]
-[[credentials]]
-name = "bench-commvault"
-dialect = "commvault-v4"
-token = "bench-commvault-token"
-roles = ["user-administrator"]
-password = "bench-admin-password"
-""")
+        f.write(bench.userbridge_toml(PORT, f'kind = "sqlite"\npath = "{db}"'))
     return path
 
 

@@ -277,7 +277,15 @@ impl<'de> Visitor<'de> for Strict {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    /// The map of a JSON object literal (empty for anything else).
+    pub(crate) fn obj(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        match v {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        }
+    }
+
     use super::*;
 
     #[test]

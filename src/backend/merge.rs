@@ -62,12 +62,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn obj(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        }
-    }
+    use crate::json::tests::obj;
 
     #[test]
     fn absent_stays_null_clears_objects_merge() {

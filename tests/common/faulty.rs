@@ -5,12 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use userbridge::config::{BackendConfig, Config, Flags, OutboundConfig};
-use userbridge::mapping::MappingSet;
-use userbridge::server::{State, serve};
+use userbridge::config::{BackendConfig, Config, OutboundConfig};
 
 /// What the faulty backend does once it has read a whole request.
 #[derive(Clone, Copy)]
@@ -97,11 +94,7 @@ pub async fn gateway(
     url: String,
     tweak: impl FnOnce(&mut Config),
 ) -> (String, Config, tokio::sync::oneshot::Sender<()>) {
-    let (mut config, _) = Config::load(
-        Some(std::path::Path::new("config/userbridge.toml")),
-        &Flags::default(),
-    )
-    .unwrap();
+    let mut config = super::gateway::base_config();
     config.backend = BackendConfig::Webhook {
         url,
         token: None,
@@ -112,18 +105,6 @@ pub async fn gateway(
         },
     };
     tweak(&mut config);
-    let set = MappingSet::load_dir(&config.mappings.dir, None, &config.mapping_vars()).unwrap();
-    let state = State::new(config.clone(), set).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(
-        listener,
-        Arc::new(ArcSwap::from_pointee(state)),
-        async {
-            let _ = rx.await;
-        },
-        Duration::from_secs(1),
-    ));
+    let (base, tx) = super::gateway::serve_config(config.clone()).await;
     (base, config, tx)
 }

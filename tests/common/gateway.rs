@@ -81,8 +81,27 @@ pub async fn start_on(kind: Kind) -> Gateway {
     launch(dir, backend, peer).await
 }
 
+/// Serves `config` (its mappings compiled, its backend opened) on a loopback port: the base
+/// URL, and the sender that stops it.
+pub async fn serve_config(config: Config) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let set = MappingSet::load_dir(&config.mappings.dir, None, &config.mapping_vars()).unwrap();
+    let state = State::new(config, set).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(
+        listener,
+        Arc::new(ArcSwap::from_pointee(state)),
+        async {
+            let _ = rx.await;
+        },
+        Duration::from_secs(1),
+    ));
+    (base, tx)
+}
+
 /// The shipped config, as the tests start from.
-fn base_config() -> Config {
+pub fn base_config() -> Config {
     Config::load(Some(Path::new("config/userbridge.toml")), &Flags::default())
         .unwrap()
         .0
@@ -95,19 +114,7 @@ async fn launch(
 ) -> Gateway {
     let mut config = base_config();
     config.backend = backend;
-    let set = MappingSet::load_dir(&config.mappings.dir, None, &config.mapping_vars()).unwrap();
-    let state = State::new(config.clone(), set).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(
-        listener,
-        Arc::new(ArcSwap::from_pointee(state)),
-        async {
-            let _ = rx.await;
-        },
-        Duration::from_secs(1),
-    ));
+    let (base, tx) = serve_config(config.clone()).await;
     Gateway {
         base,
         _stop: tx,

@@ -93,12 +93,7 @@ pub fn body(ops: Vec<Value>) -> Value {
 mod tests {
     use super::*;
 
-    fn obj(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        }
-    }
+    use crate::json::tests::obj;
 
     #[test]
     fn one_operation_per_changed_attribute() {
