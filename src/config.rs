@@ -374,6 +374,14 @@ impl Config {
         Ok((cfg, path))
     }
 
+    /// The problems of a config file's text (syntax, unknown keys, types), each at its place;
+    /// what `load` reports before it layers anything.
+    pub fn check_source(file: &Path, src: &str) -> Vec<Diagnostic> {
+        let mut diags = Vec::new();
+        check_file(file, src, &mut diags);
+        diags
+    }
+
     /// Checks that need the whole config: unique names and ids.
     fn validate(&self) -> Vec<String> {
         let mut out = Vec::new();
