@@ -16,8 +16,11 @@ use userbridge::mapping::{MappingSet, RouteMatch};
 
 static SET: LazyLock<MappingSet> = LazyLock::new(|| {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let (cfg, _) = Config::load(Some(&root.join("config/userbridge.toml")), &Flags::default())
-        .expect("the shipped config loads");
+    let (cfg, _) = Config::load(
+        Some(&root.join("config/userbridge.toml")),
+        &Flags::default(),
+    )
+    .expect("the shipped config loads");
     MappingSet::load_dir(&root.join("mappings"), None, &cfg.mapping_vars())
         .expect("the shipped mappings load")
 });
@@ -27,7 +30,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/user-service/v1/user"),
     ("PUT", "/webconsole/api/V4/user/42"),
     ("PUT", "/commandcenter/api/v4/user/7"),
-    ("PUT", "/portal/security/v1/users/8b39869a-a778-4a08-a2ff-bf967946e836"),
+    (
+        "PUT",
+        "/portal/security/v1/users/8b39869a-a778-4a08-a2ff-bf967946e836",
+    ),
 ];
 
 fuzz_target!(|data: &[u8]| {
