@@ -63,6 +63,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    /// Print the OpenAPI 3.1 document of a dialect, generated from its mapping file.
+    Openapi {
+        /// Config file (default: config/userbridge.toml when present).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The dialect (a mapping file's stem).
+        dialect: String,
+    },
     /// Probe a health endpoint (for container HEALTHCHECKs without curl): exit 0 on a 200.
     Probe {
         /// `http://host:port/path` of the endpoint.
@@ -119,6 +127,7 @@ pub fn run(cli: Cli) -> i32 {
         ),
         Command::Schema { which } => schema(which),
         Command::Probe { url } => probe(&url),
+        Command::Openapi { config, dialect } => openapi(config.as_deref(), &dialect),
         Command::Serve {
             config,
             listen,
@@ -422,6 +431,35 @@ fn translate(
                     2
                 }
             }
+        }
+    }
+}
+
+fn openapi(config: Option<&Path>, dialect: &str) -> i32 {
+    let (cfg, set) = match load(config) {
+        Ok(x) => x,
+        Err(d) => {
+            print_diags(&d);
+            return 1;
+        }
+    };
+    let Some(mapping) = set.get(dialect) else {
+        eprintln!("error: no mapping defines the dialect `{dialect}`");
+        return 1;
+    };
+    let vars = cfg
+        .dialects
+        .get(dialect)
+        .map(|d| d.vars.clone())
+        .unwrap_or_default();
+    match crate::openapi::document(&mapping.file, &vars) {
+        Ok(doc) => {
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
         }
     }
 }

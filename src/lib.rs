@@ -13,5 +13,6 @@ pub mod diagnostic;
 pub mod dialect;
 pub mod json;
 pub mod mapping;
+pub mod openapi;
 pub mod redact;
 pub mod server;
