@@ -73,3 +73,41 @@ async fn too_many_header_fields_are_refused() {
     assert_eq!(r.status(), 431);
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_slow_head_and_an_idle_keep_alive_connection_are_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (url, _) = faulty(Fault::Busy).await;
+    let (base, _config, _stop) = gateway(url, |c| c.limits.header_read_timeout_ms = 300).await;
+    let addr = base.trim_start_matches("http://").to_owned();
+    let read_until_closed = |mut s: tokio::net::TcpStream| async move {
+        let started = Instant::now();
+        let mut buf = vec![0_u8; 4096];
+        let mut got = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (started.elapsed(), got),
+                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+                Err(_) => panic!("the connection stayed open"),
+            }
+        }
+    };
+    // Slowloris: a head that never ends.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"PUT /user-service/v1/user HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (took, _) = read_until_closed(s).await;
+    assert!(took < Duration::from_secs(2), "closed after {took:?}");
+    // Keep-alive: one answered request, then silence.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (took, got) = read_until_closed(s).await;
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    assert!(
+        took < Duration::from_secs(2),
+        "idle connection closed after {took:?}"
+    );
+}
