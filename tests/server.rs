@@ -487,3 +487,19 @@ async fn a_scim_provider_without_the_extension_schema_is_not_ready_and_gets_no_w
     let users = get_json(&c, &format!("{}/Users", server.url)).await;
     assert_eq!(users["totalResults"], 0, "{users}");
 }
+
+#[tokio::test]
+async fn the_callers_request_id_is_echoed_and_named_in_error_bodies_with_room_for_it() {
+    let gw = start().await;
+    let r = reqwest::Client::new()
+        .put(format!("{}/user-service/v1/user", gw.base))
+        .header("X-Request-Id", "trace-abc-123")
+        .json(&json!({"userKey": {"username": "x", "authenticator": "LOCAL"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["x-request-id"], "trace-abc-123");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["requestId"], "trace-abc-123", "{body}");
+}
