@@ -18,9 +18,21 @@ use crate::config::OutboundConfig;
 use crate::dialect::{Outcome, Rejection};
 use crate::redact::Secret;
 
+/// The plain-HTTP transport: hyper's pooled client straight, without reqwest's layers (URL
+/// handling, retry and redirect services). Used for `http://` backends without a proxy.
+struct Lean {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<Bytes>,
+    >,
+    base_uri: http::Uri,
+    timeout: Duration,
+}
+
 /// A configured remote endpoint.
 pub struct Outbound {
     client: reqwest::Client,
+    lean: Option<Lean>,
     base: String,
     /// `base` parsed once: a call to the base itself (the webhook) parses nothing.
     base_url: reqwest::Url,
@@ -137,8 +149,30 @@ impl Outbound {
             }
             None => None,
         };
+        let lean = if url.scheme() == "http" && cfg.proxy.is_none() {
+            let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            connector.set_connect_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)));
+            connector.set_nodelay(true);
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .pool_timer(hyper_util::rt::TokioTimer::new())
+                    .build(connector);
+            let base_uri = url
+                .as_str()
+                .parse::<http::Uri>()
+                .map_err(|e| format!("backend url `{base}`: {e}"))?;
+            Some(Lean {
+                client,
+                base_uri,
+                timeout: Duration::from_millis(cfg.timeout_ms),
+            })
+        } else {
+            None
+        };
         Ok(Self {
             client,
+            lean,
             base: base.trim_end_matches('/').to_owned(),
             base_url: url,
             auth,
@@ -157,17 +191,20 @@ impl Outbound {
         body: Option<&Value>,
         if_match: Option<&str>,
     ) -> Result<Reply, BackendError> {
-        let url = if path.is_empty() {
-            self.base_url.clone()
-        } else {
-            reqwest::Url::parse(&format!("{}{}", self.base, path))
-                .map_err(|e| BackendError::Failed(format!("bad backend path: {e}")))?
-        };
         let body = match body {
             Some(v) => Some(Bytes::from(serde_json::to_vec(v).map_err(|e| {
                 BackendError::Failed(format!("cannot encode the request: {e}"))
             })?)),
             None => None,
+        };
+        if let Some(lean) = &self.lean {
+            return self.call_lean(lean, method, path, body, if_match).await;
+        }
+        let url = if path.is_empty() {
+            self.base_url.clone()
+        } else {
+            reqwest::Url::parse(&format!("{}{}", self.base, path))
+                .map_err(|e| BackendError::Failed(format!("bad backend path: {e}")))?
         };
         let mut attempt = 0;
         loop {
@@ -210,6 +247,96 @@ impl Outbound {
         }
     }
 
+    /// [`Outbound::call`] over the plain-HTTP transport: the same retry rule, timeouts and
+    /// bounds.
+    async fn call_lean(
+        &self,
+        lean: &Lean,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        if_match: Option<&str>,
+    ) -> Result<Reply, BackendError> {
+        use http_body_util::BodyExt;
+        let uri = if path.is_empty() {
+            lean.base_uri.clone()
+        } else {
+            format!("{}{}", self.base, path)
+                .parse::<http::Uri>()
+                .map_err(|e| BackendError::Failed(format!("bad backend path: {e}")))?
+        };
+        let mut attempt = 0;
+        loop {
+            let mut b = http::Request::builder()
+                .method(method.clone())
+                .uri(uri.clone())
+                .header(ACCEPT, self.content_type)
+                .header(
+                    http::header::USER_AGENT,
+                    concat!("userbridge/", env!("CARGO_PKG_VERSION")),
+                );
+            if let Some(a) = &self.auth {
+                b = b.header(AUTHORIZATION, a.clone());
+            }
+            if let Some(m) = if_match {
+                b = b.header(IF_MATCH, m);
+            }
+            if body.is_some() {
+                b = b.header(CONTENT_TYPE, self.content_type);
+            }
+            let req = b
+                .body(http_body_util::Full::new(body.clone().unwrap_or_default()))
+                .map_err(|e| BackendError::Failed(format!("cannot build the request: {e}")))?;
+            let max = self.max_reply_bytes;
+            let exchange = async {
+                let resp = lean.client.request(req).await.map_err(Fault::Send)?;
+                let status = resp.status();
+                let etag = resp
+                    .headers()
+                    .get(ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let body = http_body_util::Limited::new(resp.into_body(), max)
+                    .collect()
+                    .await
+                    .map_err(|e| Fault::Body(e.to_string()))?
+                    .to_bytes();
+                Ok::<_, Fault>(Reply { status, etag, body })
+            };
+            match tokio::time::timeout(lean.timeout, exchange).await {
+                Err(_) => return Err(BackendError::Timeout),
+                Ok(Ok(reply)) => return Ok(reply),
+                // Connect failed: nothing was sent, so trying again cannot double a write.
+                Ok(Err(Fault::Send(e))) if e.is_connect() && attempt < self.connect_retries => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(4))).await;
+                }
+                Ok(Err(Fault::Send(e))) if e.is_connect() => {
+                    return Err(BackendError::Unavailable(format!(
+                        "cannot connect to {}",
+                        self.base
+                    )));
+                }
+                Ok(Err(Fault::Send(e))) => {
+                    let mut msg = e.to_string();
+                    let mut src = std::error::Error::source(&e);
+                    while let Some(s) = src {
+                        msg.push_str(": ");
+                        msg.push_str(&s.to_string());
+                        src = s.source();
+                    }
+                    return Err(BackendError::Failed(format!(
+                        "{method} {}: {msg}",
+                        self.base
+                    )));
+                }
+                Ok(Err(Fault::Body(m))) => {
+                    return Err(BackendError::Failed(format!("reading the answer: {m}")));
+                }
+            }
+        }
+    }
+
     async fn read(&self, mut resp: reqwest::Response) -> Result<Reply, BackendError> {
         let status = resp.status();
         let etag = resp
@@ -245,6 +372,12 @@ impl Outbound {
             body: body.freeze(),
         })
     }
+}
+
+/// How a plain-HTTP exchange failed.
+enum Fault {
+    Send(hyper_util::client::legacy::Error),
+    Body(String),
 }
 
 /// An error's description without the URL (which may carry a query with user data).
