@@ -256,6 +256,17 @@ fn member_schema(f: &FieldSpec) -> Value {
         if let Some(n) = f.max {
             s.insert("maximum".into(), json!(n));
         }
+        // Patterns in the common subset of Rust's and ECMA-262's syntax (no inline flags or
+        // groups with `(?`), as JSON Schema reads them.
+        if let Some(p) = &f.pattern
+            && !f.ignore_case
+            && !p.get_ref().contains("(?")
+        {
+            s.insert("pattern".into(), json!(p.get_ref()));
+        }
+        if f.format == Some(crate::mapping::spec::Format::Email) {
+            s.insert("format".into(), json!("email"));
+        }
     }
     if let Some(items) = &f.items {
         let mut item = if items.fields.is_empty() {
