@@ -491,19 +491,7 @@ impl Serialize for Operation {
         if let Some(t) = &self.target {
             m.serialize_entry("target", t)?;
         }
-        let redacted = self.user.redacted();
-        let mut user = Map::with_capacity(redacted.len() + 1);
-        user.insert(
-            "schemas".into(),
-            Value::Array(
-                schemas_of(&redacted)
-                    .into_iter()
-                    .map(|s| Value::String(s.into()))
-                    .collect(),
-            ),
-        );
-        user.extend(redacted);
-        m.serialize_entry("user", &user)?;
+        m.serialize_entry("user", &with_schemas(self.user.redacted()))?;
         if let Some(g) = &self.groups {
             m.serialize_entry("groups", g)?;
         }
@@ -530,6 +518,18 @@ pub fn schemas_of(user: &Map<String, Value>) -> Vec<&'static str> {
         s.push(EXT_SCHEMA);
     }
     s
+}
+
+/// `user` with its `schemas` member first, naming what it carries.
+pub fn with_schemas(user: Map<String, Value>) -> Map<String, Value> {
+    let schemas: Vec<Value> = schemas_of(&user)
+        .into_iter()
+        .map(|s| Value::String(s.into()))
+        .collect();
+    let mut out = Map::with_capacity(user.len() + 1);
+    out.insert("schemas".into(), Value::Array(schemas));
+    out.extend(user);
+    out
 }
 
 #[cfg(test)]

@@ -597,12 +597,5 @@ fn read_doc(
             "version": format!("W/\"{}\"", r.version),
         }),
     );
-    let schemas: Vec<Value> = canonical::schemas_of(&doc)
-        .into_iter()
-        .map(|s| Value::String(s.into()))
-        .collect();
-    let mut out = Map::with_capacity(doc.len() + 1);
-    out.insert("schemas".into(), Value::Array(schemas));
-    out.extend(doc);
-    Ok(out)
+    Ok(canonical::with_schemas(doc))
 }

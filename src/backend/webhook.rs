@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use super::outbound::Outbound;
 use super::{Backend, BackendError, BoxFuture, Store};
-use crate::canonical::{OpKind, Operation, UserDoc, schemas_of};
+use crate::canonical::{OpKind, Operation, UserDoc, with_schemas};
 use crate::config::OutboundConfig;
 use crate::mapping::Mapping;
 use crate::redact::Secret;
@@ -62,18 +62,7 @@ fn wire(op: Operation) -> Value {
     if let Some(t) = op.target {
         m.insert("target".into(), Value::Object(t.0));
     }
-    let mut user = Map::with_capacity(op.user.0.len() + 1);
-    user.insert(
-        "schemas".into(),
-        Value::Array(
-            schemas_of(&op.user.0)
-                .into_iter()
-                .map(|s| Value::String(s.into()))
-                .collect(),
-        ),
-    );
-    user.extend(op.user.0);
-    m.insert("user".into(), Value::Object(user));
+    m.insert("user".into(), Value::Object(with_schemas(op.user.0)));
     if let Some(g) = op.groups {
         m.insert(
             "groups".into(),

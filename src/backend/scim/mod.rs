@@ -510,14 +510,7 @@ fn version_of(r: &Reply, doc: &Map<String, Value>) -> Option<String> {
 
 /// A user document with its `schemas` member first.
 fn with_schemas(doc: Map<String, Value>) -> Value {
-    let schemas: Vec<Value> = canonical::schemas_of(&doc)
-        .into_iter()
-        .map(|s| Value::String(s.into()))
-        .collect();
-    let mut out = Map::with_capacity(doc.len() + 1);
-    out.insert("schemas".into(), Value::Array(schemas));
-    out.extend(doc);
-    Value::Object(out)
+    Value::Object(canonical::with_schemas(doc))
 }
 
 impl Backend for Scim {
