@@ -67,13 +67,17 @@ impl Reply {
     /// What an unsuccessful answer means. A 503 is a refusal before any work (the write did
     /// not happen); other 5xx answers leave the outcome unknown.
     pub fn error(&self) -> BackendError {
-        let detail = self.detail();
+        let body = self.json().ok().flatten();
+        let detail = self.detail_of(body.as_ref());
+        // The webhook protocol's error kind.
+        let kind = body
+            .as_ref()
+            .and_then(|v| v.get("error"))
+            .and_then(Value::as_str);
         match self.status.as_u16() {
             404 => BackendError::NotFound,
             409 => BackendError::Conflict(detail),
-            400 | 422 if self.kind().as_deref() == Some("unknownGroup") => {
-                BackendError::UnknownGroup(detail)
-            }
+            400 | 422 if kind == Some("unknownGroup") => BackendError::UnknownGroup(detail),
             400 | 422 => BackendError::Rejected(Rejection::new(
                 Outcome::Validation,
                 "backend",
@@ -89,19 +93,13 @@ impl Reply {
         }
     }
 
-    /// The `error` member of a JSON error answer (the webhook protocol's error kind).
-    fn kind(&self) -> Option<String> {
-        let v = self.json().ok().flatten()?;
-        v.get("error").and_then(Value::as_str).map(str::to_owned)
-    }
-
     /// A short description of an error answer for messages: its `detail` (SCIM) or
     /// `message`/`error` member, else the status.
-    pub fn detail(&self) -> String {
-        let from_body = self.json().ok().flatten().and_then(|v| {
+    fn detail_of(&self, body: Option<&Value>) -> String {
+        let from_body = body.and_then(|v| {
             ["detail", "message", "error"]
                 .iter()
-                .find_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_owned))
+                .find_map(|k| v.get(*k).and_then(Value::as_str))
         });
         match from_body {
             Some(d) => d.chars().take(300).collect(),
@@ -291,11 +289,7 @@ impl Outbound {
             let exchange = async {
                 let resp = lean.client.request(req).await.map_err(Fault::Send)?;
                 let status = resp.status();
-                let etag = resp
-                    .headers()
-                    .get(ETAG)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
+                let etag = etag(resp.headers());
                 let body = http_body_util::Limited::new(resp.into_body(), max)
                     .collect()
                     .await
@@ -318,16 +312,10 @@ impl Outbound {
                     )));
                 }
                 Ok(Err(Fault::Send(e))) => {
-                    let mut msg = e.to_string();
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        msg.push_str(": ");
-                        msg.push_str(&s.to_string());
-                        src = s.source();
-                    }
                     return Err(BackendError::Failed(format!(
-                        "{method} {}: {msg}",
-                        self.base
+                        "{method} {}: {e}{}",
+                        self.base,
+                        causes(&e)
                     )));
                 }
                 Ok(Err(Fault::Body(m))) => {
@@ -339,11 +327,7 @@ impl Outbound {
 
     async fn read(&self, mut resp: reqwest::Response) -> Result<Reply, BackendError> {
         let status = resp.status();
-        let etag = resp
-            .headers()
-            .get(ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let etag = etag(resp.headers());
         let mut body = BytesMut::new();
         loop {
             match resp.chunk().await {
@@ -380,17 +364,30 @@ enum Fault {
     Body(String),
 }
 
-/// An error's description without the URL (which may carry a query with user data).
-fn without_url(e: &reqwest::Error) -> String {
+/// The `ETag` header, if any.
+fn etag(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// `: cause: cause…` for each source of `e`.
+fn causes(e: &dyn std::error::Error) -> String {
     let mut msg = String::new();
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut src = e.source();
     while let Some(s) = src {
-        if !msg.is_empty() {
-            msg.push_str(": ");
-        }
+        msg.push_str(": ");
         msg.push_str(&s.to_string());
         src = s.source();
     }
+    msg
+}
+
+/// An error's description without the URL (which may carry a query with user data): its
+/// causes only, since reqwest's own message names the URL.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut msg = causes(e).trim_start_matches(": ").to_owned();
     if msg.is_empty() {
         msg = if e.is_body() || e.is_decode() {
             "bad answer body".into()
