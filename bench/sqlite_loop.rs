@@ -7,20 +7,8 @@
 use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension, params};
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS users (
-    numeric_id    INTEGER PRIMARY KEY AUTOINCREMENT,
-    id            TEXT NOT NULL UNIQUE,
-    user_name     TEXT NOT NULL,
-    authenticator TEXT NOT NULL DEFAULT '',
-    doc           TEXT NOT NULL,
-    secrets       TEXT NOT NULL DEFAULT '{}',
-    created       TEXT NOT NULL,
-    modified      TEXT NOT NULL,
-    version       INTEGER NOT NULL DEFAULT 1,
-    UNIQUE (user_name, authenticator)
-);";
+// The store's own schema, so that the loop writes the same rows.
+use userbridge::backend::sqlite::SCHEMA;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

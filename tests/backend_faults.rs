@@ -14,12 +14,7 @@ use serde_json::{Value, json};
 use userbridge::config::Config;
 
 fn vc_token(config: &Config) -> String {
-    config
-        .credentials
-        .iter()
-        .find(|c| c.dialect == "vc-user-service")
-        .map(|c| c.token.expose().to_owned())
-        .unwrap()
+    common::dialect_token(config, "vc-user-service")
 }
 
 /// A vc-user-service create through a gateway whose backend misbehaves: the status, the body

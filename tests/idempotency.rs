@@ -12,14 +12,7 @@ use common::gateway::start;
 use serde_json::{Value, json};
 
 fn vc_token(config: &userbridge::config::Config) -> String {
-    config
-        .credentials
-        .iter()
-        .find(|c| c.dialect == "vc-user-service")
-        .unwrap()
-        .token
-        .expose()
-        .to_owned()
+    common::dialect_token(config, "vc-user-service")
 }
 
 #[tokio::test]

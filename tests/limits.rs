@@ -15,14 +15,7 @@ async fn requests_beyond_max_in_flight_are_shed_with_503_and_retry_after() {
     // A backend that never answers holds the one permit for the outbound timeout (500 ms).
     let (url, _) = faulty(Fault::Silence).await;
     let (base, config, _stop) = gateway(url, |c| c.limits.max_in_flight = 1).await;
-    let token = config
-        .credentials
-        .iter()
-        .find(|c| c.dialect == "vc-user-service")
-        .unwrap()
-        .token
-        .expose()
-        .to_owned();
+    let token = common::dialect_token(&config, "vc-user-service");
     let send = |name: &'static str| {
         let (base, token) = (base.clone(), token.clone());
         async move {

@@ -21,15 +21,7 @@ fn value(metrics: &str, series: &str) -> f64 {
 async fn metrics_count_what_was_sent() {
     let gw = start().await;
     let c = reqwest::Client::new();
-    let vc_token = gw
-        .config
-        .credentials
-        .iter()
-        .find(|c| c.dialect == "vc-user-service")
-        .unwrap()
-        .token
-        .expose()
-        .to_owned();
+    let vc_token = common::dialect_token(&gw.config, "vc-user-service");
     let create = |name: &str, unknown: bool| {
         let mut body = json!({"userKey": {"username": name, "authenticator": "LOCAL"}, "password": "Pw-metrics-1"});
         if unknown {

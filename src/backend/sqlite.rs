@@ -19,7 +19,7 @@ use crate::config::GroupConfig;
 use crate::mapping::Mapping;
 
 /// The schema, created or migrated at start. `PRAGMA user_version` holds its version.
-const SCHEMA: &str = "
+pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
     numeric_id    INTEGER PRIMARY KEY AUTOINCREMENT,
     id            TEXT NOT NULL UNIQUE,

@@ -20,6 +20,16 @@ pub fn samples_dir() -> PathBuf {
     }
 }
 
+/// The token of the first credential of `dialect` in `config`.
+pub fn dialect_token(config: &userbridge::config::Config, dialect: &str) -> String {
+    config
+        .credentials
+        .iter()
+        .find(|c| c.dialect == dialect)
+        .map(|c| c.token.expose().to_owned())
+        .unwrap_or_else(|| panic!("no credential for {dialect}"))
+}
+
 /// `want` is contained in `got`: objects member by member, arrays item by item, else equal.
 pub fn contains(got: &Value, want: &Value) -> bool {
     match (got, want) {
