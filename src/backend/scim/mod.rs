@@ -273,8 +273,17 @@ impl Scim {
     }
 
     /// A provider user as a canonical document, with its groups as configured references.
-    async fn canonical(&self, mut doc: Map<String, Value>) -> Result<UserDoc, BackendError> {
+    async fn canonical(&self, doc: Map<String, Value>) -> Result<UserDoc, BackendError> {
         let member_of = self.groups_of(&doc).await?;
+        self.canonical_with(doc, &member_of).await
+    }
+
+    /// [`Scim::canonical`] when the user's groups (provider id, name) are known already.
+    async fn canonical_with(
+        &self,
+        mut doc: Map<String, Value>,
+        member_of: &[(String, Option<String>)],
+    ) -> Result<UserDoc, BackendError> {
         let groups = self.groups().await?;
         let refs: Vec<Value> = member_of
             .iter()
@@ -382,13 +391,22 @@ impl Scim {
         let created = ok_json(&r)?;
         let uid = id_of(&created)?;
         self.index.bind(n, &uid).await?;
-        if let Some(change) = change
-            && change.op != GroupOp::Remove
-            && !plan.is_empty()
-        {
+        let adds = change.is_some_and(|c| c.op != GroupOp::Remove) && !plan.is_empty();
+        if adds {
             self.change_groups(&created, GroupOp::Add, &plan).await?;
         }
-        self.canonical(created).await
+        if created.contains_key("groups") {
+            return self.canonical(created).await;
+        }
+        // A new user is in the groups just added, and only those: no need to ask.
+        let member_of: Vec<(String, Option<String>)> = if adds {
+            plan.iter()
+                .map(|g| (g.remote.clone(), Some(g.name.clone())))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.canonical_with(created, &member_of).await
     }
 
     async fn update_user(&self, op: Operation, mapping: &Mapping) -> Result<UserDoc, BackendError> {
