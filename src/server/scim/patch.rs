@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use super::schemas::{AttrInfo, USER};
+use super::schemas::{AttrInfo, USER, find_key, split_schema};
 use crate::canonical::{CORE_SCHEMA, ENTERPRISE_SCHEMA, EXT_SCHEMA};
 
 /// Why a PATCH was refused: the SCIM `scimType` and a message.
@@ -127,28 +127,16 @@ fn known_schema(s: &str) -> Option<&'static str> {
 }
 
 fn parse_path(p: &str) -> Result<Path, PatchError> {
+    let (schema, rest) =
+        split_schema(p).map_err(|()| err("invalidPath", format!("`{p}`: unknown schema")))?;
     // A whole extension, addressed by its URN: a complex attribute of the document.
-    if let Some(ext) = known_schema(p).filter(|s| *s != CORE_SCHEMA) {
+    if let (Some(ext), "") = (schema, rest) {
         return Ok(Path {
             schema: None,
             attr: ext.to_owned(),
             filter: None,
             sub: None,
         });
-    }
-    let mut schema = None;
-    let mut rest = p;
-    if p.len() > 4 && p[..4].eq_ignore_ascii_case("urn:") {
-        let found = [CORE_SCHEMA, ENTERPRISE_SCHEMA, EXT_SCHEMA]
-            .into_iter()
-            .find(|u| {
-                p.len() > u.len() + 1
-                    && p[..u.len()].eq_ignore_ascii_case(u)
-                    && p.as_bytes()[u.len()] == b':'
-            })
-            .ok_or_else(|| err("invalidPath", format!("`{p}`: unknown schema")))?;
-        schema = (found != CORE_SCHEMA).then_some(found);
-        rest = &p[found.len() + 1..];
     }
     let end = rest.find(['[', '.']).unwrap_or(rest.len());
     let attr = &rest[..end];
@@ -335,8 +323,7 @@ fn container<'a>(
 
 /// The existing key spelled like `name` in any case, else `name`.
 fn key_in(m: &Map<String, Value>, name: &str) -> String {
-    m.keys()
-        .find(|k| k.eq_ignore_ascii_case(name))
+    find_key(m, name)
         .cloned()
         .unwrap_or_else(|| name.to_owned())
 }

@@ -3,7 +3,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::canonical::{CORE_SCHEMA, ENTERPRISE_SCHEMA, EXT_SCHEMA};
+use super::schemas::find_key as key;
+use crate::canonical::{ENTERPRISE_SCHEMA, EXT_SCHEMA};
 
 /// One requested attribute: its extension (`None` for core), name (empty for a whole
 /// extension) and sub-attribute.
@@ -15,19 +16,7 @@ struct Name {
 }
 
 fn parse(raw: &str) -> Option<Name> {
-    let raw = raw.trim();
-    let mut schema = None;
-    let mut rest = raw;
-    for u in [CORE_SCHEMA, ENTERPRISE_SCHEMA, EXT_SCHEMA] {
-        if raw.len() >= u.len() && raw[..u.len()].eq_ignore_ascii_case(u) {
-            let after = &raw[u.len()..];
-            if after.is_empty() || after.starts_with(':') {
-                schema = (u != CORE_SCHEMA).then_some(u);
-                rest = after.strip_prefix(':').unwrap_or("");
-                break;
-            }
-        }
-    }
+    let (schema, rest) = super::schemas::split_schema(raw.trim()).ok()?;
     if rest.is_empty() && schema.is_none() {
         return None;
     }
@@ -40,10 +29,6 @@ fn parse(raw: &str) -> Option<Name> {
 
 fn names(list: &str) -> Vec<Name> {
     list.split(',').filter_map(parse).collect()
-}
-
-fn key<'a>(m: &'a Map<String, Value>, name: &str) -> Option<&'a String> {
-    m.keys().find(|k| k.eq_ignore_ascii_case(name))
 }
 
 /// Projects one resource. `attributes` wins over `excludedAttributes` when both are given;

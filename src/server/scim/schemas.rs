@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use serde_json::{Value, json};
 
-use crate::canonical::EXT_SCHEMA;
+use crate::canonical::{CORE_SCHEMA, ENTERPRISE_SCHEMA, EXT_SCHEMA};
 
 /// The committed schema file.
 const SCHEMAS: &str = include_str!("../../../schemas/scim/schemas.json");
@@ -143,9 +143,56 @@ impl Schemas {
     }
 }
 
+/// Splits an attribute name (`urn:…:User:attr.sub`, or `attr.sub`) into its extension (`None`
+/// for the core schema or no URN) and the rest; a bare extension URN gives `(Some(ext), "")`.
+/// `Err` when it starts with `urn:` but names no schema the ingress serves.
+pub fn split_schema(p: &str) -> Result<(Option<&'static str>, &str), ()> {
+    for u in [CORE_SCHEMA, ENTERPRISE_SCHEMA, EXT_SCHEMA] {
+        if p.get(..u.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(u))
+        {
+            let after = &p[u.len()..];
+            if after.is_empty() || after.starts_with(':') {
+                let ext = (u != CORE_SCHEMA).then_some(u);
+                return Ok((ext, after.strip_prefix(':').unwrap_or("")));
+            }
+        }
+    }
+    if p.get(..4)
+        .is_some_and(|head| head.eq_ignore_ascii_case("urn:"))
+    {
+        Err(())
+    } else {
+        Ok((None, p))
+    }
+}
+
+/// The key of `m` spelled like `name` in any case (SCIM names are case-insensitive).
+pub fn find_key<'a>(m: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a String> {
+    m.keys().find(|k| k.eq_ignore_ascii_case(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schema_prefixes_split_in_any_case_and_never_panic_on_multibyte_input() {
+        let ext = format!("{}:mfa.enabled", EXT_SCHEMA.to_uppercase());
+        assert_eq!(split_schema(&ext), Ok((Some(EXT_SCHEMA), "mfa.enabled")));
+        assert_eq!(split_schema(EXT_SCHEMA), Ok((Some(EXT_SCHEMA), "")));
+        assert_eq!(
+            split_schema("urn:ietf:params:scim:schemas:core:2.0:User:name"),
+            Ok((None, "name"))
+        );
+        assert_eq!(split_schema("name.givenName"), Ok((None, "name.givenName")));
+        assert_eq!(split_schema("urn:x:y"), Err(()));
+        assert_eq!(split_schema("ur€x"), Ok((None, "ur€x")));
+        assert_eq!(
+            split_schema("urn:ietf:params:scim:schemas:core:2.€"),
+            Err(())
+        );
+    }
 
     #[test]
     fn the_committed_schemas_load_and_index_every_canonical_attribute() {
