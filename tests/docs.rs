@@ -11,41 +11,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::contains;
+use common::markdown::blocks;
 use serde_json::Value;
 use userbridge::mapping::load::load_str;
 use userbridge::mapping::render::ErrorContext;
 use userbridge::mapping::{MappingSet, RouteMatch};
-
-/// A fenced block: its info string, its text and the line it starts on.
-struct Block {
-    info: String,
-    text: String,
-    line: usize,
-}
-
-fn blocks(doc: &str) -> Vec<Block> {
-    let mut out = Vec::new();
-    let mut open: Option<Block> = None;
-    for (i, l) in doc.lines().enumerate() {
-        match (&mut open, l.strip_prefix("```")) {
-            (None, Some(info)) => {
-                open = Some(Block {
-                    info: info.trim().into(),
-                    text: String::new(),
-                    line: i + 1,
-                })
-            }
-            (Some(_), Some("")) => out.extend(open.take()),
-            (Some(b), _) => {
-                b.text.push_str(l);
-                b.text.push('\n');
-            }
-            (None, None) => {}
-        }
-    }
-    assert!(open.is_none(), "unclosed code block");
-    out
-}
 
 /// Completes a fragment into a whole mapping file; returns it and the number of lines put
 /// before the fragment.

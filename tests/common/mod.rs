@@ -45,4 +45,5 @@ pub fn contains(got: &Value, want: &Value) -> bool {
 pub mod binary;
 pub mod faulty;
 pub mod gateway;
+pub mod markdown;
 pub mod peers;
