@@ -12,7 +12,7 @@ use std::path::Path;
 use serde_json::{Map, Value, json};
 
 use crate::dialect::Outcome;
-use crate::mapping::spec::{BodySpec, FieldSpec, MappingSpec, TypeNames};
+use crate::mapping::spec::{BodySpec, FieldSpec, MappingSpec, TransformSpec, TypeNames};
 
 /// The OpenAPI document of the mapping file `file`, with `vars` (config over the file's own)
 /// substituted into its paths.
@@ -54,7 +54,8 @@ pub fn document(file: &Path, vars: &BTreeMap<String, String>) -> Result<Value, S
         let op_kind = r.operation;
         let body = request_schema(&spec.fields, op_kind);
         for raw in &r.paths {
-            let (path, params) = path_template(raw.get_ref(), &all_vars);
+            let (path, mut params) = path_template(raw.get_ref(), &all_vars);
+            constrain_params(&mut params, &spec.fields, op_kind);
             let mut responses = Map::new();
             let success = match &spec.success.body {
                 BodySpec::Empty => json!({"description": "done; no body"}),
@@ -160,6 +161,37 @@ fn path_template(raw: &str, vars: &BTreeMap<String, String>) -> (String, Vec<Val
     (out, params)
 }
 
+/// Adds to each path parameter the checks of the field reading it (`param:NAME`).
+fn constrain_params(params: &mut [Value], fields: &[FieldSpec], op: crate::canonical::OpKind) {
+    for p in params {
+        let Some(name) = p["name"].as_str().map(str::to_owned) else {
+            continue;
+        };
+        let source = format!("param:{name}");
+        let Some(f) = fields.iter().find(|f| {
+            f.source.as_ref().is_some_and(|s| *s.get_ref() == source)
+                && f.operations.as_ref().is_none_or(|ops| ops.contains(&op))
+        }) else {
+            continue;
+        };
+        let c = input_constraints(f);
+        if c.is_empty() {
+            continue;
+        }
+        let Value::Object(schema) = &mut p["schema"] else {
+            continue;
+        };
+        if schema.contains_key("pattern") || schema.contains_key("enum") {
+            schema.insert("allOf".into(), json!([Value::Object(c)]));
+        } else {
+            schema.extend(c);
+        }
+        if let Some(m) = &f.message {
+            p["description"] = json!(m);
+        }
+    }
+}
+
 /// The JSON Schema of the request body: the members the fields read (`$.a.b`), nested.
 fn request_schema(fields: &[FieldSpec], op: crate::canonical::OpKind) -> Value {
     let mut root = json!({"type": "object"});
@@ -168,17 +200,39 @@ fn request_schema(fields: &[FieldSpec], op: crate::canonical::OpKind) -> Value {
             continue;
         }
         if !f.parts.is_empty() {
-            for p in f.parts.values() {
-                add_member(&mut root, p);
+            for (name, p) in &f.parts {
+                let note = f
+                    .max_total_length
+                    .as_ref()
+                    .filter(|t| t.parts.contains(name))
+                    .map(|t| total_length_note(f, t));
+                add_member(&mut root, p, note.as_deref());
             }
             continue;
         }
-        add_member(&mut root, f);
+        add_member(&mut root, f, None);
     }
     root
 }
 
-fn add_member(root: &mut Value, f: &FieldSpec) {
+/// A join's limit over several members, which JSON Schema cannot state: said in words.
+fn total_length_note(f: &FieldSpec, t: &crate::mapping::spec::TotalLength) -> String {
+    let members: Vec<&str> = t
+        .parts
+        .iter()
+        .filter_map(|n| f.parts.get(n)?.source.as_ref())
+        .map(|s| s.get_ref().trim_start_matches("$."))
+        .collect();
+    format!(
+        "{} together: at most {} characters (after transforms).",
+        members.join(" and "),
+        t.max
+    )
+}
+
+/// Adds the member `f` reads to the object schema `root`; `note` is appended to its
+/// description.
+fn add_member(root: &mut Value, f: &FieldSpec, note: Option<&str>) {
     let Some(src) = f.source.as_ref().map(|s| s.get_ref().as_str()) else {
         return;
     };
@@ -214,6 +268,13 @@ fn add_member(root: &mut Value, f: &FieldSpec) {
             .or_insert_with(|| json!({"type": "object"}));
         if last {
             *child = member_schema(f);
+            if let (Some(note), Value::Object(m)) = (note, child) {
+                let text = match m.get("description").and_then(Value::as_str) {
+                    Some(d) => format!("{d}. {note}"),
+                    None => note.to_owned(),
+                };
+                m.insert("description".into(), json!(text));
+            }
             return;
         }
         node = child;
@@ -241,40 +302,14 @@ fn member_schema(f: &FieldSpec) -> Value {
             s.insert("type".into(), Value::Array(types));
         }
     }
-    // Transforms run before the checks; bounds are stated only where no transform changes
-    // the value first.
-    if f.transform.is_empty() {
-        if let Some(n) = f.min_length {
-            s.insert("minLength".into(), json!(n));
-        }
-        if let Some(n) = f.max_length {
-            s.insert("maxLength".into(), json!(n));
-        }
-        if let Some(n) = f.min {
-            s.insert("minimum".into(), json!(n));
-        }
-        if let Some(n) = f.max {
-            s.insert("maximum".into(), json!(n));
-        }
-        // Patterns in the common subset of Rust's and ECMA-262's syntax (no inline flags or
-        // groups with `(?`), as JSON Schema reads them.
-        if let Some(p) = &f.pattern
-            && !f.ignore_case
-            && !p.get_ref().contains("(?")
-        {
-            s.insert("pattern".into(), json!(p.get_ref()));
-        }
-        if f.format == Some(crate::mapping::spec::Format::Email) {
-            s.insert("format".into(), json!("email"));
-        }
-    }
+    s.extend(input_constraints(f));
     if let Some(items) = &f.items {
         let mut item = if items.fields.is_empty() {
             member_schema(items)
         } else {
             let mut obj = json!({"type": "object"});
             for sub in &items.fields {
-                add_member(&mut obj, sub);
+                add_member(&mut obj, sub, None);
             }
             obj
         };
@@ -288,16 +323,303 @@ fn member_schema(f: &FieldSpec) -> Value {
     } else if !f.fields.is_empty() {
         let mut obj = json!({"type": "object"});
         for sub in &f.fields {
-            add_member(&mut obj, sub);
+            add_member(&mut obj, sub, None);
         }
         if let Some(p) = obj.get("properties") {
             s.insert("properties".into(), p.clone());
         }
     }
-    if let Some(m) = &f.message {
-        s.insert("description".into(), json!(m));
+    let equals = f
+        .equals_param
+        .as_ref()
+        .map(|p| format!("Must equal the path parameter `{p}`."));
+    let description: Vec<&str> = [f.message.as_deref(), equals.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !description.is_empty() {
+        s.insert("description".into(), json!(description.join(" ")));
     }
     Value::Object(s)
+}
+
+/// The field's checks, stated on the member as the client sends it: the checks hold after the
+/// transforms, so each is carried back through them (last first), kept where the transform
+/// preserves it, rewritten where it can be, dropped where it cannot.
+fn input_constraints(f: &FieldSpec) -> Map<String, Value> {
+    let mut c = Map::new();
+    if let Some(n) = f.min_length {
+        c.insert("minLength".into(), json!(n));
+    }
+    if let Some(n) = f.max_length {
+        c.insert("maxLength".into(), json!(n));
+    }
+    if let Some(n) = f.min {
+        c.insert("minimum".into(), json!(n));
+    }
+    if let Some(n) = f.max {
+        c.insert("maximum".into(), json!(n));
+    }
+    // Patterns in the common subset of Rust's and ECMA-262's syntax (no inline flags or
+    // groups with `(?`), as JSON Schema reads them.
+    if let Some(p) = &f.pattern
+        && !f.ignore_case
+        && !p.get_ref().contains("(?")
+    {
+        c.insert("pattern".into(), json!(p.get_ref()));
+    }
+    match f.format {
+        Some(crate::mapping::spec::Format::Email) => {
+            c.insert("format".into(), json!("email"));
+        }
+        Some(crate::mapping::spec::Format::IanaTimezone) => {
+            let mut names: Vec<Value> = chrono_tz::TZ_VARIANTS
+                .iter()
+                .map(|tz| json!(tz.name()))
+                .collect();
+            if f.nullable.unwrap_or(true) {
+                names.push(Value::Null);
+            }
+            c.insert("enum".into(), Value::Array(names));
+        }
+        None => {}
+    }
+    for t in f.transform.iter().rev() {
+        c = lift(c, t.get_ref(), f);
+    }
+    c
+}
+
+/// Well-formed padded Base64 (RFC 4648 §4).
+const BASE64_PATTERN: &str = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$";
+
+/// The constraints `after` on a transform's output, as constraints on its input.
+fn lift(after: Map<String, Value>, t: &TransformSpec, f: &FieldSpec) -> Map<String, Value> {
+    let mut c = Map::new();
+    let keep = |c: &mut Map<String, Value>, k: &str| {
+        if let Some(v) = after.get(k) {
+            c.insert(k.into(), v.clone());
+        }
+    };
+    let pattern = after.get("pattern").and_then(Value::as_str);
+    match t {
+        TransformSpec::Base64 => {
+            if after.get("minLength").and_then(Value::as_u64).unwrap_or(0) > 0 {
+                c.insert("minLength".into(), json!(4));
+            }
+            c.insert("contentEncoding".into(), json!("base64"));
+            c.insert(
+                "contentMediaType".into(),
+                json!("text/plain; charset=utf-8"),
+            );
+            c.insert("pattern".into(), json!(BASE64_PATTERN));
+        }
+        // parse_int32 takes canonical decimals only (optional `-`, no leading zero).
+        TransformSpec::ParseInt32 => {
+            let min = after.get("minimum").and_then(Value::as_i64);
+            let max = after
+                .get("maximum")
+                .and_then(Value::as_i64)
+                .unwrap_or(i64::from(i32::MAX))
+                .min(i64::from(i32::MAX));
+            let pattern = match min {
+                Some(1) if max >= 1 => format!("^(?:{})$", decimal_up_to(max.unsigned_abs())),
+                _ => "^-?(?:0|[1-9][0-9]{0,9})$".to_owned(),
+            };
+            c.insert("pattern".into(), json!(pattern));
+        }
+        TransformSpec::ToString => {}
+        // Removing characters only shortens: a minimum length holds before too.
+        TransformSpec::Strip(chars) => {
+            keep(&mut c, "minLength");
+            if let Some(p) = pattern.and_then(|p| strip_class_pattern(p, chars)) {
+                c.insert("pattern".into(), json!(p));
+            }
+        }
+        TransformSpec::TrimStart(prefix) => {
+            keep(&mut c, "minLength");
+            if let Some(n) = after.get("maxLength").and_then(Value::as_u64) {
+                c.insert("maxLength".into(), json!(n + prefix.chars().count() as u64));
+            }
+            if let Some(rest) = pattern.and_then(|p| p.strip_prefix('^')) {
+                c.insert(
+                    "pattern".into(),
+                    json!(format!("^(?:{})?{rest}", escape(prefix))),
+                );
+            }
+        }
+        TransformSpec::Replace { from, to } => {
+            if from.chars().count() == to.chars().count() {
+                keep(&mut c, "minLength");
+                keep(&mut c, "maxLength");
+            }
+            if let (Some(p), [a], [b]) = (
+                pattern,
+                from.chars().collect::<Vec<_>>().as_slice(),
+                to.chars().collect::<Vec<_>>().as_slice(),
+            ) && alike_in_pattern(p, *a, *b)
+            {
+                c.insert("pattern".into(), json!(p));
+            }
+        }
+        TransformSpec::Map(table) if !f.ignore_case => {
+            let allows_numbers = f.ty.as_ref().is_some_and(|t| match t.get_ref() {
+                TypeNames::One(t) => matches!(t.as_str(), "integer" | "int32" | "number"),
+                TypeNames::Many(ts) => ts
+                    .iter()
+                    .any(|t| matches!(t.as_str(), "integer" | "int32" | "number")),
+            });
+            let mut values: Vec<Value> = table.keys().map(|k| json!(k)).collect();
+            if allows_numbers {
+                values.extend(
+                    table
+                        .keys()
+                        .filter_map(|k| k.parse::<i64>().ok())
+                        .map(Value::from),
+                );
+            }
+            if f.nullable.unwrap_or(true) {
+                values.push(Value::Null);
+            }
+            c.insert("enum".into(), Value::Array(values));
+        }
+        // Keys compared ignoring case: each letter either way, for the members sent as text.
+        TransformSpec::Map(table) => {
+            let alternatives: Vec<String> = table
+                .keys()
+                .map(|k| {
+                    k.chars()
+                        .map(|ch| {
+                            let (lo, up) =
+                                (ch.to_lowercase().to_string(), ch.to_uppercase().to_string());
+                            if lo == up {
+                                escape(&lo)
+                            } else {
+                                format!("[{lo}{up}]")
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            c.insert(
+                "pattern".into(),
+                json!(format!("^(?:{})$", alternatives.join("|"))),
+            );
+        }
+    }
+    c
+}
+
+/// `^[C]+$` (or `*`) after removing the characters `strip`: the same class with them allowed
+/// anywhere around.
+fn strip_class_pattern(pattern: &str, strip: &str) -> Option<String> {
+    let inner = pattern.strip_prefix("^[")?;
+    let (class, quant) = inner
+        .strip_suffix("]+$")
+        .map(|c| (c, '+'))
+        .or_else(|| inner.strip_suffix("]*$").map(|c| (c, '*')))?;
+    if class.is_empty() || class.starts_with('^') || class.contains(['[', ']']) {
+        return None;
+    }
+    let extra: String = strip
+        .chars()
+        .map(|ch| match ch {
+            '\\' | ']' | '^' | '-' => format!("\\{ch}"),
+            _ => ch.to_string(),
+        })
+        .collect();
+    let any = format!("[{class}{extra}]*");
+    Some(match quant {
+        '+' => format!("^{any}[{class}]{any}$"),
+        _ => format!("^{any}$"),
+    })
+}
+
+/// A regular expression (no anchors) for the decimals 1..=`max`, without leading zeros.
+fn decimal_up_to(max: u64) -> String {
+    let d: Vec<u8> = max.to_string().bytes().map(|b| b - b'0').collect();
+    let k = d.len();
+    let mut alts = Vec::new();
+    if k > 1 {
+        alts.push(format!("[1-9][0-9]{{0,{}}}", k - 2));
+    }
+    // k digits: equal to `max` up to position i, smaller there, anything after.
+    for i in 0..k {
+        let lo = u8::from(i == 0);
+        if d[i] > lo {
+            let prefix: String = d[..i].iter().map(|x| char::from(b'0' + x)).collect();
+            let rest = k - i - 1;
+            let tail = if rest > 0 {
+                format!("[0-9]{{{rest}}}")
+            } else {
+                String::new()
+            };
+            alts.push(format!("{prefix}[{lo}-{}]{tail}", d[i] - 1));
+        }
+    }
+    alts.push(max.to_string());
+    alts.join("|")
+}
+
+/// Every occurrence of `a` or `b` in `pattern` is inside a character class holding both, so
+/// the pattern cannot tell them apart: replacing one by the other keeps its verdict.
+fn alike_in_pattern(pattern: &str, a: char, b: char) -> bool {
+    let mut chars = pattern.chars();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '\\' if chars.next().is_some_and(|e| e == a || e == b) => return false,
+            '\\' => {}
+            '[' => {
+                // Items of the class: single characters and ranges (`\\x` is x). Negation
+                // does not change whether two characters are alike.
+                if chars.clone().next() == Some('^') {
+                    chars.next();
+                }
+                let mut items: Vec<(char, char)> = Vec::new();
+                let mut first = true;
+                loop {
+                    let c = match chars.next() {
+                        Some(']') if !first => break,
+                        Some('\\') => match chars.next() {
+                            Some(e) => e,
+                            None => return false,
+                        },
+                        Some(c) => c,
+                        None => return false,
+                    };
+                    first = false;
+                    let mut ahead = chars.clone();
+                    match (ahead.next(), ahead.next()) {
+                        (Some('-'), Some(hi)) if hi != ']' => {
+                            chars.next();
+                            chars.next();
+                            items.push((c, hi));
+                        }
+                        _ => items.push((c, c)),
+                    }
+                }
+                let member = |x: char| items.iter().any(|&(lo, hi)| lo <= x && x <= hi);
+                if member(a) != member(b) {
+                    return false;
+                }
+            }
+            c if c == a || c == b => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// `text` as a regular expression matching itself.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if "\\^$.|?*+()[]{}/".contains(ch) {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
 }
 
 fn type_name(t: &str) -> &'static str {
@@ -340,5 +662,49 @@ fn literal_schema(v: &Value) -> Value {
         Value::Bool(_) => json!({"type": "boolean"}),
         Value::Array(_) => json!({"type": "array"}),
         Value::Null => json!({"type": "null"}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal_up_to;
+
+    #[test]
+    fn replace_keeps_a_pattern_only_where_it_treats_both_alike() {
+        use super::alike_in_pattern;
+        assert!(alike_in_pattern("^[a-z]{2}([_-][a-z]{2})?$", '_', '-'));
+        assert!(!alike_in_pattern("^[a-z]{2}(-[a-z]{2})?$", '_', '-'));
+        assert!(!alike_in_pattern("^[a-z_]+$", '_', '-'));
+        assert!(alike_in_pattern("^[0-9]+$", '_', '.'));
+        assert!(!alike_in_pattern("^a\\.b$", '_', '.'));
+    }
+
+    #[test]
+    fn decimal_up_to_matches_exactly_the_range() {
+        for max in [1, 7, 9, 10, 19, 100, 305, 2147] {
+            let re = regex::Regex::new(&format!("^(?:{})$", decimal_up_to(max))).unwrap();
+            for n in 0..=3000u64 {
+                assert_eq!(
+                    re.is_match(&n.to_string()),
+                    (1..=max).contains(&n),
+                    "{max} {n}"
+                );
+            }
+            assert!(!re.is_match("01"));
+        }
+        let re = regex::Regex::new(&format!("^(?:{})$", decimal_up_to(2_147_483_647))).unwrap();
+        for n in ["1", "2147483647", "2147483639", "1999999999", "999999999"] {
+            assert!(re.is_match(n), "{n}");
+        }
+        for n in [
+            "0",
+            "2147483648",
+            "2147483650",
+            "2200000000",
+            "10000000000",
+            "-1",
+        ] {
+            assert!(!re.is_match(n), "{n}");
+        }
     }
 }

@@ -221,3 +221,59 @@ fn arb_json() -> impl Strategy<Value = Value> {
         ]
     })
 }
+
+/// The pattern the committed OpenAPI document of `dialect` gives member `member` of the
+/// request body of `method` on `path` (as the document writes the path).
+fn openapi_pattern(dialect: &str, path: &str, method: &str, member: &str) -> String {
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("schemas/openapi/{dialect}.json")).unwrap(),
+    )
+    .unwrap();
+    doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+        [member]["pattern"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{dialect} {method} {path}: no pattern for {member}"))
+        .to_owned()
+}
+
+fn from_openapi(dialect: &str, path: &str, method: &str, member: &str) -> BoxedStrategy<String> {
+    let p = openapi_pattern(dialect, path, method, member);
+    // Anchored at both ends: the generator makes whole strings and refuses anchors.
+    let inner = p
+        .strip_prefix('^')
+        .and_then(|p| p.strip_suffix('$'))
+        .unwrap();
+    proptest::string::string_regex(inner).unwrap().boxed()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// What the OpenAPI documents promise for members behind transforms (strip, trim_start, a
+    /// case-insensitive map) the gateway accepts: clients and schemathesis generating from
+    /// them are not refused.
+    #[test]
+    fn values_matching_openapi_patterns_behind_transforms_are_accepted(
+        phone in from_openapi("vc-user-service", "/user-service/v1/user", "put", "primaryPhone"),
+        cc in from_openapi("vc-user-service", "/user-service/v1/user", "put", "primaryPhoneCountryCode"),
+        op in from_openapi("commvault-v4", "/webconsole/api/{version}/user/{userId}", "put", "userGroupOperation"),
+    ) {
+        // The one limit a JSON Schema cannot state (the document says it in words): both
+        // together, digits only, at most 15 (E.164).
+        let digits = |s: &str| s.chars().filter(char::is_ascii_digit).count();
+        prop_assume!(digits(&phone) + digits(&cc) <= 15);
+        let vc = json!({
+            "userKey": {"username": "ann", "authenticator": "LOCAL"},
+            "password": "S3cret!x1",
+            "primaryPhone": phone,
+            "primaryPhoneCountryCode": cc,
+        });
+        if let Err(e) = translate("PUT", "/user-service/v1/user", &vc) {
+            prop_assert!(false, "{vc}: {e}");
+        }
+        let cv = json!({"userGroupOperation": op, "userGroups": [{"id": 3}]});
+        if let Err(e) = translate("PUT", "/webconsole/api/V4/user/42", &cv) {
+            prop_assert!(false, "{cv}: {e}");
+        }
+    }
+}
