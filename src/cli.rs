@@ -77,6 +77,19 @@ pub enum Command {
         #[arg(default_value = "http://127.0.0.1:8080/healthz")]
         url: String,
     },
+    /// Apply a JSON Lines file of one dialect's request bodies to the backend, users matched
+    /// by userName (+ authenticator); every line ends applied, identical or in the rejects
+    /// file. Re-running applies nothing twice.
+    Import(crate::migrate::cli::ImportArgs),
+    /// Write every user of the backend as one dialect's request bodies (JSON Lines; secrets
+    /// never exported).
+    Export(crate::migrate::cli::ExportArgs),
+    /// Convert a JSON Lines file of one dialect's bodies into another's, offline, naming per
+    /// line what the second dialect cannot carry.
+    Convert(crate::migrate::cli::ConvertArgs),
+    /// Compare the users of two configured backends attribute by attribute (exit 0 same,
+    /// 1 different, 2 trouble).
+    Diff(crate::migrate::cli::DiffArgs),
     /// Print the JSON Schema of config or mapping files, for editors.
     Schema {
         /// Which schema.
@@ -126,6 +139,10 @@ pub fn run(cli: Cli) -> i32 {
             body.as_deref(),
         ),
         Command::Schema { which } => schema(which),
+        Command::Import(a) => crate::migrate::cli::import(a),
+        Command::Export(a) => crate::migrate::cli::export(a),
+        Command::Convert(a) => crate::migrate::cli::convert(a),
+        Command::Diff(a) => crate::migrate::cli::diff(a),
         Command::Probe { url } => probe(&url),
         Command::Openapi { config, dialect } => openapi(config.as_deref(), &dialect),
         Command::Serve {

@@ -39,6 +39,10 @@ pub struct Config {
     /// The backend canonical operations go to.
     #[serde(default)]
     pub backend: BackendConfig,
+    /// More backends by name, for the migration commands (`diff A B`, `import --backend`,
+    /// `export --backend`); `backend` names the one above.
+    #[serde(default)]
+    pub backends: BTreeMap<String, BackendConfig>,
     /// Groups the embedded store knows, created at start.
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
@@ -322,6 +326,22 @@ pub struct Flags {
 }
 
 impl Config {
+    /// The backend called `name`: `backend` is the main one, others come from `[backends]`.
+    pub fn named_backend(&self, name: &str) -> Result<&BackendConfig, String> {
+        if name == "backend" {
+            return Ok(&self.backend);
+        }
+        self.backends.get(name).ok_or_else(|| {
+            let known: Vec<&str> = std::iter::once("backend")
+                .chain(self.backends.keys().map(String::as_str))
+                .collect();
+            format!(
+                "no backend `{name}` in the config (known: {})",
+                known.join(", ")
+            )
+        })
+    }
+
     /// Loads the layered configuration from `file` (or the default file when it exists).
     /// Every problem found in the file is returned, each at its place.
     pub fn load(

@@ -13,6 +13,7 @@ pub mod diagnostic;
 pub mod dialect;
 pub mod json;
 pub mod mapping;
+pub mod migrate;
 pub mod openapi;
 pub mod redact;
 pub mod server;

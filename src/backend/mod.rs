@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::canonical::{EXT_SCHEMA, Operation, UserDoc};
 use crate::config::{BackendConfig, GroupConfig};
-use crate::dialect::Rejection;
+use crate::dialect::{Outcome, Rejection};
 use crate::mapping::Mapping;
 
 /// A boxed, sendable future: what trait objects can return.
@@ -96,6 +96,16 @@ pub trait Store: Send + Sync {
     fn replace(&self, id: &str, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>>;
     /// Deletes the user `id`; false when there was none.
     fn delete(&self, id: &str) -> BoxFuture<'_, Result<bool, BackendError>>;
+    /// Whether [`Store::get_with_secrets`] returns the stored secrets (a SCIM provider never
+    /// returns a password).
+    fn keeps_secrets(&self) -> bool {
+        false
+    }
+    /// The user with canonical `id`, secrets included where the store can give them back
+    /// (import compares them to skip identical lines; never rendered or printed).
+    fn get_with_secrets(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        self.get(id)
+    }
 }
 
 /// Opens the configured backend.
@@ -128,5 +138,38 @@ pub(crate) fn strip_server_owned(doc: &mut Map<String, Value>) {
     }
     if let Some(Value::Object(ext)) = doc.get_mut(EXT_SCHEMA) {
         ext.shift_remove("numericId");
+    }
+}
+
+/// A backend failure as the dialect's outcome.
+pub fn rejection(mapping: &Mapping, e: BackendError) -> Rejection {
+    match e {
+        BackendError::NotFound => Rejection::new(Outcome::NotFound, "target", "no such user"),
+        BackendError::Conflict(m) => Rejection::new(Outcome::Conflict, "unique", m),
+        BackendError::UnknownGroup(m) => {
+            let field = mapping.member_for("groups.values").unwrap_or("groups");
+            Rejection::invalid(field, "group", format!("{field}: {m}"))
+        }
+        BackendError::Rejected(rej) => rej,
+        BackendError::Unavailable(m) => {
+            tracing::warn!(error = %m, "backend unavailable");
+            Rejection::new(
+                Outcome::BackendUnavailable,
+                "backend",
+                "the backend is unavailable",
+            )
+        }
+        BackendError::Timeout => Rejection::new(
+            Outcome::BackendTimeout,
+            "backend",
+            "the backend did not answer in time",
+        ),
+        BackendError::Failed(m) => {
+            tracing::warn!(error = %m, "backend failed");
+            Rejection::new(Outcome::BackendError, "backend", "the backend failed")
+        }
+        e @ BackendError::Unsupported(..) => {
+            Rejection::new(Outcome::BackendError, "backend", e.to_string())
+        }
     }
 }

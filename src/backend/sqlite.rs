@@ -157,17 +157,35 @@ impl Backend for Sqlite {
     }
 }
 
-impl Store for Sqlite {
-    fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+impl Sqlite {
+    fn get_doc(
+        &self,
+        id: &str,
+        with_secrets: bool,
+    ) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
         let id = id.to_owned();
         self.blocking(move |conn| {
             let tx = conn.transaction().map_err(db)?;
             let row = find(&tx, "id = ?1", &[&id as &dyn rusqlite::ToSql])?;
             match row {
-                Some(r) => Ok(Some(UserDoc(read_doc(&tx, &r, false)?))),
+                Some(r) => Ok(Some(UserDoc(read_doc(&tx, &r, with_secrets)?))),
                 None => Ok(None),
             }
         })
+    }
+}
+
+impl Store for Sqlite {
+    fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        self.get_doc(id, false)
+    }
+
+    fn keeps_secrets(&self) -> bool {
+        true
+    }
+
+    fn get_with_secrets(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        self.get_doc(id, true)
     }
 
     fn list(

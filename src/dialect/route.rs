@@ -26,6 +26,14 @@ pub struct PathTemplate {
 pub type Params = Vec<(Arc<str>, String)>;
 
 impl PathTemplate {
+    /// The names of its parameters, in order.
+    pub fn param_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.segs.iter().filter_map(|s| match s {
+            Seg::Param { name, .. } => Some(name),
+            Seg::Lit(_) => None,
+        })
+    }
+
     /// Compiles `template` with `vars` substituted. The error says what is wrong.
     pub fn compile(template: &str, vars: &BTreeMap<String, String>) -> Result<Self, String> {
         let text = substitute(template, vars)?;

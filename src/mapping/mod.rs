@@ -56,6 +56,25 @@ pub struct Mapping {
 }
 
 impl Mapping {
+    /// The canonical attributes this dialect's requests write (`groups` when it carries group
+    /// memberships), in rule order.
+    pub fn carried(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for r in &self.rules {
+            for d in &r.dests {
+                let name = match d {
+                    Dest::Attr(_, def) => def.name,
+                    Dest::GroupsValues => "groups",
+                    _ => continue,
+                };
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+        }
+        out
+    }
+
     /// The request member that fills `dest` (`groups.values`, `groups.op`, `callerPassword`,
     /// or a canonical attribute name), to name it in messages about what the backend found.
     pub fn member_for(&self, dest: &str) -> Option<&str> {

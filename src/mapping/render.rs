@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use super::*;
 use crate::canonical::{UserDoc, get};
 use crate::dialect::Rejection;
+use crate::dialect::route::Params;
 use crate::dialect::template::{Scope, Var, now};
 
 /// What an error answer may mention besides the rejection itself.
@@ -26,7 +27,115 @@ impl Mapping {
     pub fn render_user(&self, user: &UserDoc) -> Value {
         let mut out = Map::new();
         for rule in &self.rules {
-            render_rule(rule, user.exposed(), &mut out, self.success.include_unset);
+            render_rule(
+                rule,
+                user.exposed(),
+                &mut out,
+                self.success.include_unset,
+                false,
+            );
+        }
+        Value::Object(out)
+    }
+
+    /// The path parameters of `route` for `user`: each from the canonical attribute its field
+    /// identifies the user by (e.g. commvault's `userId` from ext `numericId`). `Err` names a
+    /// parameter the user has no value for.
+    pub fn render_params(&self, route: usize, user: &UserDoc) -> Result<Params, String> {
+        let mut out = Params::new();
+        let Some(r) = self.routes.get(route) else {
+            return Err("no such route".into());
+        };
+        let Some(template) = r.paths.first() else {
+            return Ok(out);
+        };
+        for name in template.param_names() {
+            // A parameter no rule reads (a version segment) needs no value.
+            if !self
+                .rules
+                .iter()
+                .any(|r| matches!(&r.source, Source::Param(p) if **p == **name))
+            {
+                continue;
+            }
+            match self.param_value(name, user) {
+                Some(v) => out.push((Arc::clone(name), v)),
+                None => return Err(format!("no value for the path parameter `{name}`")),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The value of path parameter `name` for `user`: the canonical attribute the rule reading
+    /// it identifies the user by, through its transforms in reverse.
+    fn param_value(&self, name: &str, user: &UserDoc) -> Option<String> {
+        let rule = self
+            .rules
+            .iter()
+            .find(|rule| matches!(&rule.source, Source::Param(p) if **p == *name))?;
+        let v = get(user.exposed(), rule.identifies.as_deref()?)?;
+        match reverse(rule, v.clone()) {
+            Value::String(s) => Some(s),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    /// Renders a canonical user as a request body of this dialect: what a client would send
+    /// to write it (export, convert), group memberships included (as the dialect's "replace").
+    /// With `secrets`, secret attributes are rendered too (convert carries a file's own
+    /// secrets); the caller's own password never.
+    pub fn render_request(&self, user: &UserDoc, secrets: bool) -> Value {
+        let doc = user.exposed();
+        let groups = doc
+            .get("groups")
+            .and_then(Value::as_array)
+            .filter(|g| !g.is_empty());
+        let mut out = Map::new();
+        for rule in &self.rules {
+            match (rule.dests.first(), &rule.source, groups) {
+                (Some(Dest::GroupsValues), Source::Body(p), Some(groups)) => {
+                    let items: Vec<Value> = groups.iter().map(|g| group_item(rule, g)).collect();
+                    if let Some(keys) = p.keys() {
+                        put(&mut out, keys, Value::Array(items));
+                    }
+                }
+                (Some(Dest::GroupsOp), Source::Body(p), Some(_)) => {
+                    if let Some(keys) = p.keys() {
+                        put(&mut out, keys, reverse(rule, Value::from("replace")));
+                    }
+                }
+                (Some(Dest::GroupsValues | Dest::GroupsOp), ..) => {}
+                _ => render_rule(rule, doc, &mut out, false, secrets),
+            }
+            // Members that restate what identifies the user: equal to a path parameter, or
+            // to a stored attribute (a precondition), rather than written anywhere.
+            let Source::Body(p) = &rule.source else {
+                continue;
+            };
+            let Some(keys) = p.keys() else { continue };
+            if let Some(v) = rule
+                .checks
+                .equals_param
+                .as_deref()
+                .and_then(|name| self.param_value(name, user))
+            {
+                put(&mut out, keys, Value::String(v));
+            }
+        }
+        for pre in &self.preconditions {
+            let Some(rule) = pre.equals_rule.and_then(|i| self.rules.get(i)) else {
+                continue;
+            };
+            let (Source::Body(p), Some(v)) = (
+                &rule.source,
+                get(doc, &crate::canonical::location(&pre.attribute)),
+            ) else {
+                continue;
+            };
+            if let Some(keys) = p.keys() {
+                put(&mut out, keys, v.clone());
+            }
         }
         Value::Object(out)
     }
@@ -154,13 +263,40 @@ fn is_secret(rule: &Rule) -> bool {
     })
 }
 
+/// One canonical group (`{value, display}`) as the dialect's item, through the item rules.
+fn group_item(rule: &Rule, group: &Value) -> Value {
+    let mut item = Map::new();
+    let subs = rule.items.as_ref().map_or(&[][..], |i| i.fields.as_slice());
+    for sub in subs {
+        let (Some(Dest::Member(m)), Source::Body(p)) = (sub.dests.first(), &sub.source) else {
+            continue;
+        };
+        let (Some(keys), Some(v)) = (p.keys(), group.get(&**m)) else {
+            continue;
+        };
+        // Canonical group values are text; a dialect taking numbers gets the number.
+        let v = match v {
+            Value::String(s)
+                if sub.types & (T_INTEGER | T_INT32) != 0 && sub.types & T_STRING == 0 =>
+            {
+                s.parse::<i64>().map_or_else(|_| v.clone(), Value::from)
+            }
+            _ => v.clone(),
+        };
+        put(&mut item, keys, reverse(sub, v));
+    }
+    Value::Object(item)
+}
+
 fn render_rule(
     rule: &Rule,
     user: &Map<String, Value>,
     out: &mut Map<String, Value>,
     include_unset: bool,
+    secrets: bool,
 ) {
-    if !rule.render || is_secret(rule) {
+    let caller = rule.dests.iter().any(|d| matches!(d, Dest::CallerPassword));
+    if !rule.render || caller || (is_secret(rule) && !secrets) {
         return;
     }
     if let Some(join) = &rule.join {

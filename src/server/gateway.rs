@@ -344,7 +344,7 @@ async fn write(state: &State, w: Write<'_>) -> Response<Body> {
     match result {
         Ok(Ok(stored)) => from_dialect(mapping.success_response(&stored)),
         Ok(Err(e)) => {
-            let rej = backend_rejection(mapping, e);
+            let rej = crate::backend::rejection(mapping, e);
             answer.reject(&rej, target.as_ref(), Some(&who))
         }
         Err(_) => answer.reject(
@@ -422,37 +422,4 @@ fn identity(user: &UserDoc) -> UserDoc {
         }
     }
     UserDoc(m)
-}
-
-/// A backend failure as the dialect's outcome.
-fn backend_rejection(mapping: &Mapping, e: BackendError) -> Rejection {
-    match e {
-        BackendError::NotFound => Rejection::new(Outcome::NotFound, "target", "no such user"),
-        BackendError::Conflict(m) => Rejection::new(Outcome::Conflict, "unique", m),
-        BackendError::UnknownGroup(m) => {
-            let field = mapping.member_for("groups.values").unwrap_or("groups");
-            Rejection::invalid(field, "group", format!("{field}: {m}"))
-        }
-        BackendError::Rejected(rej) => rej,
-        BackendError::Unavailable(m) => {
-            tracing::warn!(error = %m, "backend unavailable");
-            Rejection::new(
-                Outcome::BackendUnavailable,
-                "backend",
-                "the backend is unavailable",
-            )
-        }
-        BackendError::Timeout => Rejection::new(
-            Outcome::BackendTimeout,
-            "backend",
-            "the backend did not answer in time",
-        ),
-        BackendError::Failed(m) => {
-            tracing::warn!(error = %m, "backend failed");
-            Rejection::new(Outcome::BackendError, "backend", "the backend failed")
-        }
-        e @ BackendError::Unsupported(..) => {
-            Rejection::new(Outcome::BackendError, "backend", e.to_string())
-        }
-    }
 }
