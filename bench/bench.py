@@ -129,11 +129,12 @@ backend be
     server s1 127.0.0.1:{be}
 """)
     with open(os.path.join(work, "userbridge.toml"), "w") as f:
-        f.write(userbridge_toml(PORTS["userbridge"], f'kind = "webhook"\nurl = "http://127.0.0.1:{be}/hook"'))
+        f.write(userbridge_toml(PORTS["userbridge"], f'kind = "webhook"\nurl = "http://127.0.0.1:{be}/hook"', work))
 
 
-def userbridge_toml(port, backend):
-    """A userbridge config on `port` with the bench credentials and the `[backend]` lines given."""
+def userbridge_toml(port, backend, work):
+    """A userbridge config on `port` with the bench credentials, the `[backend]` lines given,
+    and the audit trail (on, as by default) in `work`."""
     return f"""
 [server]
 listen = "127.0.0.1:{port}"
@@ -143,6 +144,8 @@ dir = "{ROOT}/mappings"
 vars = {{ base = "/portal" }}
 [backend]
 {backend}
+[audit]
+path = "{work}/audit.jsonl"
 [[credentials]]
 name = "bench-vc"
 dialect = "vc-user-service"

@@ -57,7 +57,7 @@ end
 def config(work, db):
     path = os.path.join(work, "userbridge.toml")
     with open(path, "w") as f:
-        f.write(bench.userbridge_toml(PORT, f'kind = "sqlite"\npath = "{db}"'))
+        f.write(bench.userbridge_toml(PORT, f'kind = "sqlite"\npath = "{db}"', work))
     return path
 
 

@@ -90,6 +90,18 @@ pub enum Command {
     /// Compare the users of two configured backends attribute by attribute (exit 0 same,
     /// 1 different, 2 trouble).
     Diff(crate::migrate::cli::DiffArgs),
+    /// Show one user's history from the audit trail, oldest first.
+    Audit {
+        /// Config file (default: config/userbridge.toml when present).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The user's userName.
+        #[arg(long)]
+        user: String,
+        /// Print the records as JSON Lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the JSON Schema of config or mapping files, for editors.
     Schema {
         /// Which schema.
@@ -139,6 +151,7 @@ pub fn run(cli: Cli) -> i32 {
             body.as_deref(),
         ),
         Command::Schema { which } => schema(which),
+        Command::Audit { config, user, json } => audit(config.as_deref(), &user, json),
         Command::Import(a) => crate::migrate::cli::import(a),
         Command::Export(a) => crate::migrate::cli::export(a),
         Command::Convert(a) => crate::migrate::cli::convert(a),
@@ -238,6 +251,59 @@ fn serve(config: Option<&Path>, flags: Flags, log_format: LogFormat) -> i32 {
             1
         }
     }
+}
+
+fn audit(config: Option<&Path>, user: &str, json: bool) -> i32 {
+    let cfg = match Config::load(config, &Flags::default()) {
+        Ok((c, _)) => c,
+        Err(diags) => {
+            print_diags(&diags);
+            return 1;
+        }
+    };
+    // Records naming the user, then those naming one of its ids (an update by id alone).
+    let named = |v: &serde_json::Value| v["userName"].as_str() == Some(user);
+    let ids: std::collections::BTreeSet<String> = crate::audit::read(&cfg.audit, named)
+        .iter()
+        .filter_map(|v| v["id"].as_str().map(str::to_owned))
+        .collect();
+    let records = crate::audit::read(&cfg.audit, |v| {
+        let target_id = v["target"]["id"].as_str().or(v["id"].as_str());
+        named(v) || target_id.is_some_and(|id| ids.contains(id))
+    });
+    let mut out = std::io::stdout().lock();
+    for r in &records {
+        let line = if json {
+            r.to_string()
+        } else {
+            let s = |k: &str| r[k].as_str().unwrap_or("-").to_owned();
+            format!(
+                "{}  {}  {}  {}  {}  {}{}  {}",
+                s("time"),
+                s("requestId"),
+                s("caller"),
+                s("dialect"),
+                s("operation"),
+                r["outcome"]["status"],
+                r["outcome"]["error"]
+                    .as_str()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default(),
+                r["changes"]
+            )
+        };
+        if writeln!(out, "{line}").is_err() {
+            break;
+        }
+    }
+    if records.is_empty() {
+        eprintln!(
+            "no audit records for {user} in {}",
+            cfg.audit.path.display()
+        );
+        return 1;
+    }
+    0
 }
 
 fn probe(url: &str) -> i32 {

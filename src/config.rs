@@ -43,6 +43,9 @@ pub struct Config {
     /// `export --backend`); `backend` names the one above.
     #[serde(default)]
     pub backends: BTreeMap<String, BackendConfig>,
+    /// The audit trail of writes.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Groups the embedded store knows, created at start.
     #[serde(default)]
     pub groups: Vec<GroupConfig>,
@@ -66,6 +69,48 @@ impl Default for ServerConfig {
             listen: default_listen(),
         }
     }
+}
+
+/// The audit trail: one JSON line per write sent to a backend, with its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Write the trail.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The log file (created with its directory); rotated files get `.1`, `.2`, … appended.
+    #[serde(default = "default_audit_path")]
+    pub path: PathBuf,
+    /// Rotate when the file would grow past this many bytes.
+    #[serde(default = "default_audit_bytes")]
+    pub max_bytes: u64,
+    /// Rotated files kept.
+    #[serde(default = "default_audit_keep")]
+    pub keep: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: default_audit_path(),
+            max_bytes: default_audit_bytes(),
+            keep: default_audit_keep(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_audit_path() -> PathBuf {
+    PathBuf::from("data/audit.jsonl")
+}
+fn default_audit_bytes() -> u64 {
+    10 * 1024 * 1024
+}
+fn default_audit_keep() -> usize {
+    5
 }
 
 fn default_listen() -> String {

@@ -5,6 +5,7 @@
 //! The translation core is usable offline: [`config`] loads the layered configuration,
 //! [`mapping`] compiles the mapping files and translates requests both ways.
 
+pub mod audit;
 pub mod backend;
 pub mod canonical;
 pub mod cli;

@@ -163,12 +163,15 @@ fn import_inner(args: ImportArgs) -> Result<i32, String> {
             route,
             backend,
             max_depth: cfg.limits.max_json_depth,
+            audit: crate::audit::Audit::open(&cfg.audit)?,
+            source: args.file.display().to_string(),
         });
         let mut progress = Progress::new(total);
-        let s = importer
+        let s = Arc::clone(&importer)
             .run(&args.file, &rejects, args.concurrency, |s| progress.show(s))
             .await;
         progress.finish();
+        importer.audit.flush().await;
         s
     })?;
     let secs = started.elapsed().as_secs_f64();

@@ -77,6 +77,10 @@ pub struct Importer {
     pub backend: Arc<dyn Backend>,
     /// JSON nesting bound.
     pub max_depth: usize,
+    /// Where each write is recorded (caller `import`, request id `FILE:LINE`).
+    pub audit: crate::audit::Audit,
+    /// The input's name, for the audit trail.
+    pub source: String,
 }
 
 impl Importer {
@@ -115,7 +119,7 @@ impl Importer {
             summary.lines += 1;
             let text = std::mem::take(&mut buf);
             let me = Arc::clone(&self);
-            tasks.spawn(async move { (line_no, me.line(&text).await) });
+            tasks.spawn(async move { (line_no, me.line(line_no, &text).await) });
             while tasks.len() >= concurrency.max(1) {
                 if let Some(done) = tasks.join_next().await {
                     record(done, &mut summary, &mut out).await?;
@@ -137,7 +141,7 @@ impl Importer {
     }
 
     /// One line, start to end. Never panics on any input.
-    pub async fn line(&self, text: &[u8]) -> LineOutcome {
+    pub async fn line(&self, line_no: u64, text: &[u8]) -> LineOutcome {
         let text = trim_line_end(text);
         if text.iter().all(u8::is_ascii_whitespace) {
             return self.refused(Rejection::invalid(
@@ -159,7 +163,7 @@ impl Importer {
             Ok(t) => t.op,
             Err(rej) => return self.refused(rej),
         };
-        match self.apply(op).await {
+        match self.apply(line_no, op).await {
             Ok(o) => o,
             Err(rej) => self.refused(rej),
         }
@@ -175,7 +179,7 @@ impl Importer {
         }
     }
 
-    async fn apply(&self, op: Operation) -> Result<LineOutcome, Rejection> {
+    async fn apply(&self, line_no: u64, op: Operation) -> Result<LineOutcome, Rejection> {
         let who = Identity::of_operation(&op).ok_or_else(|| {
             Rejection::invalid(
                 "userName",
@@ -188,8 +192,11 @@ impl Importer {
         for _ in 0..2 {
             let found = self.find(store, &who).await?;
             let result = match found {
-                None => self.create(&op, &who).await.map(|_| LineOutcome::Created),
-                Some(stored) => self.update(store, &op, stored).await,
+                None => self
+                    .create(line_no, &op, &who)
+                    .await
+                    .map(|_| LineOutcome::Created),
+                Some(stored) => self.update(line_no, store, &op, stored).await,
             };
             match result {
                 Err(BackendError::Conflict(_)) => continue,
@@ -234,7 +241,34 @@ impl Importer {
         }
     }
 
-    async fn create(&self, op: &Operation, who: &Identity) -> Result<UserDoc, BackendError> {
+    /// Applies `op` and records it in the audit trail.
+    async fn audited(&self, line_no: u64, op: Operation) -> Result<UserDoc, BackendError> {
+        let copy = self.audit.is_enabled().then(|| op.clone());
+        let result = self.backend.apply(op, Arc::clone(&self.mapping)).await;
+        if let Some(op) = copy {
+            let request_id = format!("{}:{line_no}", self.source);
+            let ctx = crate::audit::Context {
+                request_id: &request_id,
+                caller: "import",
+                route: "import",
+            };
+            let (status, error, id) = match &result {
+                Ok(u) => (200, None, u.attr("id").and_then(Value::as_str)),
+                Err(e) => (0, Some(e.to_string()), None),
+            };
+            self.audit
+                .write(ctx, &op, status, error.as_deref(), id)
+                .await;
+        }
+        result
+    }
+
+    async fn create(
+        &self,
+        line_no: u64,
+        op: &Operation,
+        who: &Identity,
+    ) -> Result<UserDoc, BackendError> {
         let mut user = op.user.exposed().clone();
         drop_nulls(&mut user);
         crate::backend::strip_server_owned(&mut user);
@@ -263,11 +297,12 @@ impl Importer {
             preconditions: Vec::new(),
             pending: Vec::new(),
         };
-        self.backend.apply(create, Arc::clone(&self.mapping)).await
+        self.audited(line_no, create).await
     }
 
     async fn update(
         &self,
+        line_no: u64,
         store: &dyn Store,
         op: &Operation,
         stored: UserDoc,
@@ -304,8 +339,7 @@ impl Importer {
             preconditions: op.preconditions.clone(),
             pending: op.pending.clone(),
         };
-        self.backend
-            .apply(update, Arc::clone(&self.mapping))
+        self.audited(line_no, update)
             .await
             .map(|_| LineOutcome::Updated)
     }

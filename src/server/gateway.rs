@@ -330,6 +330,7 @@ async fn write(state: &State, w: Write<'_>) -> Response<Body> {
     let target = op.target.clone();
     let who = identity(&op.user);
     let timeout = Duration::from_millis(limits.request_timeout_ms);
+    let audited = state.audit.is_enabled().then(|| op.clone());
     let backend_started = Instant::now();
     let result = tokio::time::timeout(timeout, state.backend.apply(op, Arc::clone(mapping))).await;
     let timed_out = BackendError::Timeout;
@@ -341,7 +342,15 @@ async fn write(state: &State, w: Write<'_>) -> Response<Body> {
     state
         .metrics
         .backend(state.backend.kind(), backend_started.elapsed(), failed);
-    match result {
+    let error = failed.map(ToString::to_string);
+    let stored_id = match &result {
+        Ok(Ok(stored)) => stored
+            .attr("id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        _ => None,
+    };
+    let resp = match result {
         Ok(Ok(stored)) => from_dialect(mapping.success_response(&stored)),
         Ok(Err(e)) => {
             let rej = crate::backend::rejection(mapping, e);
@@ -356,7 +365,20 @@ async fn write(state: &State, w: Write<'_>) -> Response<Body> {
             target.as_ref(),
             Some(&who),
         ),
+    };
+    if let Some(op) = audited {
+        let ctx = crate::audit::Context {
+            request_id,
+            caller: &cred.name,
+            route: mapping.routes.get(route).map_or("", |r| &*r.name),
+        };
+        let status = resp.status().as_u16();
+        state
+            .audit
+            .write(ctx, &op, status, error.as_deref(), stored_id.as_deref())
+            .await;
     }
+    resp
 }
 
 /// A kept answer, sent again for a retried request.

@@ -48,6 +48,8 @@ pub struct State {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// `Idempotency-Key`s seen recently (kept across reloads).
     pub idempotency: Arc<idempotency::Keys>,
+    /// The audit trail (kept across reloads; its settings take a restart).
+    pub audit: crate::audit::Audit,
 }
 
 impl State {
@@ -57,6 +59,7 @@ impl State {
         Ok(Self {
             mappings,
             backend,
+            audit: crate::audit::Audit::open(&config.audit)?,
             metrics: Arc::new(metrics::Metrics::new()),
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
             idempotency: Arc::new(idempotency::Keys::new(
@@ -193,7 +196,9 @@ pub async fn run(
     let reloader = tokio::spawn(reload::on_sighup(Arc::clone(&shared), load));
     #[cfg(not(unix))]
     drop(load);
-    serve(listener, shared, shutdown_signal(), drain).await;
+    serve(listener, Arc::clone(&shared), shutdown_signal(), drain).await;
+    // Requests have drained: their audit records are in the queue; write them out.
+    shared.load().audit.flush().await;
     #[cfg(unix)]
     reloader.abort();
     Ok(())

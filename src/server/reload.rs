@@ -50,6 +50,7 @@ fn swap(shared: &Shared, old: &State, load: &Loader) -> Result<Reloaded, Vec<Str
                 backend: Arc::clone(&old.backend),
                 metrics: Arc::clone(&old.metrics),
                 idempotency: Arc::clone(&old.idempotency),
+                audit: old.audit.clone(),
             },
             Reloaded::KeptBackend,
         )
@@ -57,6 +58,7 @@ fn swap(shared: &Shared, old: &State, load: &Loader) -> Result<Reloaded, Vec<Str
         let mut state = State::new(config, mappings).map_err(|e| vec![e])?;
         state.metrics = Arc::clone(&old.metrics);
         state.idempotency = Arc::clone(&old.idempotency);
+        state.audit = old.audit.clone();
         (state, Reloaded::NewBackend)
     };
     shared.store(Arc::new(state));

@@ -53,6 +53,10 @@ pub fn start(level: &str) -> Running {
             "dir = \"mappings\"",
             &format!("dir = \"{}\"", mappings.display()),
         );
+    let cfg = format!(
+        "{cfg}\n[audit]\npath = \"{}\"\n",
+        dir.path().join("audit.jsonl").display()
+    );
     let cfg_path = dir.path().join("config.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_userbridge"))

@@ -100,11 +100,14 @@ pub async fn serve_config(config: Config) -> (String, tokio::sync::oneshot::Send
     (base, tx)
 }
 
-/// The shipped config, as the tests start from.
+/// The shipped config, as the tests start from; no audit trail (its default file is relative
+/// to the working directory, the checkout).
 pub fn base_config() -> Config {
-    Config::load(Some(Path::new("config/userbridge.toml")), &Flags::default())
+    let mut c = Config::load(Some(Path::new("config/userbridge.toml")), &Flags::default())
         .unwrap()
-        .0
+        .0;
+    c.audit.enabled = false;
+    c
 }
 
 async fn launch(
@@ -114,6 +117,9 @@ async fn launch(
 ) -> Gateway {
     let mut config = base_config();
     config.backend = backend;
+    // The audit trail on, in the gateway's own directory, as in production.
+    config.audit.enabled = true;
+    config.audit.path = dir.path().join("audit.jsonl");
     let (base, tx) = serve_config(config.clone()).await;
     Gateway {
         base,

@@ -1,0 +1,270 @@
+//! The audit trail: one JSON line per write the gateway (or `import`, or the mirror) sent to a
+//! backend, with its outcome. Append-only, rotated by size (`audit.jsonl` → `audit.jsonl.1` →
+//! …, `keep` old files). Secrets appear as `***` (the canonical documents redact themselves
+//! when serialized). Lines are written by a thread of their own, never on the async runtime;
+//! a record is sent after the backend answered, so it states the outcome.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value, json};
+
+use crate::canonical::Operation;
+use crate::config::AuditConfig;
+
+/// Records in the channel before writers wait.
+const QUEUE: usize = 4096;
+
+/// The audit log handle; cheap to share. Disabled: records go nowhere.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    tx: Option<tokio::sync::mpsc::Sender<Msg>>,
+}
+
+/// What the writer thread receives.
+#[derive(Debug)]
+enum Msg {
+    Record(Value),
+    /// Flush, then say so.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Who did what, for one record.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The request id (or the import's line reference).
+    pub request_id: &'a str,
+    /// The caller: a credential's name, `scim`, `import`, `mirror`.
+    pub caller: &'a str,
+    /// The route (or command) that wrote.
+    pub route: &'a str,
+}
+
+impl Audit {
+    /// A log that records nothing.
+    pub fn disabled() -> Self {
+        Self { tx: None }
+    }
+
+    /// Whether records are kept.
+    pub fn is_enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Opens (creates) the log file and starts its writer thread.
+    pub fn open(cfg: &AuditConfig) -> Result<Self, String> {
+        if !cfg.enabled {
+            return Ok(Self::disabled());
+        }
+        let mut writer = Writer::open(&cfg.path, cfg.max_bytes, cfg.keep)?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(QUEUE);
+        std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || {
+                let mut waiting = Vec::new();
+                while let Some(first) = rx.blocking_recv() {
+                    // Whatever else is queued goes in the same flush.
+                    let mut next = Some(first);
+                    while let Some(msg) = next {
+                        match msg {
+                            Msg::Record(r) => writer.write(&r),
+                            Msg::Flush(done) => waiting.push(done),
+                        }
+                        next = rx.try_recv().ok();
+                    }
+                    writer.flush();
+                    for done in waiting.drain(..) {
+                        let _ = done.send(());
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the audit writer: {e}"))?;
+        Ok(Self { tx: Some(tx) })
+    }
+
+    /// Records one write: the operation (secrets redacted), its outcome (HTTP status and, on
+    /// failure, the error) and the stored user's id.
+    pub async fn write(
+        &self,
+        ctx: Context<'_>,
+        op: &Operation,
+        status: u16,
+        error: Option<&str>,
+        stored_id: Option<&str>,
+    ) {
+        let Some(tx) = &self.tx else { return };
+        let mut rec = Map::new();
+        rec.insert(
+            "time".into(),
+            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        );
+        rec.insert("requestId".into(), json!(ctx.request_id));
+        rec.insert("caller".into(), json!(ctx.caller));
+        rec.insert("route".into(), json!(ctx.route));
+        if let Value::Object(op) = serde_json::to_value(op).unwrap_or(Value::Null) {
+            for (k, v) in op {
+                if k == "user" {
+                    rec.insert("changes".into(), without_schemas(v));
+                } else if k != "callerPassword" && k != "preconditions" && k != "pending" {
+                    rec.insert(k, v);
+                }
+            }
+        }
+        if let Some(who) = crate::migrate::Identity::of_operation(op) {
+            rec.insert("userName".into(), json!(who.user_name));
+            if let Some(a) = who.authenticator {
+                rec.insert("authenticator".into(), json!(a));
+            }
+        }
+        if let Some(id) = stored_id {
+            rec.insert("id".into(), json!(id));
+        }
+        let mut outcome = Map::from_iter([("status".into(), json!(status))]);
+        if let Some(e) = error {
+            outcome.insert("error".into(), json!(e));
+        }
+        rec.insert("outcome".into(), Value::Object(outcome));
+        if tx.send(Msg::Record(Value::Object(rec))).await.is_err() {
+            tracing::error!("the audit writer stopped; a record was lost");
+        }
+    }
+
+    /// Waits until every record sent so far is written to the file.
+    pub async fn flush(&self) {
+        let Some(tx) = &self.tx else { return };
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if tx.send(Msg::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+fn without_schemas(mut v: Value) -> Value {
+    if let Value::Object(m) = &mut v {
+        m.shift_remove("schemas");
+    }
+    v
+}
+
+/// The file side: append, rotate past `max_bytes`.
+struct Writer {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: usize,
+    file: std::io::BufWriter<std::fs::File>,
+    size: u64,
+}
+
+impl Writer {
+    fn open(path: &Path, max_bytes: u64, keep: usize) -> Result<Self, String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(Self {
+            path: path.to_owned(),
+            max_bytes,
+            keep,
+            file: std::io::BufWriter::new(file),
+            size,
+        })
+    }
+
+    fn write(&mut self, rec: &Value) {
+        let mut line = rec.to_string();
+        line.push('\n');
+        if self.size > 0 && self.size + line.len() as u64 > self.max_bytes {
+            self.rotate();
+        }
+        match self.file.write_all(line.as_bytes()) {
+            Ok(()) => self.size += line.len() as u64,
+            Err(e) => tracing::error!(error = %e, "audit log write failed"),
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.file.flush() {
+            tracing::error!(error = %e, "audit log flush failed");
+        }
+    }
+
+    /// `audit.jsonl.{keep-1}` → `.{keep}` … `audit.jsonl` → `.1`, the oldest dropped.
+    fn rotate(&mut self) {
+        self.flush();
+        for i in (1..self.keep).rev() {
+            let _ = std::fs::rename(rotated(&self.path, i), rotated(&self.path, i + 1));
+        }
+        if self.keep > 0 {
+            let _ = std::fs::rename(&self.path, rotated(&self.path, 1));
+        } else {
+            let _ = std::fs::remove_file(&self.path);
+        }
+        match std::fs::File::create(&self.path) {
+            Ok(f) => {
+                self.file = std::io::BufWriter::new(f);
+                self.size = 0;
+            }
+            Err(e) => tracing::error!(error = %e, "audit log rotation failed"),
+        }
+    }
+}
+
+/// The `n`th rotated file beside `path`.
+pub fn rotated(path: &Path, n: usize) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    PathBuf::from(s)
+}
+
+/// Every record of the log, oldest first (rotated files, then the current one), for which
+/// `keep` holds. Unreadable lines are skipped.
+pub fn read(cfg: &AuditConfig, mut keep: impl FnMut(&Value) -> bool) -> Vec<Value> {
+    let mut files: Vec<PathBuf> = (1..=cfg.keep)
+        .rev()
+        .map(|i| rotated(&cfg.path, i))
+        .collect();
+    files.push(cfg.path.clone());
+    let mut out = Vec::new();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        out.extend(
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| keep(v)),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_by_size_and_reads_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AuditConfig {
+            enabled: true,
+            path: dir.path().join("a/audit.jsonl"),
+            max_bytes: 120,
+            keep: 2,
+        };
+        let mut w = Writer::open(&cfg.path, cfg.max_bytes, cfg.keep).unwrap();
+        for i in 0..10 {
+            w.write(&json!({"n": i, "pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}));
+        }
+        w.flush();
+        assert!(rotated(&cfg.path, 2).exists() && !rotated(&cfg.path, 3).exists());
+        let all = read(&cfg, |_| true);
+        let ns: Vec<i64> = all.iter().map(|v| v["n"].as_i64().unwrap()).collect();
+        // Two lines per file, three files: the six newest, in order.
+        assert_eq!(ns, [4, 5, 6, 7, 8, 9]);
+    }
+}
