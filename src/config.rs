@@ -103,6 +103,9 @@ impl Default for AuditConfig {
 fn yes() -> bool {
     true
 }
+fn default_mirror_queue() -> PathBuf {
+    PathBuf::from("data/mirror-queue.db")
+}
 fn default_audit_path() -> PathBuf {
     PathBuf::from("data/audit.jsonl")
 }
@@ -259,6 +262,17 @@ pub enum BackendConfig {
         /// Outbound call settings (`[backend.http]`).
         #[serde(default)]
         http: OutboundConfig,
+    },
+    /// Shadow writes: `primary` answers, every acknowledged write is copied to `shadow`
+    /// through a persistent queue (both name entries of `[backends]`).
+    Mirror {
+        /// The backend that answers the clients.
+        primary: String,
+        /// The backend each acknowledged write is copied to.
+        shadow: String,
+        /// The queue of copies (SQLite; survives a restart).
+        #[serde(default = "default_mirror_queue")]
+        queue: PathBuf,
     },
     /// POSTs the canonical operation as JSON to a URL (see `docs/webhook.md`).
     Webhook {
@@ -450,6 +464,33 @@ impl Config {
     /// Checks that need the whole config: unique names and ids.
     fn validate(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.backends.contains_key("backend") {
+            out.push("backends.backend: the name `backend` means [backend]; choose another".into());
+        }
+        for (name, b) in std::iter::once(("backend", &self.backend))
+            .chain(self.backends.iter().map(|(k, v)| (k.as_str(), v)))
+        {
+            let BackendConfig::Mirror {
+                primary, shadow, ..
+            } = b
+            else {
+                continue;
+            };
+            if primary == shadow {
+                out.push(format!("{name}: primary and shadow are both `{primary}`"));
+            }
+            for (role, n) in [("primary", primary), ("shadow", shadow)] {
+                match self.backends.get(n) {
+                    None => out.push(format!(
+                        "{name}.{role} names `{n}`, which [backends] does not define"
+                    )),
+                    Some(BackendConfig::Mirror { .. }) => {
+                        out.push(format!("{name}.{role}: `{n}` is a mirror itself"))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
         for (i, g) in self.groups.iter().enumerate() {
             if g.id <= 0 {
                 out.push(format!("groups[{i}].id must be a positive integer"));

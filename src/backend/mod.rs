@@ -7,6 +7,7 @@
 
 pub mod index;
 pub mod merge;
+pub mod mirror;
 pub mod outbound;
 pub mod scim;
 pub mod sqlite;
@@ -75,6 +76,24 @@ pub trait Backend: Send + Sync {
     fn store(&self) -> Option<&dyn Store> {
         None
     }
+
+    /// Figures of the backend's own for `/metrics` (the mirror's queue).
+    fn gauges(&self) -> Vec<Gauge> {
+        Vec::new()
+    }
+}
+
+/// One figure a backend reports on `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct Gauge {
+    /// The metric's name, after the `userbridge_` prefix.
+    pub name: &'static str,
+    /// Its help text.
+    pub help: &'static str,
+    /// Its value.
+    pub value: i64,
+    /// A running total (a counter) rather than a level.
+    pub counter: bool,
 }
 
 /// A canonical user store that can also be read and edited directly (the `/scim/v2` ingress,
@@ -127,7 +146,35 @@ pub fn open(cfg: &BackendConfig, groups: &[GroupConfig]) -> Result<Arc<dyn Backe
         BackendConfig::Webhook { url, token, http } => {
             Ok(Arc::new(webhook::Webhook::open(url, token.as_ref(), http)?))
         }
+        BackendConfig::Mirror { .. } => Err("a mirror backend is opened with open_in".into()),
     }
+}
+
+/// Opens `cfg`, a backend of `config` (a mirror opens the two it names; its copies are
+/// recorded in `audit` and rendered with `mappings`).
+pub fn open_in(
+    cfg: &BackendConfig,
+    config: &crate::config::Config,
+    mappings: &crate::mapping::MappingSet,
+    audit: &crate::audit::Audit,
+) -> Result<Arc<dyn Backend>, String> {
+    let BackendConfig::Mirror {
+        primary,
+        shadow,
+        queue,
+    } = cfg
+    else {
+        return open(cfg, &config.groups);
+    };
+    let p = open(config.named_backend(primary)?, &config.groups)?;
+    let s = open(config.named_backend(shadow)?, &config.groups)?;
+    Ok(Arc::new(mirror::Mirror::open(
+        p,
+        s,
+        queue,
+        mappings,
+        audit.clone(),
+    )?))
 }
 
 /// Removes the members a store owns (`id`, `meta`, `groups`, `schemas`, ext `numericId`) from a

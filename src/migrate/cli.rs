@@ -129,9 +129,14 @@ fn mapping(set: &MappingSet, dialect: &str) -> Result<Arc<Mapping>, String> {
     })
 }
 
-fn open(cfg: &Config, name: Option<&str>) -> Result<Arc<dyn Backend>, String> {
+fn open(
+    cfg: &Config,
+    set: &MappingSet,
+    audit: &crate::audit::Audit,
+    name: Option<&str>,
+) -> Result<Arc<dyn Backend>, String> {
     let b = cfg.named_backend(name.unwrap_or("backend"))?;
-    crate::backend::open(b, &cfg.groups)
+    crate::backend::open_in(b, cfg, set, audit)
 }
 
 /// Prints `Err` and gives exit code 1.
@@ -157,13 +162,14 @@ fn import_inner(args: ImportArgs) -> Result<i32, String> {
     let rt = runtime()?;
     let started = Instant::now();
     let summary = rt.block_on(async {
-        let backend = open(&cfg, args.backend.as_deref())?;
+        let audit = crate::audit::Audit::open(&cfg.audit)?;
+        let backend = open(&cfg, &set, &audit, args.backend.as_deref())?;
         let importer = Arc::new(Importer {
             mapping,
             route,
             backend,
             max_depth: cfg.limits.max_json_depth,
-            audit: crate::audit::Audit::open(&cfg.audit)?,
+            audit,
             source: args.file.display().to_string(),
         });
         let mut progress = Progress::new(total);
@@ -279,7 +285,12 @@ fn export_inner(args: ExportArgs) -> Result<i32, String> {
     let route = pick_route(&mapping, args.route.as_deref())?;
     let rt = runtime()?;
     let summary = rt.block_on(async {
-        let backend = open(&cfg, args.backend.as_deref())?;
+        let backend = open(
+            &cfg,
+            &set,
+            &crate::audit::Audit::disabled(),
+            args.backend.as_deref(),
+        )?;
         let store = backend
             .store()
             .ok_or_else(|| format!("the {} backend cannot list users", backend.kind()))?;
@@ -405,9 +416,9 @@ fn diff_inner(args: DiffArgs) -> Result<i32, String> {
     let rt = runtime()?;
     let report = rt.block_on(async {
         let users = |name: String| {
-            let cfg = &cfg;
+            let (cfg, set) = (&cfg, &set);
             async move {
-                let backend = open(cfg, Some(&name))?;
+                let backend = open(cfg, set, &crate::audit::Audit::disabled(), Some(&name))?;
                 let store = backend
                     .store()
                     .ok_or_else(|| format!("the {} backend cannot list users", backend.kind()))?;

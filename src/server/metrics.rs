@@ -237,10 +237,26 @@ impl Metrics {
         InFlight(self.in_flight.clone())
     }
 
-    /// The OpenMetrics text of every metric.
-    pub fn render(&self) -> String {
+    /// The OpenMetrics text of every metric, and of the backend's own figures.
+    pub fn render(&self, backend: &[crate::backend::Gauge]) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
+        let mut extra = Registry::with_prefix("userbridge");
+        for g in backend {
+            if g.counter {
+                let c = Counter::<u64>::default();
+                c.inc_by(g.value.unsigned_abs());
+                extra.register(g.name, g.help, c);
+            } else {
+                let m = Gauge::<i64>::default();
+                m.set(g.value);
+                extra.register(g.name, g.help, m);
+            }
+        }
         let mut out = String::with_capacity(4096);
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        let ok = encode_registry(&mut out, &self.registry).is_ok()
+            && encode_registry(&mut out, &extra).is_ok()
+            && encode_eof(&mut out).is_ok();
+        if !ok {
             out.clear();
         }
         out

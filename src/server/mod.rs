@@ -55,11 +55,21 @@ pub struct State {
 impl State {
     /// Builds the state: mappings from config, backend opened.
     pub fn new(config: Config, mappings: MappingSet) -> Result<Self, String> {
-        let backend = crate::backend::open(&config.backend, &config.groups)?;
+        let audit = crate::audit::Audit::open(&config.audit)?;
+        Self::with_audit(config, mappings, audit)
+    }
+
+    /// Builds the state around an open audit trail (a reload keeps the one it has).
+    pub fn with_audit(
+        config: Config,
+        mappings: MappingSet,
+        audit: crate::audit::Audit,
+    ) -> Result<Self, String> {
+        let backend = crate::backend::open_in(&config.backend, &config, &mappings, &audit)?;
         Ok(Self {
             mappings,
             backend,
-            audit: crate::audit::Audit::open(&config.audit)?,
+            audit,
             metrics: Arc::new(metrics::Metrics::new()),
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
             idempotency: Arc::new(idempotency::Keys::new(

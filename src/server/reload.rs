@@ -40,6 +40,7 @@ fn swap(shared: &Shared, old: &State, load: &Loader) -> Result<Reloaded, Vec<Str
         );
     }
     let same_backend = json(&config.backend) == json(&old.config.backend)
+        && json(&config.backends) == json(&old.config.backends)
         && json(&config.groups) == json(&old.config.groups);
     let (state, how) = if same_backend {
         (
@@ -55,10 +56,10 @@ fn swap(shared: &Shared, old: &State, load: &Loader) -> Result<Reloaded, Vec<Str
             Reloaded::KeptBackend,
         )
     } else {
-        let mut state = State::new(config, mappings).map_err(|e| vec![e])?;
+        let mut state =
+            State::with_audit(config, mappings, old.audit.clone()).map_err(|e| vec![e])?;
         state.metrics = Arc::clone(&old.metrics);
         state.idempotency = Arc::clone(&old.idempotency);
-        state.audit = old.audit.clone();
         (state, Reloaded::NewBackend)
     };
     shared.store(Arc::new(state));

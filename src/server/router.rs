@@ -19,7 +19,7 @@ pub async fn route(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) 
         return super::http::text_with(
             hyper::StatusCode::OK,
             super::metrics::CONTENT_TYPE,
-            state.metrics.render(),
+            state.metrics.render(&state.backend.gauges()),
         );
     }
     if path == "/scim/v2" || path.starts_with("/scim/v2/") {

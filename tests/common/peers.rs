@@ -50,6 +50,11 @@ impl Drop for ScimServer {
 }
 
 impl ScimServer {
+    /// The process id (to pause it with SIGSTOP and resume it with SIGCONT).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `scim2-server` with the userbridge SCIM schemas and waits until it answers.
     pub async fn start() -> ScimServer {
         Self::start_with(true).await

@@ -1,0 +1,486 @@
+//! Shadow writes: a `primary` backend answers the clients; every write it acknowledged is
+//! copied to a `shadow` backend through a persistent queue (SQLite, survives a restart).
+//!
+//! What is queued is the user as the primary stored it (not the request): the copy makes the
+//! shadow's user of the same `userName` (+ `authenticator`) equal to it — every attribute set,
+//! every attribute the primary does not hold cleared, groups replaced by name. Copies are
+//! therefore idempotent and a later copy supersedes an earlier one. One worker copies in queue
+//! order; a failure is retried with exponential backoff (the queue waits behind it, so the
+//! order of writes holds). A copy the shadow refuses for good (a 4xx-like answer) is retried
+//! a few times, then moved to the `dead` table, counted and audited, so one bad user cannot
+//! stall the mirror.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Map, Value, json};
+
+use super::{Backend, BackendError, BoxFuture, Gauge, Store};
+use crate::audit::Audit;
+use crate::canonical::{
+    ATTRIBUTES, GroupChange, GroupOp, GroupRef, OpKind, Operation, UserDoc, location,
+};
+use crate::mapping::{Mapping, MappingSet};
+use crate::migrate::Identity;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS pending (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    dialect  TEXT NOT NULL,
+    doc      TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at  INTEGER NOT NULL DEFAULT 0,
+    error    TEXT
+);
+CREATE TABLE IF NOT EXISTS dead (
+    seq     INTEGER PRIMARY KEY,
+    dialect TEXT NOT NULL,
+    doc     TEXT NOT NULL,
+    error   TEXT NOT NULL,
+    at      TEXT NOT NULL
+);
+";
+
+/// Tries of a copy the shadow refuses for good before it is set aside.
+const PERMANENT_TRIES: i64 = 5;
+/// The longest wait between tries.
+const MAX_BACKOFF_MS: u64 = 30_000;
+
+/// The mirror backend.
+pub struct Mirror {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    primary: Arc<dyn Backend>,
+    shadow: Arc<dyn Backend>,
+    queue: Mutex<Connection>,
+    wake: tokio::sync::Notify,
+    mappings: Vec<Arc<Mapping>>,
+    audit: Audit,
+    depth: AtomicI64,
+    copied: AtomicU64,
+    retried: AtomicU64,
+    dead: AtomicU64,
+}
+
+/// One queued copy.
+struct Entry {
+    seq: i64,
+    dialect: String,
+    doc: Map<String, Value>,
+    attempts: i64,
+    next_at: i64,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn db(e: rusqlite::Error) -> BackendError {
+    BackendError::Failed(format!("mirror queue: {e}"))
+}
+
+impl Mirror {
+    /// Opens the queue at `queue` and starts the copying worker (when a runtime runs).
+    pub fn open(
+        primary: Arc<dyn Backend>,
+        shadow: Arc<dyn Backend>,
+        queue: &Path,
+        mappings: &MappingSet,
+        audit: Audit,
+    ) -> Result<Self, String> {
+        if let Some(dir) = queue.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let fail = |e: rusqlite::Error| format!("{}: {e}", queue.display());
+        let conn = Connection::open(queue).map_err(fail)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(fail)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(fail)?;
+        conn.execute_batch(SCHEMA).map_err(fail)?;
+        let dead: i64 = conn
+            .query_row("SELECT count(*) FROM dead", [], |r| r.get(0))
+            .map_err(fail)?;
+        let depth: i64 = conn
+            .query_row("SELECT count(*) FROM pending", [], |r| r.get(0))
+            .map_err(fail)?;
+        let inner = Arc::new(Inner {
+            primary,
+            shadow,
+            queue: Mutex::new(conn),
+            wake: tokio::sync::Notify::new(),
+            mappings: mappings.mappings.clone(),
+            audit,
+            depth: AtomicI64::new(depth),
+            copied: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            dead: AtomicU64::new(dead.unsigned_abs()),
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(worker(Arc::downgrade(&inner)));
+        }
+        Ok(Self { inner })
+    }
+
+    /// Copies waiting.
+    pub fn depth(&self) -> i64 {
+        self.inner.depth.load(Ordering::Relaxed)
+    }
+}
+
+impl Inner {
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, BackendError> {
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let conn = me
+                .queue
+                .lock()
+                .map_err(|_| BackendError::Failed("mirror queue lock poisoned".into()))?;
+            f(&conn).map_err(db)
+        })
+        .await
+        .map_err(|e| BackendError::Failed(format!("mirror queue task: {e}")))?
+    }
+
+    async fn enqueue(self: &Arc<Self>, dialect: &str, doc: &UserDoc) -> Result<(), BackendError> {
+        let text = Value::Object(doc.exposed().clone()).to_string();
+        let dialect = dialect.to_owned();
+        self.blocking(move |c| {
+            c.prepare_cached("INSERT INTO pending (dialect, doc) VALUES (?1, ?2)")?
+                .execute(params![dialect, text])
+                .map(|_| ())
+        })
+        .await?;
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn head(self: &Arc<Self>) -> Result<Option<Entry>, BackendError> {
+        let row = self
+            .blocking(|c| {
+                c.prepare_cached(
+                    "SELECT seq, dialect, doc, attempts, next_at FROM pending ORDER BY seq LIMIT 1",
+                )?
+                .query_row([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .optional()
+            })
+            .await?;
+        Ok(row.map(|(seq, dialect, doc, attempts, next_at)| Entry {
+            seq,
+            dialect,
+            doc: match serde_json::from_str(&doc) {
+                Ok(Value::Object(m)) => m,
+                _ => Map::new(),
+            },
+            attempts,
+            next_at,
+        }))
+    }
+
+    async fn done(self: &Arc<Self>, seq: i64) -> Result<(), BackendError> {
+        self.blocking(move |c| {
+            c.prepare_cached("DELETE FROM pending WHERE seq = ?1")?
+                .execute(params![seq])
+                .map(|_| ())
+        })
+        .await?;
+        self.depth.fetch_sub(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn retry_later(
+        self: &Arc<Self>,
+        e: &Entry,
+        error: String,
+        wait_ms: u64,
+    ) -> Result<(), BackendError> {
+        let (seq, attempts) = (e.seq, e.attempts + 1);
+        let next = now_ms() + i64::try_from(wait_ms).unwrap_or(i64::MAX / 2);
+        self.blocking(move |c| {
+            c.prepare_cached(
+                "UPDATE pending SET attempts = ?2, next_at = ?3, error = ?4 WHERE seq = ?1",
+            )?
+            .execute(params![seq, attempts, next, error])
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn bury(self: &Arc<Self>, e: &Entry, error: String) -> Result<(), BackendError> {
+        let seq = e.seq;
+        self.blocking(move |c| {
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
+                "INSERT OR REPLACE INTO dead (seq, dialect, doc, error, at)
+                 SELECT seq, dialect, doc, ?2, ?3 FROM pending WHERE seq = ?1",
+                params![seq, error, chrono::Utc::now().to_rfc3339()],
+            )?;
+            tx.execute("DELETE FROM pending WHERE seq = ?1", params![seq])?;
+            tx.commit()
+        })
+        .await?;
+        self.depth.fetch_sub(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn mapping(&self, dialect: &str) -> Option<Arc<Mapping>> {
+        self.mappings
+            .iter()
+            .find(|m| &*m.dialect == dialect)
+            .or_else(|| self.mappings.first())
+            .cloned()
+    }
+
+    /// Makes the shadow's user equal to `doc`: an update setting every attribute (and
+    /// clearing the ones `doc` lacks), or a create when the shadow has no such user.
+    async fn copy(
+        &self,
+        e: &Entry,
+    ) -> Result<(Operation, UserDoc), (Option<Operation>, BackendError)> {
+        let Some(who) = Identity::of(&e.doc) else {
+            return Err((
+                None,
+                BackendError::Failed("the queued user has no userName".into()),
+            ));
+        };
+        let Some(mapping) = self.mapping(&e.dialect) else {
+            return Err((None, BackendError::Failed("no mapping loaded".into())));
+        };
+        let mut user = e.doc.clone();
+        let groups = user.get("groups").and_then(Value::as_array).map(|g| {
+            g.iter()
+                .map(|g| GroupRef {
+                    value: None,
+                    display: g
+                        .get("display")
+                        .or_else(|| g.get("value"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                })
+                .collect::<Vec<_>>()
+        });
+        super::strip_server_owned(&mut user);
+        // Attributes the primary does not hold are cleared on the shadow.
+        let mut changes = user.clone();
+        for a in ATTRIBUTES
+            .iter()
+            .filter(|a| !a.read_only && !a.secret && !a.name.contains('['))
+        {
+            let loc = location(a.name);
+            if crate::canonical::get(&changes, &loc).is_none() {
+                crate::canonical::set(&mut changes, &loc, Value::Null);
+            }
+        }
+        let group_change = Some(GroupChange {
+            op: GroupOp::Replace,
+            values: groups.unwrap_or_default(),
+        });
+        let target = {
+            let mut t = Map::from_iter([("userName".into(), json!(who.user_name))]);
+            if let Some(a) = &who.authenticator {
+                crate::canonical::set(&mut t, &location("ext.authenticator"), json!(a));
+            }
+            UserDoc(t)
+        };
+        let dialect: Arc<str> = Arc::clone(&mapping.dialect);
+        let update = Operation {
+            operation: OpKind::Update,
+            dialect: Arc::clone(&dialect),
+            target: Some(target),
+            user: UserDoc(changes),
+            groups: group_change.clone(),
+            caller_password: None,
+            preconditions: Vec::new(),
+            pending: Vec::new(),
+        };
+        match self
+            .shadow
+            .apply(update.clone(), Arc::clone(&mapping))
+            .await
+        {
+            Ok(u) => Ok((update, u)),
+            Err(BackendError::NotFound) => {
+                let create = Operation {
+                    operation: OpKind::Create,
+                    target: None,
+                    user: UserDoc(user),
+                    ..update
+                };
+                match self.shadow.apply(create.clone(), mapping).await {
+                    Ok(u) => Ok((create, u)),
+                    Err(e) => Err((Some(create), e)),
+                }
+            }
+            Err(e) => Err((Some(update), e)),
+        }
+    }
+
+    async fn record(&self, e: &Entry, op: Option<&Operation>, status: u16, error: Option<&str>) {
+        let Some(op) = op else { return };
+        let request_id = format!("mirror:{}", e.seq);
+        let ctx = crate::audit::Context {
+            request_id: &request_id,
+            caller: "mirror",
+            route: "shadow",
+        };
+        self.audit.write(ctx, op, status, error, None).await;
+    }
+}
+
+/// Whether the shadow refused the copy itself (retrying will not help).
+fn permanent(e: &BackendError) -> bool {
+    matches!(
+        e,
+        BackendError::Rejected(_)
+            | BackendError::UnknownGroup(_)
+            | BackendError::Conflict(_)
+            | BackendError::Unsupported(..)
+    )
+}
+
+/// Copies queue entries in order until the mirror is dropped.
+async fn worker(inner: Weak<Inner>) {
+    loop {
+        let Some(me) = inner.upgrade() else { return };
+        let head = match me.head().await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "mirror queue unreadable");
+                drop(me);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let Some(entry) = head else {
+            // Nothing queued: wait for a write (or look again in a while).
+            let _ = tokio::time::timeout(Duration::from_secs(1), me.wake.notified()).await;
+            continue;
+        };
+        let wait = entry.next_at - now_ms();
+        if wait > 0 {
+            let _ = tokio::time::timeout(
+                Duration::from_millis(wait.unsigned_abs().min(1000)),
+                std::future::pending::<()>(),
+            )
+            .await;
+            continue;
+        }
+        match me.copy(&entry).await {
+            Ok((op, _)) => {
+                if let Err(e) = me.done(entry.seq).await {
+                    tracing::error!(error = %e, "mirror queue: a copied entry stays queued");
+                }
+                me.copied.fetch_add(1, Ordering::Relaxed);
+                if entry.attempts > 0 {
+                    me.record(&entry, Some(&op), 200, None).await;
+                }
+            }
+            Err((op, e)) => {
+                let error = e.to_string();
+                me.retried.fetch_add(1, Ordering::Relaxed);
+                if permanent(&e) && entry.attempts + 1 >= PERMANENT_TRIES {
+                    tracing::error!(seq = entry.seq, error = %error, "mirror: the shadow refuses this copy; set aside");
+                    if me.bury(&entry, error.clone()).await.is_ok() {
+                        me.dead.fetch_add(1, Ordering::Relaxed);
+                    }
+                    me.record(&entry, op.as_ref(), 0, Some(&format!("set aside: {error}")))
+                        .await;
+                    continue;
+                }
+                if entry.attempts == 0 {
+                    tracing::warn!(seq = entry.seq, error = %error, "mirror: copy failed; retrying with backoff");
+                    me.record(&entry, op.as_ref(), 0, Some(&error)).await;
+                }
+                let backoff = 100u64
+                    .saturating_mul(1 << entry.attempts.clamp(0, 16))
+                    .min(MAX_BACKOFF_MS);
+                if let Err(e) = me.retry_later(&entry, error, backoff).await {
+                    tracing::error!(error = %e, "mirror queue: cannot note the retry");
+                }
+            }
+        }
+    }
+}
+
+impl Backend for Mirror {
+    fn kind(&self) -> &'static str {
+        "mirror"
+    }
+
+    fn apply(
+        &self,
+        op: Operation,
+        mapping: Arc<Mapping>,
+    ) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+        Box::pin(async move {
+            let dialect = Arc::clone(&op.dialect);
+            let stored = self.inner.primary.apply(op, mapping).await?;
+            // Acknowledged by the primary: queued before the client hears of it. A queue that
+            // cannot take it fails the request loudly rather than lose the copy silently.
+            self.inner.enqueue(&dialect, &stored).await.map_err(|e| {
+                tracing::error!(error = %e, "mirror: written to the primary but not queued for the shadow");
+                e
+            })?;
+            Ok(stored)
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        // The clients depend on the primary only; the shadow may be down (copies wait).
+        self.inner.primary.ready()
+    }
+
+    fn store(&self) -> Option<&dyn Store> {
+        self.inner.primary.store()
+    }
+
+    fn gauges(&self) -> Vec<Gauge> {
+        let depth = self.inner.depth.load(Ordering::Relaxed);
+        vec![
+            Gauge {
+                name: "mirror_queue_depth",
+                help: "Copies to the shadow backend waiting in the queue",
+                value: depth,
+                counter: false,
+            },
+            Gauge {
+                name: "mirror_copies",
+                help: "Copies the shadow backend acknowledged since start",
+                value: i64::try_from(self.inner.copied.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+                counter: true,
+            },
+            Gauge {
+                name: "mirror_copy_failures",
+                help: "Copies the shadow backend failed (each is retried with backoff)",
+                value: i64::try_from(self.inner.retried.load(Ordering::Relaxed))
+                    .unwrap_or(i64::MAX),
+                counter: true,
+            },
+            Gauge {
+                name: "mirror_set_aside",
+                help: "Copies the shadow refused for good, kept in the queue's dead table",
+                value: i64::try_from(self.inner.dead.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+                counter: false,
+            },
+        ]
+    }
+}

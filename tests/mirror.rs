@@ -1,0 +1,179 @@
+//! Shadow writes over real sockets: SQLite primary, a real `scim2-server` as the shadow. The
+//! shadow is stopped (SIGSTOP) mid-run while clients keep writing — every client is answered
+//! by the primary — then started again (SIGCONT); once the queue drains, the two backends
+//! agree on every user and attribute, and the failures showed in `/metrics` and the audit log.
+//!
+//! scim2-server keeps its users in memory, so it is paused rather than killed: a restart would
+//! lose what it holds (a real provider keeps it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use userbridge::config::{BackendConfig, OutboundConfig};
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} failed");
+}
+
+async fn metric(base: &str, name: &str) -> i64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == name).then(|| v.trim().parse::<f64>().ok())?
+        })
+        .map_or(-1, |v| v as i64)
+}
+
+async fn vc(client: &reqwest::Client, base: &str, method: reqwest::Method, body: Value) -> u16 {
+    client
+        .request(method, format!("{base}/user-service/v1/user"))
+        .bearer_auth("demo-vc-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn create(i: usize) -> Value {
+    json!({"userKey": {"username": format!("m{i:03}"), "authenticator": "LOCAL"},
+           "password": format!("Pw-mirror-{i}"), "email": format!("m{i}@example.com"),
+           "firstName": format!("M{i}"), "enabled": i.is_multiple_of(2),
+           "primaryPhone": format!("555 {i:04}"), "primaryPhoneCountryCode": "+1"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shadow_catches_up_after_a_stop_and_agrees_with_the_primary() {
+    let shadow = common::peers::ScimServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::gateway::base_config();
+    config.backends.insert(
+        "primary".into(),
+        BackendConfig::Sqlite {
+            path: dir.path().join("primary.db"),
+        },
+    );
+    config.backends.insert(
+        "shadow".into(),
+        BackendConfig::Scim {
+            url: shadow.url.clone(),
+            token: None,
+            index: dir.path().join("scim-index.db"),
+            http: OutboundConfig {
+                timeout_ms: 500,
+                ..OutboundConfig::default()
+            },
+        },
+    );
+    config.backend = BackendConfig::Mirror {
+        primary: "primary".into(),
+        shadow: "shadow".into(),
+        queue: dir.path().join("mirror-queue.db"),
+    };
+    config.audit.enabled = true;
+    config.audit.path = dir.path().join("audit.jsonl");
+    let (base, _stop) = common::gateway::serve_config(config.clone()).await;
+    let client = reqwest::Client::new();
+    let put = reqwest::Method::PUT;
+    let post = reqwest::Method::POST;
+
+    for i in 0..30 {
+        assert_eq!(vc(&client, &base, put.clone(), create(i)).await, 200);
+    }
+    // The shadow stops answering; the clients do not notice.
+    signal(shadow.pid(), "-STOP");
+    let started = Instant::now();
+    for i in 30..60 {
+        assert_eq!(vc(&client, &base, put.clone(), create(i)).await, 200);
+    }
+    for i in (0..60).step_by(3) {
+        let change = json!({"userKey": {"username": format!("m{i:03}"), "authenticator": "LOCAL"},
+                            "lastName": "Renamed", "email": null, "enabled": true});
+        assert_eq!(vc(&client, &base, post.clone(), change).await, 200);
+    }
+    // Groups, through another dialect (commvault user 5 = m004).
+    let groups = client
+        .put(format!("{base}/webconsole/api/V4/user/5"))
+        .header("authtoken", "QSDK demo-commvault-token")
+        .json(&json!({"userGroupOperation": "ADD", "userGroups": [{"id": 3}, {"id": 4}]}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(groups, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "clients waited on the stopped shadow: {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let queued = metric(&base, "userbridge_mirror_queue_depth").await;
+    assert!(queued > 0, "queue depth {queued}");
+    assert!(metric(&base, "userbridge_mirror_copy_failures_total").await > 0);
+
+    // Started again: the queue drains.
+    signal(shadow.pid(), "-CONT");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while metric(&base, "userbridge_mirror_queue_depth").await != 0 {
+        assert!(Instant::now() < deadline, "the mirror did not drain");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(metric(&base, "userbridge_mirror_set_aside").await, 0);
+
+    // The two backends agree: what `userbridge diff primary shadow` runs.
+    let set = userbridge::mapping::MappingSet::load_dir(
+        &config.mappings.dir,
+        None,
+        &config.mapping_vars(),
+    )
+    .unwrap();
+    let audit = userbridge::audit::Audit::disabled();
+    let mut users = Vec::new();
+    for name in ["primary", "shadow"] {
+        let b = userbridge::backend::open_in(
+            config.named_backend(name).unwrap(),
+            &config,
+            &set,
+            &audit,
+        )
+        .unwrap();
+        users.push(
+            userbridge::migrate::diff::all_users(b.store().unwrap())
+                .await
+                .unwrap(),
+        );
+    }
+    let report = userbridge::migrate::diff::compare(
+        &users[0],
+        &users[1],
+        userbridge::migrate::diff::default_attributes(),
+    );
+    assert_eq!(report.matched, 60, "{}", report.table("primary", "shadow"));
+    assert!(report.is_empty(), "{}", report.table("primary", "shadow"));
+
+    // The failures are in the audit trail, as the mirror's.
+    let trail = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        trail
+            .lines()
+            .any(|l| l.contains("\"caller\":\"mirror\"") && l.contains("\"error\"")),
+        "no mirror failure in the audit trail"
+    );
+    assert!(!trail.contains("Pw-mirror-"), "a secret in the audit trail");
+}
