@@ -223,6 +223,12 @@ fn readme_shell_examples_run() {
 }
 
 #[test]
+fn migration_shell_examples_run() {
+    let skipped = run_doc("docs/migration.md");
+    assert!(skipped.is_empty(), "commands not run: {skipped:?}");
+}
+
+#[test]
 fn operations_shell_examples_run() {
     let skipped = run_doc("docs/operations.md");
     assert_eq!(skipped, ["docker ", "docker "], "commands not run");
@@ -312,6 +318,19 @@ async fn backend_examples_load_and_the_webhook_example_is_accepted() {
         }
     }
     assert_eq!((tomls, jsons), (3, 1));
+    // The mirror's example in docs/migration.md loads the same way.
+    let doc = std::fs::read_to_string("docs/migration.md").unwrap();
+    let mut n = 0;
+    for b in blocks(&doc).into_iter().filter(|b| b.info == "toml") {
+        let p = dir.path().join(format!("migration-{}.toml", b.line));
+        std::fs::write(&p, &b.text).unwrap();
+        if let Err(d) = userbridge::cli::load_with(Some(&p), &userbridge::config::Flags::default())
+        {
+            panic!("docs/migration.md:{}: example does not load: {d:?}", b.line);
+        }
+        n += 1;
+    }
+    assert_eq!(n, 1);
 }
 
 /// The scrape config points Prometheus at the port the image exposes (the path is its default,

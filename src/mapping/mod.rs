@@ -72,6 +72,20 @@ impl Mapping {
                 }
             }
         }
+        // A member restating a stored attribute (opscenter's `username`) carries it too.
+        for p in self
+            .preconditions
+            .iter()
+            .filter(|p| p.equals_rule.is_some())
+        {
+            if let Some(def) = crate::canonical::ATTRIBUTES
+                .iter()
+                .find(|a| a.name == &*p.attribute)
+                && !out.contains(&def.name)
+            {
+                out.push(def.name);
+            }
+        }
         out
     }
 

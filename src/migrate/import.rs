@@ -144,15 +144,14 @@ impl Importer {
     pub async fn line(&self, line_no: u64, text: &[u8]) -> LineOutcome {
         let text = trim_line_end(text);
         if text.iter().all(u8::is_ascii_whitespace) {
-            return self.refused(Rejection::invalid(
-                "line",
-                "json",
-                "the line is empty".into(),
-            ));
+            return self.refused(
+                line_no,
+                Rejection::invalid("line", "json", "the line is empty".into()),
+            );
         }
         let req = match parse_line(text, self.max_depth) {
             Ok(r) => r,
-            Err(m) => return self.refused(Rejection::invalid("body", "json", m)),
+            Err(m) => return self.refused(line_no, Rejection::invalid("body", "json", m)),
         };
         let op = match self.mapping.translate_value(
             self.route,
@@ -161,16 +160,30 @@ impl Importer {
             &req.body,
         ) {
             Ok(t) => t.op,
-            Err(rej) => return self.refused(rej),
+            Err(rej) => return self.refused(line_no, rej),
         };
         match self.apply(line_no, op).await {
             Ok(o) => o,
-            Err(rej) => self.refused(rej),
+            Err(rej) => self.refused(line_no, rej),
         }
     }
 
-    fn refused(&self, rej: Rejection) -> LineOutcome {
-        let answer = self.mapping.error_response(&rej, &ErrorContext::default());
+    /// The dialect's error answer for a refused line; its request id is `FILE:LINE`, as in
+    /// the audit trail.
+    fn refused(&self, line_no: u64, rej: Rejection) -> LineOutcome {
+        let request_id = format!("{}:{line_no}", self.source);
+        let path = self
+            .mapping
+            .routes
+            .get(self.route)
+            .and_then(|r| r.paths.first())
+            .map_or("", |p| p.text.as_str());
+        let ctx = ErrorContext {
+            path,
+            request_id: &request_id,
+            ..ErrorContext::default()
+        };
+        let answer = self.mapping.error_response(&rej, &ctx);
         let error = serde_json::from_slice(&answer.body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&answer.body).into()));
         LineOutcome::Rejected {
