@@ -82,12 +82,40 @@ impl Audit {
         Ok(Self { tx: Some(tx) })
     }
 
-    /// Records one write: the operation (secrets redacted), its outcome (HTTP status and, on
-    /// failure, the error) and the stored user's id.
+    /// Records one canonical operation: its changes (secrets redacted), its outcome (HTTP
+    /// status and, on failure, the error) and the stored user's id.
     pub async fn write(
         &self,
         ctx: Context<'_>,
         op: &Operation,
+        status: u16,
+        error: Option<&str>,
+        stored_id: Option<&str>,
+    ) {
+        if self.tx.is_none() {
+            return;
+        }
+        let mut what = Map::new();
+        if let Value::Object(op) = serde_json::to_value(op).unwrap_or(Value::Null) {
+            for (k, v) in op {
+                if k == "user" {
+                    what.insert("changes".into(), without_schemas(v));
+                } else if k != "callerPassword" && k != "preconditions" && k != "pending" {
+                    what.insert(k, v);
+                }
+            }
+        }
+        let who = crate::migrate::Identity::of_operation(op);
+        self.record(ctx, what, who, status, error, stored_id).await;
+    }
+
+    /// Records one write described by `what` (`operation`, `dialect`, `target`, `changes`,
+    /// `groups`, as [`Audit::write`] puts them; documents already redacted), made for `who`.
+    pub async fn record(
+        &self,
+        ctx: Context<'_>,
+        what: Map<String, Value>,
+        who: Option<crate::migrate::Identity>,
         status: u16,
         error: Option<&str>,
         stored_id: Option<&str>,
@@ -101,16 +129,8 @@ impl Audit {
         rec.insert("requestId".into(), json!(ctx.request_id));
         rec.insert("caller".into(), json!(ctx.caller));
         rec.insert("route".into(), json!(ctx.route));
-        if let Value::Object(op) = serde_json::to_value(op).unwrap_or(Value::Null) {
-            for (k, v) in op {
-                if k == "user" {
-                    rec.insert("changes".into(), without_schemas(v));
-                } else if k != "callerPassword" && k != "preconditions" && k != "pending" {
-                    rec.insert(k, v);
-                }
-            }
-        }
-        if let Some(who) = crate::migrate::Identity::of_operation(op) {
+        rec.extend(what);
+        if let Some(who) = who {
             rec.insert("userName".into(), json!(who.user_name));
             if let Some(a) = who.authenticator {
                 rec.insert("authenticator".into(), json!(a));

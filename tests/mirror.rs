@@ -117,6 +117,53 @@ async fn the_shadow_catches_up_after_a_stop_and_agrees_with_the_primary() {
         .unwrap()
         .status();
     assert_eq!(groups, 200);
+    // The /scim/v2 ingress writes through the mirror too: a create, a PATCH, a delete.
+    let scim = |m: reqwest::Method, path: &str| {
+        client
+            .request(m, format!("{base}/scim/v2{path}"))
+            .header("content-type", "application/scim+json")
+    };
+    let made = scim(reqwest::Method::POST, "/Users")
+        .json(
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                      "userName": "scimmy", "password": "Pw-mirror-scim", "title": "Engineer"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let by_name = |name: &str| {
+        let name = name.to_owned();
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let list: Value = client
+                .get(format!(
+                    "{base}/scim/v2/Users?filter=userName%20eq%20%22{name}%22"
+                ))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            list["Resources"][0]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let m001 = by_name("m001").await;
+    let patched = scim(reqwest::Method::PATCH, &format!("/Users/{m001}"))
+        .json(&json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                      "Operations": [{"op": "replace", "path": "displayName", "value": "Patched"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    let m002 = by_name("m002").await;
+    let deleted = scim(reqwest::Method::DELETE, &format!("/Users/{m002}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "clients waited on the stopped shadow: {:?}",
@@ -164,7 +211,24 @@ async fn the_shadow_catches_up_after_a_stop_and_agrees_with_the_primary() {
         &users[1],
         userbridge::migrate::diff::default_attributes(),
     );
+    // 60 created, one more through /scim/v2, one deleted there.
     assert_eq!(report.matched, 60, "{}", report.table("primary", "shadow"));
+    let attr = |u: &userbridge::canonical::UserDoc, k: &str| u.exposed().get(k).cloned();
+    assert!(
+        users[1]
+            .iter()
+            .all(|u| attr(u, "userName") != Some(json!("m002")))
+    );
+    assert!(
+        users[1]
+            .iter()
+            .any(|u| attr(u, "displayName") == Some(json!("Patched")))
+    );
+    assert!(
+        users[1]
+            .iter()
+            .any(|u| attr(u, "title") == Some(json!("Engineer")))
+    );
     assert!(report.is_empty(), "{}", report.table("primary", "shadow"));
 
     // The failures are in the audit trail, as the mirror's.
@@ -176,4 +240,11 @@ async fn the_shadow_catches_up_after_a_stop_and_agrees_with_the_primary() {
         "no mirror failure in the audit trail"
     );
     assert!(!trail.contains("Pw-mirror-"), "a secret in the audit trail");
+    for op in ["create", "patch", "delete"] {
+        assert!(
+            trail.lines().any(|l| l.contains("\"caller\":\"scim\"")
+                && l.contains(&format!("\"operation\":\"{op}\""))),
+            "no /scim/v2 {op} in the audit trail"
+        );
+    }
 }

@@ -29,6 +29,7 @@ use crate::migrate::Identity;
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS pending (
     seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    op       TEXT NOT NULL DEFAULT 'put',
     dialect  TEXT NOT NULL,
     doc      TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -70,6 +71,8 @@ struct Inner {
 /// One queued copy.
 struct Entry {
     seq: i64,
+    /// `put` (make the shadow's user equal to `doc`) or `delete` (remove the user `doc` names).
+    op: String,
     dialect: String,
     doc: Map<String, Value>,
     attempts: i64,
@@ -152,12 +155,17 @@ impl Inner {
         .map_err(|e| BackendError::Failed(format!("mirror queue task: {e}")))?
     }
 
-    async fn enqueue(self: &Arc<Self>, dialect: &str, doc: &UserDoc) -> Result<(), BackendError> {
+    async fn enqueue(
+        self: &Arc<Self>,
+        op: &'static str,
+        dialect: &str,
+        doc: &UserDoc,
+    ) -> Result<(), BackendError> {
         let text = Value::Object(doc.exposed().clone()).to_string();
         let dialect = dialect.to_owned();
         self.blocking(move |c| {
-            c.prepare_cached("INSERT INTO pending (dialect, doc) VALUES (?1, ?2)")?
-                .execute(params![dialect, text])
+            c.prepare_cached("INSERT INTO pending (op, dialect, doc) VALUES (?1, ?2, ?3)")?
+                .execute(params![op, dialect, text])
                 .map(|_| ())
         })
         .await?;
@@ -170,11 +178,11 @@ impl Inner {
         let row = self
             .blocking(|c| {
                 c.prepare_cached(
-                    "SELECT seq, dialect, doc, attempts, next_at FROM pending ORDER BY seq LIMIT 1",
+                    "SELECT seq, dialect, doc, attempts, next_at, op FROM pending ORDER BY seq LIMIT 1",
                 )?
                 .query_row([], |r| {
                     Ok((
-                        r.get::<_, i64>(0)?,
+                        (r.get::<_, i64>(0)?, r.get::<_, String>(5)?),
                         r.get::<_, String>(1)?,
                         r.get::<_, String>(2)?,
                         r.get::<_, i64>(3)?,
@@ -184,16 +192,19 @@ impl Inner {
                 .optional()
             })
             .await?;
-        Ok(row.map(|(seq, dialect, doc, attempts, next_at)| Entry {
-            seq,
-            dialect,
-            doc: match serde_json::from_str(&doc) {
-                Ok(Value::Object(m)) => m,
-                _ => Map::new(),
-            },
-            attempts,
-            next_at,
-        }))
+        Ok(
+            row.map(|((seq, op), dialect, doc, attempts, next_at)| Entry {
+                seq,
+                op,
+                dialect,
+                doc: match serde_json::from_str(&doc) {
+                    Ok(Value::Object(m)) => m,
+                    _ => Map::new(),
+                },
+                attempts,
+                next_at,
+            }),
+        )
     }
 
     async fn done(self: &Arc<Self>, seq: i64) -> Result<(), BackendError> {
@@ -265,6 +276,9 @@ impl Inner {
         let Some(mapping) = self.mapping(&e.dialect) else {
             return Err((None, BackendError::Failed("no mapping loaded".into())));
         };
+        if e.op == "delete" {
+            return self.delete_copy(&who, &mapping, e).await;
+        }
         let mut user = e.doc.clone();
         let groups = user.get("groups").and_then(Value::as_array).map(|g| {
             g.iter()
@@ -332,6 +346,45 @@ impl Inner {
             }
             Err(e) => Err((Some(update), e)),
         }
+    }
+
+    /// Removes the shadow's user `who` (already gone counts as done).
+    async fn delete_copy(
+        &self,
+        who: &Identity,
+        mapping: &Arc<Mapping>,
+        e: &Entry,
+    ) -> Result<(Operation, UserDoc), (Option<Operation>, BackendError)> {
+        // The audit trail records a delete as an update clearing nothing, with its target.
+        let op = Operation {
+            operation: OpKind::Update,
+            dialect: Arc::clone(&mapping.dialect),
+            target: Some(UserDoc(e.doc.clone())),
+            user: UserDoc(Map::new()),
+            groups: None,
+            caller_password: None,
+            preconditions: Vec::new(),
+            pending: Vec::new(),
+        };
+        let Some(store) = self.shadow.store() else {
+            return Err((
+                Some(op),
+                BackendError::Unsupported(self.shadow.kind(), "delete users"),
+            ));
+        };
+        let found = match store.list(Some(who.user_name.clone()), 0, 100).await {
+            Ok((users, _)) => users,
+            Err(err) => return Err((Some(op), err)),
+        };
+        for u in found {
+            if Identity::of(u.exposed()).is_some_and(|s| who.matches(&s))
+                && let Some(id) = u.exposed().get("id").and_then(Value::as_str)
+                && let Err(err) = store.delete(id).await
+            {
+                return Err((Some(op), err));
+            }
+        }
+        Ok((op, UserDoc(Map::new())))
     }
 
     async fn record(&self, e: &Entry, op: Option<&Operation>, status: u16, error: Option<&str>) {
@@ -436,7 +489,7 @@ impl Backend for Mirror {
             let stored = self.inner.primary.apply(op, mapping).await?;
             // Acknowledged by the primary: queued before the client hears of it. A queue that
             // cannot take it fails the request loudly rather than lose the copy silently.
-            self.inner.enqueue(&dialect, &stored).await.map_err(|e| {
+            self.inner.enqueue("put", &dialect, &stored).await.map_err(|e| {
                 tracing::error!(error = %e, "mirror: written to the primary but not queued for the shadow");
                 e
             })?;
@@ -450,7 +503,8 @@ impl Backend for Mirror {
     }
 
     fn store(&self) -> Option<&dyn Store> {
-        self.inner.primary.store()
+        // Reads from the primary; writes through it, each one queued for the shadow.
+        self.inner.primary.store().map(|_| self as &dyn Store)
     }
 
     fn gauges(&self) -> Vec<Gauge> {
@@ -482,5 +536,107 @@ impl Backend for Mirror {
                 counter: false,
             },
         ]
+    }
+}
+
+impl Mirror {
+    fn primary_store(&self) -> Result<&dyn Store, BackendError> {
+        self.inner.primary.store().ok_or(BackendError::Unsupported(
+            "mirror",
+            "serve /scim/v2 over this primary",
+        ))
+    }
+
+    /// Queues a `/scim/v2` write the primary made (dialect: the first mapping's, for rendering
+    /// nothing but messages).
+    async fn queued(&self, op: &'static str, user: UserDoc) -> Result<UserDoc, BackendError> {
+        let dialect = self
+            .inner
+            .mappings
+            .first()
+            .map(|m| m.dialect.to_string())
+            .unwrap_or_default();
+        self.inner.enqueue(op, &dialect, &user).await?;
+        Ok(user)
+    }
+}
+
+impl Store for Mirror {
+    fn keeps_secrets(&self) -> bool {
+        self.inner.primary.store().is_some_and(Store::keeps_secrets)
+    }
+
+    fn get_with_secrets(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        let id = id.to_owned();
+        Box::pin(async move { self.primary_store()?.get_with_secrets(&id).await })
+    }
+
+    fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        let id = id.to_owned();
+        Box::pin(async move { self.primary_store()?.get(&id).await })
+    }
+
+    fn list(
+        &self,
+        user_name: Option<String>,
+        start: usize,
+        count: usize,
+    ) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
+        Box::pin(async move { self.primary_store()?.list(user_name, start, count).await })
+    }
+
+    fn create(&self, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+        Box::pin(async move {
+            let stored = self.primary_store()?.create(user).await?;
+            let full = self.full(&stored).await?;
+            self.queued("put", full).await?;
+            Ok(stored)
+        })
+    }
+
+    fn replace(&self, id: &str, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let stored = self.primary_store()?.replace(&id, user).await?;
+            let full = self.full(&stored).await?;
+            self.queued("put", full).await?;
+            Ok(stored)
+        })
+    }
+
+    fn delete(&self, id: &str) -> BoxFuture<'_, Result<bool, BackendError>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let store = self.primary_store()?;
+            let Some(user) = store.get(&id).await? else {
+                return Ok(false);
+            };
+            let gone = store.delete(&id).await?;
+            if gone && let Some(who) = Identity::of(user.exposed()) {
+                let mut doc = Map::from_iter([("userName".into(), json!(who.user_name))]);
+                if let Some(a) = who.authenticator {
+                    crate::canonical::set(&mut doc, &location("ext.authenticator"), json!(a));
+                }
+                self.queued("delete", UserDoc(doc)).await?;
+            }
+            Ok(gone)
+        })
+    }
+}
+
+impl Mirror {
+    /// The stored user with its secrets, as the copy needs it.
+    async fn full(&self, stored: &UserDoc) -> Result<UserDoc, BackendError> {
+        let store = self.primary_store()?;
+        let id = stored
+            .exposed()
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Ok(store
+            .get_with_secrets(&id)
+            .await?
+            .unwrap_or_else(|| stored.clone()))
     }
 }

@@ -123,9 +123,11 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
                 Ok(d) => d,
                 Err(resp) => return resp,
             };
-            match store.create(doc).await {
+            let sent = state.audit.is_enabled().then(|| doc.clone());
+            let result = store.create(doc).await;
+            let resp = match &result {
                 Ok(u) => {
-                    let mut r = json(StatusCode::CREATED, SCIM_JSON, &q.project(resource(&u)));
+                    let mut r = json(StatusCode::CREATED, SCIM_JSON, &q.project(resource(u)));
                     if let Some(Ok(v)) = u.attr("id").and_then(Value::as_str).map(|id| {
                         hyper::header::HeaderValue::from_str(&format!("/scim/v2/Users/{id}"))
                     }) {
@@ -133,8 +135,11 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
                     }
                     r
                 }
-                Err(e) => backend_error(&e),
-            }
+                Err(e) => backend_error(e),
+            };
+            let stored = result.as_ref().ok();
+            audit(&state, &parts.headers, "create", None, sent, stored, &resp).await;
+            resp
         }
         (m, p) if p.starts_with("/Users/") => {
             let id = p["/Users/".len()..].to_owned();
@@ -149,10 +154,24 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
                         Ok(d) => d,
                         Err(resp) => return resp,
                     };
-                    match store.replace(&id, doc).await {
-                        Ok(u) => json(StatusCode::OK, SCIM_JSON, &q.project(resource(&u))),
-                        Err(e) => backend_error(&e),
-                    }
+                    let sent = state.audit.is_enabled().then(|| doc.clone());
+                    let result = store.replace(&id, doc).await;
+                    let resp = match &result {
+                        Ok(u) => json(StatusCode::OK, SCIM_JSON, &q.project(resource(u))),
+                        Err(e) => backend_error(e),
+                    };
+                    let stored = result.as_ref().ok();
+                    audit(
+                        &state,
+                        &parts.headers,
+                        "replace",
+                        Some(&id),
+                        sent,
+                        stored,
+                        &resp,
+                    )
+                    .await;
+                    resp
                 }
                 Method::PATCH => {
                     let ops = match read_doc(&parts.headers, body, limits).await {
@@ -167,20 +186,47 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
                     if let Err(e) = patch::apply(&mut user.0, &ops) {
                         return error(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.message);
                     }
-                    match store.replace(&id, user).await {
-                        Ok(u) => json(StatusCode::OK, SCIM_JSON, &q.project(resource(&u))),
-                        Err(e) => backend_error(&e),
-                    }
+                    let sent = state.audit.is_enabled().then(|| user.clone());
+                    let result = store.replace(&id, user).await;
+                    let resp = match &result {
+                        Ok(u) => json(StatusCode::OK, SCIM_JSON, &q.project(resource(u))),
+                        Err(e) => backend_error(e),
+                    };
+                    let stored = result.as_ref().ok();
+                    audit(
+                        &state,
+                        &parts.headers,
+                        "patch",
+                        Some(&id),
+                        sent,
+                        stored,
+                        &resp,
+                    )
+                    .await;
+                    resp
                 }
-                Method::DELETE => match store.delete(&id).await {
-                    Ok(true) => {
-                        let mut r = Response::new(Body::default());
-                        *r.status_mut() = StatusCode::NO_CONTENT;
-                        r
-                    }
-                    Ok(false) => error(StatusCode::NOT_FOUND, None, "no such user"),
-                    Err(e) => backend_error(&e),
-                },
+                Method::DELETE => {
+                    let resp = match store.delete(&id).await {
+                        Ok(true) => {
+                            let mut r = Response::new(Body::default());
+                            *r.status_mut() = StatusCode::NO_CONTENT;
+                            r
+                        }
+                        Ok(false) => error(StatusCode::NOT_FOUND, None, "no such user"),
+                        Err(e) => backend_error(&e),
+                    };
+                    audit(
+                        &state,
+                        &parts.headers,
+                        "delete",
+                        Some(&id),
+                        None,
+                        None,
+                        &resp,
+                    )
+                    .await;
+                    resp
+                }
                 _ => error(
                     StatusCode::METHOD_NOT_ALLOWED,
                     None,
@@ -190,6 +236,53 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         }
         _ => error(StatusCode::NOT_FOUND, None, "no such resource"),
     }
+}
+
+/// Records a `/scim/v2` write that reached the store: what was sent (secrets redacted; for a
+/// PATCH, the user it made), the target, the outcome.
+async fn audit(
+    state: &State,
+    headers: &hyper::HeaderMap,
+    operation: &str,
+    target: Option<&str>,
+    sent: Option<UserDoc>,
+    stored: Option<&UserDoc>,
+    resp: &Response<Body>,
+) {
+    if !state.audit.is_enabled() {
+        return;
+    }
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut what = serde_json::Map::new();
+    what.insert("operation".into(), Value::from(operation));
+    what.insert("dialect".into(), Value::from("scim"));
+    if let Some(id) = target {
+        what.insert("target".into(), serde_json::json!({ "id": id }));
+    }
+    let who = stored
+        .or(sent.as_ref())
+        .and_then(|u| crate::migrate::Identity::of(u.exposed()));
+    if let Some(doc) = &sent
+        && let Ok(Value::Object(mut m)) = serde_json::to_value(doc)
+    {
+        crate::backend::strip_server_owned(&mut m);
+        what.insert("changes".into(), Value::Object(m));
+    }
+    let status = resp.status();
+    let error = (status.as_u16() >= 400).then(|| status.canonical_reason().unwrap_or("failed"));
+    let ctx = crate::audit::Context {
+        request_id,
+        caller: "scim",
+        route: "/scim/v2/Users",
+    };
+    let id = stored.and_then(|u| u.attr("id")).and_then(Value::as_str);
+    state
+        .audit
+        .record(ctx, what, who, status.as_u16(), error, id)
+        .await;
 }
 
 /// Reads and parses a SCIM request body: JSON media type, bounded size and depth, no
