@@ -339,6 +339,11 @@ impl UserDoc {
         get(&self.0, &location(name))
     }
 
+    /// The canonical `id`, when the document has one (a stored user does).
+    pub fn id(&self) -> Option<&str> {
+        self.0.get("id").and_then(Value::as_str)
+    }
+
     /// True when the document has no attribute.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

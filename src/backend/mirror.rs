@@ -378,7 +378,7 @@ impl Inner {
         };
         for u in found {
             if Identity::of(u.exposed()).is_some_and(|s| who.matches(&s))
-                && let Some(id) = u.exposed().get("id").and_then(Value::as_str)
+                && let Some(id) = u.id()
                 && let Err(err) = store.delete(id).await
             {
                 return Err((Some(op), err));
@@ -628,14 +628,9 @@ impl Mirror {
     /// The stored user with its secrets, as the copy needs it.
     async fn full(&self, stored: &UserDoc) -> Result<UserDoc, BackendError> {
         let store = self.primary_store()?;
-        let id = stored
-            .exposed()
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let id = stored.id().unwrap_or_default();
         Ok(store
-            .get_with_secrets(&id)
+            .get_with_secrets(id)
             .await?
             .unwrap_or_else(|| stored.clone()))
     }

@@ -326,7 +326,7 @@ fn find_by_numeric(tx: &Transaction<'_>, n: i64) -> Result<Row, BackendError> {
 
 /// The user a target names, or `NotFound`.
 fn resolve(tx: &Transaction<'_>, target: &UserDoc) -> Result<Row, BackendError> {
-    if let Some(id) = target.attr("id").and_then(Value::as_str) {
+    if let Some(id) = target.id() {
         return find(tx, "id = ?1", &[&id as &dyn rusqlite::ToSql])?.ok_or(BackendError::NotFound);
     }
     if let Some(n) = target.attr("ext.numericId").and_then(Value::as_i64) {

@@ -15,21 +15,29 @@ use crate::backend::Backend;
 use crate::config::Config;
 use crate::mapping::{Mapping, MappingSet};
 
-/// `import` arguments.
+/// What `import` and `export` work on.
 #[derive(Debug, Args)]
-pub struct ImportArgs {
+pub struct Target {
     /// Config file (default: config/userbridge.toml when present).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// The dialect of the lines (a mapping file's stem).
     #[arg(long)]
     pub dialect: String,
-    /// The route the lines go through (default: the dialect's create route, else its first).
+    /// The route of the lines (default: the dialect's create route, else its first).
     #[arg(long)]
     pub route: Option<String>,
     /// A backend of `[backends]` instead of `[backend]`.
     #[arg(long)]
     pub backend: Option<String>,
+}
+
+/// `import` arguments.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Config, dialect, route, backend.
+    #[command(flatten)]
+    pub target: Target,
     /// Where refused lines go (default: FILE's stem + `.rejects.jsonl`).
     #[arg(long)]
     pub rejects: Option<PathBuf>,
@@ -43,18 +51,9 @@ pub struct ImportArgs {
 /// `export` arguments.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Config file (default: config/userbridge.toml when present).
-    #[arg(long, short)]
-    pub config: Option<PathBuf>,
-    /// The dialect to write.
-    #[arg(long)]
-    pub dialect: String,
-    /// The route whose body and path parameters are written (default: as for import).
-    #[arg(long)]
-    pub route: Option<String>,
-    /// A backend of `[backends]` instead of `[backend]`.
-    #[arg(long)]
-    pub backend: Option<String>,
+    /// Config, dialect, route, backend.
+    #[command(flatten)]
+    pub target: Target,
     /// Output file (default: standard output).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -154,16 +153,17 @@ pub fn import(args: ImportArgs) -> i32 {
 }
 
 fn import_inner(args: ImportArgs) -> Result<i32, String> {
-    let (cfg, set) = load(args.config.as_deref())?;
-    let mapping = mapping(&set, &args.dialect)?;
-    let route = pick_route(&mapping, args.route.as_deref())?;
+    let t = &args.target;
+    let (cfg, set) = load(t.config.as_deref())?;
+    let mapping = mapping(&set, &t.dialect)?;
+    let route = pick_route(&mapping, t.route.as_deref())?;
     let rejects = args.rejects.unwrap_or_else(|| default_rejects(&args.file));
     let total = count_lines(&args.file)?;
     let rt = runtime()?;
     let started = Instant::now();
     let summary = rt.block_on(async {
         let audit = crate::audit::Audit::open(&cfg.audit)?;
-        let backend = open(&cfg, &set, &audit, args.backend.as_deref())?;
+        let backend = open(&cfg, &set, &audit, t.backend.as_deref())?;
         let importer = Arc::new(Importer {
             mapping,
             route,
@@ -280,16 +280,17 @@ pub fn export(args: ExportArgs) -> i32 {
 }
 
 fn export_inner(args: ExportArgs) -> Result<i32, String> {
-    let (cfg, set) = load(args.config.as_deref())?;
-    let mapping = mapping(&set, &args.dialect)?;
-    let route = pick_route(&mapping, args.route.as_deref())?;
+    let t = &args.target;
+    let (cfg, set) = load(t.config.as_deref())?;
+    let mapping = mapping(&set, &t.dialect)?;
+    let route = pick_route(&mapping, t.route.as_deref())?;
     let rt = runtime()?;
     let summary = rt.block_on(async {
         let backend = open(
             &cfg,
             &set,
             &crate::audit::Audit::disabled(),
-            args.backend.as_deref(),
+            t.backend.as_deref(),
         )?;
         let store = backend
             .store()
@@ -312,7 +313,7 @@ fn export_inner(args: ExportArgs) -> Result<i32, String> {
     })?;
     eprintln!(
         "export {}: {} users, {} written, {} left out",
-        args.dialect, summary.users, summary.written, summary.skipped
+        t.dialect, summary.users, summary.written, summary.skipped
     );
     Ok(0)
 }

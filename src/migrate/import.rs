@@ -266,7 +266,7 @@ impl Importer {
                 route: "import",
             };
             let (status, error, id) = match &result {
-                Ok(u) => (200, None, u.attr("id").and_then(Value::as_str)),
+                Ok(u) => (200, None, u.id()),
                 Err(e) => (0, Some(e.to_string()), None),
             };
             self.audit
@@ -320,12 +320,7 @@ impl Importer {
         op: &Operation,
         stored: UserDoc,
     ) -> Result<LineOutcome, BackendError> {
-        let id = stored
-            .exposed()
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let id = stored.id().unwrap_or_default().to_owned();
         let mut changes = op.user.exposed().clone();
         crate::backend::strip_server_owned(&mut changes);
         let secrets = carries_secrets(&changes);

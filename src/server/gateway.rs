@@ -344,10 +344,7 @@ async fn write(state: &State, w: Write<'_>) -> Response<Body> {
         .backend(state.backend.kind(), backend_started.elapsed(), failed);
     let error = failed.map(ToString::to_string);
     let stored_id = match &result {
-        Ok(Ok(stored)) => stored
-            .attr("id")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned),
+        Ok(Ok(stored)) => stored.id().map(str::to_owned),
         _ => None,
     };
     let resp = match result {

@@ -202,7 +202,7 @@ impl Scim {
         &self,
         target: &UserDoc,
     ) -> Result<(Map<String, Value>, Option<String>), BackendError> {
-        if let Some(id) = target.attr("id").and_then(Value::as_str) {
+        if let Some(id) = target.id() {
             return self.fetch(id).await?.ok_or(BackendError::NotFound);
         }
         if let Some(n) = target.attr("ext.numericId").and_then(Value::as_i64) {

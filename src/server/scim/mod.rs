@@ -128,7 +128,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             let resp = match &result {
                 Ok(u) => {
                     let mut r = json(StatusCode::CREATED, SCIM_JSON, &q.project(resource(u)));
-                    if let Some(Ok(v)) = u.attr("id").and_then(Value::as_str).map(|id| {
+                    if let Some(Ok(v)) = u.id().map(|id| {
                         hyper::header::HeaderValue::from_str(&format!("/scim/v2/Users/{id}"))
                     }) {
                         r.headers_mut().insert(hyper::header::LOCATION, v);
@@ -154,24 +154,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
                         Ok(d) => d,
                         Err(resp) => return resp,
                     };
-                    let sent = state.audit.is_enabled().then(|| doc.clone());
-                    let result = store.replace(&id, doc).await;
-                    let resp = match &result {
-                        Ok(u) => json(StatusCode::OK, SCIM_JSON, &q.project(resource(u))),
-                        Err(e) => backend_error(e),
-                    };
-                    let stored = result.as_ref().ok();
-                    audit(
-                        &state,
-                        &parts.headers,
-                        "replace",
-                        Some(&id),
-                        sent,
-                        stored,
-                        &resp,
-                    )
-                    .await;
-                    resp
+                    replace(&state, &parts.headers, store, &id, doc, &q, "replace").await
                 }
                 Method::PATCH => {
                     let ops = match read_doc(&parts.headers, body, limits).await {
@@ -186,24 +169,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
                     if let Err(e) = patch::apply(&mut user.0, &ops) {
                         return error(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.message);
                     }
-                    let sent = state.audit.is_enabled().then(|| user.clone());
-                    let result = store.replace(&id, user).await;
-                    let resp = match &result {
-                        Ok(u) => json(StatusCode::OK, SCIM_JSON, &q.project(resource(u))),
-                        Err(e) => backend_error(e),
-                    };
-                    let stored = result.as_ref().ok();
-                    audit(
-                        &state,
-                        &parts.headers,
-                        "patch",
-                        Some(&id),
-                        sent,
-                        stored,
-                        &resp,
-                    )
-                    .await;
-                    resp
+                    replace(&state, &parts.headers, store, &id, user, &q, "patch").await
                 }
                 Method::DELETE => {
                     let resp = match store.delete(&id).await {
@@ -236,6 +202,28 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         }
         _ => error(StatusCode::NOT_FOUND, None, "no such resource"),
     }
+}
+
+/// Replaces the user `id` (a PUT, or the user a PATCH made), answers with it, and records the
+/// write as `operation`.
+async fn replace(
+    state: &State,
+    headers: &hyper::HeaderMap,
+    store: &dyn crate::backend::Store,
+    id: &str,
+    user: UserDoc,
+    q: &Query,
+    operation: &str,
+) -> Response<Body> {
+    let sent = state.audit.is_enabled().then(|| user.clone());
+    let result = store.replace(id, user).await;
+    let resp = match &result {
+        Ok(u) => json(StatusCode::OK, SCIM_JSON, &q.project(resource(u))),
+        Err(e) => backend_error(e),
+    };
+    let stored = result.as_ref().ok();
+    audit(state, headers, operation, Some(id), sent, stored, &resp).await;
+    resp
 }
 
 /// Records a `/scim/v2` write that reached the store: what was sent (secrets redacted; for a
@@ -278,7 +266,7 @@ async fn audit(
         caller: "scim",
         route: "/scim/v2/Users",
     };
-    let id = stored.and_then(|u| u.attr("id")).and_then(Value::as_str);
+    let id = stored.and_then(UserDoc::id);
     state
         .audit
         .record(ctx, what, who, status.as_u16(), error, id)
