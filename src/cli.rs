@@ -191,11 +191,11 @@ pub fn load_with(
     )?;
     let mut diags = Vec::new();
     for (i, c) in cfg.credentials.iter().enumerate() {
-        if set.get(&c.dialect).is_none() {
+        if c.dialect != "scim" && set.get(&c.dialect).is_none() {
             diags.push(Diagnostic::file(
                 config.unwrap_or(Path::new(crate::config::DEFAULT_FILE)),
                 format!(
-                    "credentials[{i}] ({}) names dialect `{}`, which no mapping defines",
+                    "credentials[{i}] ({}) names dialect `{}`, which no mapping defines (nor is it `scim`, for /scim/v2)",
                     c.name, c.dialect
                 ),
             ));

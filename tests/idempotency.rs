@@ -58,6 +58,7 @@ async fn a_retried_create_gets_the_first_answer_and_one_user() {
             "{}/scim/v2/Users?filter=userName%20eq%20%22idem%22",
             gw.base
         ))
+        .bearer_auth("demo-scim-token")
         .send()
         .await
         .unwrap()

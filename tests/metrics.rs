@@ -53,6 +53,7 @@ async fn metrics_count_what_was_sent() {
     assert_eq!(r.status(), 400);
     let r = c
         .get(format!("{}/scim/v2/Users", gw.base))
+        .bearer_auth("demo-scim-token")
         .send()
         .await
         .unwrap();

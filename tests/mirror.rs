@@ -121,6 +121,7 @@ async fn the_shadow_catches_up_after_a_stop_and_agrees_with_the_primary() {
     let scim = |m: reqwest::Method, path: &str| {
         client
             .request(m, format!("{base}/scim/v2{path}"))
+            .bearer_auth("demo-scim-token")
             .header("content-type", "application/scim+json")
     };
     let made = scim(reqwest::Method::POST, "/Users")
@@ -141,6 +142,7 @@ async fn the_shadow_catches_up_after_a_stop_and_agrees_with_the_primary() {
                 .get(format!(
                     "{base}/scim/v2/Users?filter=userName%20eq%20%22{name}%22"
                 ))
+                .bearer_auth("demo-scim-token")
                 .send()
                 .await
                 .unwrap()
@@ -242,8 +244,10 @@ async fn the_shadow_catches_up_after_a_stop_and_agrees_with_the_primary() {
     assert!(!trail.contains("Pw-mirror-"), "a secret in the audit trail");
     for op in ["create", "patch", "delete"] {
         assert!(
-            trail.lines().any(|l| l.contains("\"caller\":\"scim\"")
-                && l.contains(&format!("\"operation\":\"{op}\""))),
+            trail
+                .lines()
+                .any(|l| l.contains("\"caller\":\"demo-scim-admin\"")
+                    && l.contains(&format!("\"operation\":\"{op}\""))),
             "no /scim/v2 {op} in the audit trail"
         );
     }

@@ -19,6 +19,7 @@ async fn scim2_tester_reports_no_failure() {
         std::process::Command::new(program)
             .arg("--url")
             .arg(url)
+            .env("SCIM_CLI_HEADERS", "Authorization: Bearer demo-scim-token")
             .arg("test")
             .output()
     })

@@ -107,9 +107,20 @@ async fn send(
 }
 
 /// GETs `url` and parses the answer as JSON.
+/// GET `url` as the demo `/scim/v2` credential.
 async fn get_json(client: &reqwest::Client, url: &str) -> Value {
-    client.get(url).send().await.unwrap().json().await.unwrap()
+    client
+        .get(url)
+        .bearer_auth(SCIM_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
+
+const SCIM_TOKEN: &str = "demo-scim-token";
 
 /// The ext `numericId` the store gave user `id`, read through `/scim/v2` (vc bodies lack it).
 async fn numeric_id(client: &reqwest::Client, base: &str, id: &str) -> i64 {
@@ -284,6 +295,7 @@ async fn cross_dialect(kind: Kind) {
 
     let text = c
         .get(format!("{}/scim/v2/Users/{id}", gw.base))
+        .bearer_auth(SCIM_TOKEN)
         .send()
         .await
         .unwrap()
@@ -385,7 +397,7 @@ async fn auth_media_type_size_and_method_in_the_dialect_shape() {
 #[tokio::test]
 async fn scim_ingress_create_filter_replace_delete() {
     let gw = start().await;
-    let c = reqwest::Client::new();
+    let c = common::authorized_client(SCIM_TOKEN);
     let users = format!("{}/scim/v2/Users", gw.base);
     let scim = "application/scim+json";
     let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bjensen",
@@ -502,4 +514,72 @@ async fn the_callers_request_id_is_echoed_and_named_in_error_bodies_with_room_fo
     assert_eq!(r.headers()["x-request-id"], "trace-abc-123");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["requestId"], "trace-abc-123", "{body}");
+}
+
+#[tokio::test]
+async fn scim_ingress_needs_a_scim_credential_and_writes_need_the_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::gateway::base_config();
+    config.backend = userbridge::config::BackendConfig::Sqlite {
+        path: dir.path().join("store.db"),
+    };
+    config.credentials.push(userbridge::config::Credential {
+        name: "scim-reader".into(),
+        dialect: "scim".into(),
+        token: userbridge::redact::Secret::new("reader-token"),
+        roles: vec![],
+        password: None,
+    });
+    let (base, _stop) = common::gateway::serve_config(config).await;
+    let c = reqwest::Client::new();
+    let users = format!("{base}/scim/v2/Users");
+    let user =
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "sam"});
+
+    let r = c.get(&users).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer realm=\"userbridge\""
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:Error"
+    );
+    for token in ["wrong", "demo-vc-token", ""] {
+        let r = c.get(&users).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), 401, "token {token:?}");
+    }
+    // A credential without the role reads, and may not write.
+    let r = c
+        .get(&users)
+        .bearer_auth("reader-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .post(&users)
+        .bearer_auth("reader-token")
+        .json(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = c
+        .post(&users)
+        .bearer_auth(SCIM_TOKEN)
+        .json(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // Discovery is open.
+    let r = c
+        .get(format!("{base}/scim/v2/ServiceProviderConfig"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

@@ -20,6 +20,17 @@ pub fn samples_dir() -> PathBuf {
     }
 }
 
+/// A client sending `Authorization: Bearer <token>` with every request.
+pub fn authorized_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 /// The token of the first credential of `dialect` in `config`.
 pub fn dialect_token(config: &userbridge::config::Config, dialect: &str) -> String {
     config

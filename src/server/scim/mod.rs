@@ -59,6 +59,68 @@ fn backend_error(e: &BackendError) -> Response<Body> {
     }
 }
 
+/// The `scim` credential presenting `Authorization: Bearer <token>` (compared in constant time);
+/// a write (anything but GET and `.search`) needs the role `user-administrator`.
+fn authorize<'s>(
+    state: &'s State,
+    parts: &http::request::Parts,
+) -> Result<&'s crate::config::Credential, Refused> {
+    let token = parts
+        .headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+    let Some(cred) = token.and_then(|t| state.credential("scim", t)) else {
+        return Err(Refused::Unauthenticated);
+    };
+    let reads = parts.method == Method::GET || parts.uri.path().ends_with("/.search");
+    if !reads && !cred.roles.iter().any(|r| r == "user-administrator") {
+        return Err(Refused::Forbidden);
+    }
+    Ok(cred)
+}
+
+/// Why a `/scim/v2` caller is turned away.
+enum Refused {
+    Unauthenticated,
+    Forbidden,
+}
+
+impl Refused {
+    fn answer(self) -> Response<Body> {
+        match self {
+            Self::Unauthenticated => {
+                let mut r = error(
+                    StatusCode::UNAUTHORIZED,
+                    None,
+                    "a bearer token of a scim credential is required",
+                );
+                r.headers_mut().insert(
+                    hyper::header::WWW_AUTHENTICATE,
+                    hyper::header::HeaderValue::from_static("Bearer realm=\"userbridge\""),
+                );
+                r
+            }
+            Self::Forbidden => error(
+                StatusCode::FORBIDDEN,
+                None,
+                "this credential may read users, not change them",
+            ),
+        }
+    }
+}
+
+/// Who wrote, for the audit trail.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    state: &'a State,
+    caller: &'a str,
+    headers: &'a hyper::HeaderMap,
+}
+
 /// Handles a `/scim/v2` request.
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let Some(store) = state.backend.store() else {
@@ -74,6 +136,24 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     let query = parts.uri.query().unwrap_or("");
     let limits = &state.config.limits;
     let q = Query::parse(query);
+    // The discovery endpoints describe the service and are open; users need a credential.
+    let discovery = ["/ServiceProviderConfig", "/ResourceTypes", "/Schemas"]
+        .iter()
+        .any(|d| rest == *d || rest.starts_with(&format!("{d}/")));
+    let caller = if discovery {
+        None
+    } else {
+        match authorize(&state, &parts) {
+            Ok(c) => Some(c),
+            Err(refused) => return refused.answer(),
+        }
+    };
+    let caller = caller.map_or("scim", |c| c.name.as_str());
+    let call = Call {
+        state: &state,
+        caller,
+        headers: &parts.headers,
+    };
     match (&parts.method, rest) {
         (&Method::GET, "/ServiceProviderConfig") => {
             json(StatusCode::OK, SCIM_JSON, &service_provider_config())
@@ -138,7 +218,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
                 Err(e) => backend_error(e),
             };
             let stored = result.as_ref().ok();
-            audit(&state, &parts.headers, "create", None, sent, stored, &resp).await;
+            audit(call, "create", None, sent, stored, &resp).await;
             resp
         }
         (m, p) if p.starts_with("/Users/") => {
@@ -154,7 +234,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
                         Ok(d) => d,
                         Err(resp) => return resp,
                     };
-                    replace(&state, &parts.headers, store, &id, doc, &q, "replace").await
+                    replace(call, store, &id, doc, &q, "replace").await
                 }
                 Method::PATCH => {
                     let ops = match read_doc(&parts.headers, body, limits).await {
@@ -169,7 +249,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
                     if let Err(e) = patch::apply(&mut user.0, &ops) {
                         return error(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.message);
                     }
-                    replace(&state, &parts.headers, store, &id, user, &q, "patch").await
+                    replace(call, store, &id, user, &q, "patch").await
                 }
                 Method::DELETE => {
                     let resp = match store.delete(&id).await {
@@ -181,16 +261,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
                         Ok(false) => error(StatusCode::NOT_FOUND, None, "no such user"),
                         Err(e) => backend_error(&e),
                     };
-                    audit(
-                        &state,
-                        &parts.headers,
-                        "delete",
-                        Some(&id),
-                        None,
-                        None,
-                        &resp,
-                    )
-                    .await;
+                    audit(call, "delete", Some(&id), None, None, &resp).await;
                     resp
                 }
                 _ => error(
@@ -207,36 +278,39 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
 /// Replaces the user `id` (a PUT, or the user a PATCH made), answers with it, and records the
 /// write as `operation`.
 async fn replace(
-    state: &State,
-    headers: &hyper::HeaderMap,
+    call: Call<'_>,
     store: &dyn crate::backend::Store,
     id: &str,
     user: UserDoc,
     q: &Query,
     operation: &str,
 ) -> Response<Body> {
-    let sent = state.audit.is_enabled().then(|| user.clone());
+    let sent = call.state.audit.is_enabled().then(|| user.clone());
     let result = store.replace(id, user).await;
     let resp = match &result {
         Ok(u) => json(StatusCode::OK, SCIM_JSON, &q.project(resource(u))),
         Err(e) => backend_error(e),
     };
     let stored = result.as_ref().ok();
-    audit(state, headers, operation, Some(id), sent, stored, &resp).await;
+    audit(call, operation, Some(id), sent, stored, &resp).await;
     resp
 }
 
 /// Records a `/scim/v2` write that reached the store: what was sent (secrets redacted; for a
 /// PATCH, the user it made), the target, the outcome.
 async fn audit(
-    state: &State,
-    headers: &hyper::HeaderMap,
+    call: Call<'_>,
     operation: &str,
     target: Option<&str>,
     sent: Option<UserDoc>,
     stored: Option<&UserDoc>,
     resp: &Response<Body>,
 ) {
+    let Call {
+        state,
+        caller,
+        headers,
+    } = call;
     if !state.audit.is_enabled() {
         return;
     }
@@ -263,7 +337,7 @@ async fn audit(
     let error = (status.as_u16() >= 400).then(|| status.canonical_reason().unwrap_or("failed"));
     let ctx = crate::audit::Context {
         request_id,
-        caller: "scim",
+        caller,
         route: "/scim/v2/Users",
     };
     let id = stored.and_then(UserDoc::id);
