@@ -354,11 +354,33 @@ async fn auth_media_type_size_and_method_in_the_dialect_shape() {
         .put(&url)
         .header("Authtoken", &cv)
         .header("Content-Type", "application/json")
-        .body(big)
+        .body(big.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
+    // The rest of the body was never read, so the connection closes and the answer says so;
+    // a client that keeps sending on its pool is not handed a dead connection (20 in a row).
+    assert_eq!(r.headers()["connection"], "close");
+    for _ in 0..20 {
+        let r = c
+            .put(&url)
+            .header("Authtoken", &cv)
+            .header("Content-Type", "application/json")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 413);
+        let r = c
+            .put(&url)
+            .header("Authtoken", &cv)
+            .json(&json!({"plan": {"id": 0}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    }
     // Other method: 405 with Allow.
     let r = c.get(&url).header("Authtoken", &cv).send().await.unwrap();
     assert_eq!(r.status(), 405);
@@ -441,6 +463,9 @@ async fn scim_ingress_create_filter_replace_delete() {
     assert_eq!(r["Resources"][0]["id"], id);
     let r: Value = get_json(&c, &format!("{users}?filter=userName+eq+%22nobody%22")).await;
     assert_eq!(r["totalResults"], 0);
+    // The id as a percent-encoded path segment (`%2D` is `-`), as some SCIM clients send it.
+    let r: Value = get_json(&c, &format!("{users}/{}", id.replace('-', "%2D"))).await;
+    assert_eq!(r["id"], id);
     // Replace: attributes not sent are cleared.
     let r = c
         .put(format!("{users}/{id}"))

@@ -4,13 +4,40 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::{Request, Response};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, HeaderValue, TRANSFER_ENCODING};
+use hyper::{HeaderMap, Request, Response, StatusCode};
 
 use super::State;
 use super::http::Body;
 
-/// Routes one request.
+/// Routes one request. An answer given before the request's body was read (a refusal of the
+/// caller, the path, the method, the media type or the size, or load shedding) closes the
+/// connection and says so, as nginx does: the unread rest of the body would otherwise be taken
+/// for the next request, and a client reusing the connection would find it gone.
 pub async fn route(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let body_announced = announces_body(req.headers());
+    let mut resp = dispatch(state, peer, req).await;
+    if body_announced && answers_before_reading(resp.status()) {
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// The request says a body follows.
+fn announces_body(h: &HeaderMap) -> bool {
+    h.contains_key(TRANSFER_ENCODING)
+        || h.get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+/// Statuses the handlers may give before reading the body.
+fn answers_before_reading(s: StatusCode) -> bool {
+    matches!(s.as_u16(), 401 | 403 | 404 | 405 | 413 | 415 | 503)
+}
+
+async fn dispatch(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
     if path == "/healthz" || path == "/readyz" {
         return super::health::handle(&state, req).await;

@@ -19,7 +19,7 @@ pub mod patch;
 use std::path::Path;
 use std::sync::Arc;
 
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
@@ -37,6 +37,13 @@ use crate::mapping::Mapping;
 use crate::redact::Secret;
 
 const SCIM_JSON: &str = "application/scim+json";
+/// What a path segment or query value encodes: all but RFC 3986's unreserved characters
+/// (providers that do not decode `%2D` still find `a-b`).
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 /// How many times an update is recomputed after the provider reported a concurrent change.
 const PRECONDITION_ATTEMPTS: usize = 3;
 
@@ -163,7 +170,7 @@ impl Scim {
         let mut path = format!("{endpoint}?startIndex={start}&count={count}");
         if !filter.is_empty() {
             path.push_str("&filter=");
-            path.extend(utf8_percent_encode(filter, NON_ALPHANUMERIC));
+            path.extend(utf8_percent_encode(filter, COMPONENT));
         }
         let r = self.http.call(Method::GET, &path, None, None).await?;
         let list = ok_json(&r)?;
@@ -187,7 +194,7 @@ impl Scim {
         &self,
         id: &str,
     ) -> Result<Option<(Map<String, Value>, Option<String>)>, BackendError> {
-        let path = format!("/Users/{}", utf8_percent_encode(id, NON_ALPHANUMERIC));
+        let path = format!("/Users/{}", utf8_percent_encode(id, COMPONENT));
         let r = self.http.call(Method::GET, &path, None, None).await?;
         if r.status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -263,9 +270,14 @@ impl Scim {
         let filter = format!("members.value eq {}", quote(&id));
         let path = format!(
             "/Groups?attributes=displayName&filter={}",
-            utf8_percent_encode(&filter, NON_ALPHANUMERIC)
+            utf8_percent_encode(&filter, COMPONENT)
         );
         let r = self.http.call(Method::GET, &path, None, None).await?;
+        if r.status == StatusCode::NOT_FOUND {
+            // No `/Groups` endpoint: the provider keeps no groups, so the user is in none (a
+            // 404 here must not turn an applied write into the caller's "no such user").
+            return Ok(Vec::new());
+        }
         match ok_json(&r)?.get("Resources") {
             Some(Value::Array(items)) => Ok(refs(items, "id", "displayName")),
             _ => Ok(Vec::new()),
@@ -344,7 +356,7 @@ impl Scim {
                 .map(|g| (g.as_str(), groups::remove_member(&uid))),
         );
         for (group, body) in calls {
-            let path = format!("/Groups/{}", utf8_percent_encode(group, NON_ALPHANUMERIC));
+            let path = format!("/Groups/{}", utf8_percent_encode(group, COMPONENT));
             let r = self
                 .http
                 .call(Method::PATCH, &path, Some(&body), None)
@@ -437,7 +449,7 @@ impl Scim {
                 )));
             }
             let if_match = version.as_deref().filter(|_| features.etag);
-            let path = format!("/Users/{}", utf8_percent_encode(&uid, NON_ALPHANUMERIC));
+            let path = format!("/Users/{}", utf8_percent_encode(&uid, COMPONENT));
             let reply = if features.patch {
                 let ops = patch::operations(&stored, &merged, &changes, |p| self.is_secret(p));
                 if ops.is_empty() {
@@ -610,7 +622,7 @@ impl Store for Scim {
             if let Some(n) = canonical::get(&stored, &location("ext.numericId")).cloned() {
                 canonical::set(&mut doc, &location("ext.numericId"), n);
             }
-            let path = format!("/Users/{}", utf8_percent_encode(&id, NON_ALPHANUMERIC));
+            let path = format!("/Users/{}", utf8_percent_encode(&id, COMPONENT));
             let if_match = version.as_deref().filter(|_| features.etag);
             let r = self
                 .http
@@ -623,7 +635,7 @@ impl Store for Scim {
     fn delete(&self, id: &str) -> BoxFuture<'_, Result<bool, BackendError>> {
         let id = id.to_owned();
         Box::pin(async move {
-            let path = format!("/Users/{}", utf8_percent_encode(&id, NON_ALPHANUMERIC));
+            let path = format!("/Users/{}", utf8_percent_encode(&id, COMPONENT));
             let r = self.http.call(Method::DELETE, &path, None, None).await?;
             match r.status {
                 StatusCode::NOT_FOUND => Ok(false),

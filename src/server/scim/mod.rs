@@ -222,7 +222,12 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             resp
         }
         (m, p) if p.starts_with("/Users/") => {
-            let id = p["/Users/".len()..].to_owned();
+            // The id as a path segment: percent-decoded (`%2D` is `-`, RFC 3986 §6.2.2.2).
+            let Ok(id) = percent_encoding::percent_decode_str(&p["/Users/".len()..]).decode_utf8()
+            else {
+                return error(StatusCode::NOT_FOUND, None, "no such user");
+            };
+            let id = id.into_owned();
             match *m {
                 Method::GET => match store.get(&id).await {
                     Ok(Some(u)) => json(StatusCode::OK, SCIM_JSON, &q.project(resource(&u))),
