@@ -85,3 +85,86 @@ async fn a_busy_backend_is_503() {
     assert_eq!(retry.as_deref(), Some("1"));
     assert_eq!(seen.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_through_either_transport() {
+    // Where the redirect points: a listener that counts who comes.
+    let (elsewhere, followed) = faulty(Fault::Busy).await;
+    let port: u16 = elsewhere
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/hook")
+        .parse()
+        .unwrap();
+    let (url, seen) = faulty(Fault::Redirect(port)).await;
+    let (status, body, _, _) = create_through(url.clone()).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+    // The same through reqwest (an explicit proxy takes that path): the proxy is the redirecting
+    // listener itself, which answers 307 to the forwarded request.
+    let (base, config, _stop) = gateway("http://127.0.0.1:9/hook".into(), |c| {
+        if let userbridge::config::BackendConfig::Webhook { http, .. } = &mut c.backend {
+            http.proxy = Some(url.trim_end_matches("/hook").to_owned());
+        }
+    })
+    .await;
+    let r = reqwest::Client::new()
+        .put(format!("{base}/user-service/v1/user"))
+        .bearer_auth(vc_token(&config))
+        .json(&json!({"userKey": {"username": "bob", "authenticator": "LOCAL"}, "password": "Pw-1234-xyz"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(seen.load(Ordering::SeqCst), 2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        followed.load(Ordering::SeqCst),
+        0,
+        "a redirect was followed"
+    );
+}
+
+#[test]
+fn ambient_proxy_variables_are_ignored() {
+    // A "proxy" that counts connections, named in every variable clients usually honour.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let receiver = rt.block_on(common::peers::WebhookReceiver::start(&[]));
+    let hook = receiver.url.clone();
+    let gw = common::binary::start_with(
+        "info",
+        |c| {
+            let start = c.find("[backend]").unwrap();
+            let end = start + c[start..].find("\n\n").unwrap();
+            format!(
+                "{}[backend]\nkind = \"webhook\"\nurl = \"{hook}\"\n{}",
+                &c[..start],
+                &c[end..]
+            )
+        },
+        &[
+            ("HTTP_PROXY", &proxy_url),
+            ("http_proxy", &proxy_url),
+            ("HTTPS_PROXY", &proxy_url),
+            ("ALL_PROXY", &proxy_url),
+        ],
+    );
+    let status = rt.block_on(async {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .put(format!("{}/user-service/v1/user", gw.base))
+            .bearer_auth("demo-vc-token")
+            .json(&json!({"userKey": {"username": "carl", "authenticator": "LOCAL"}, "password": "Pw-1234-xyz"}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 200, "the backend was not reached directly");
+    assert!(proxy.accept().is_err(), "the ambient proxy was used");
+}

@@ -15,14 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use userbridge::config::{BackendConfig, OutboundConfig};
 
-fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} failed");
-}
+use common::binary::signal;
 
 async fn metric(base: &str, name: &str) -> i64 {
     let text = reqwest::get(format!("{base}/metrics"))

@@ -8,12 +8,7 @@ mod common;
 use serde_json::json;
 
 fn hup(pid: u32) {
-    let ok = std::process::Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -HUP failed");
+    common::binary::signal(pid, "-HUP");
 }
 
 async fn create(base: &str, token: &str, name: &str) -> u16 {

@@ -27,6 +27,8 @@ pub enum Outcome {
     MethodNotAllowed,
     /// The user exists already, or the new name is taken (409).
     Conflict,
+    /// The body did not arrive within the request timeout (408).
+    RequestTimeout,
     /// Body over the limit (413).
     PayloadTooLarge,
     /// Not JSON (415).
@@ -41,12 +43,13 @@ pub enum Outcome {
 
 impl Outcome {
     /// All outcomes, in status order.
-    pub const ALL: [Outcome; 11] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Validation,
         Outcome::Unauthorized,
         Outcome::Forbidden,
         Outcome::NotFound,
         Outcome::MethodNotAllowed,
+        Outcome::RequestTimeout,
         Outcome::Conflict,
         Outcome::PayloadTooLarge,
         Outcome::UnsupportedMediaType,
@@ -63,6 +66,7 @@ impl Outcome {
             Outcome::Forbidden => 403,
             Outcome::NotFound => 404,
             Outcome::MethodNotAllowed => 405,
+            Outcome::RequestTimeout => 408,
             Outcome::Conflict => 409,
             Outcome::PayloadTooLarge => 413,
             Outcome::UnsupportedMediaType => 415,
@@ -80,6 +84,7 @@ impl Outcome {
             Outcome::Forbidden => "forbidden",
             Outcome::NotFound => "not_found",
             Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::RequestTimeout => "request_timeout",
             Outcome::Conflict => "conflict",
             Outcome::PayloadTooLarge => "payload_too_large",
             Outcome::UnsupportedMediaType => "unsupported_media_type",

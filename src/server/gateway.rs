@@ -165,7 +165,9 @@ async fn answer(
         );
     }
     let limits = &state.config.limits;
-    let bytes = match read_body(&parts.headers, body, limits.max_body_bytes).await {
+    let deadline =
+        Duration::from_millis(limits.request_timeout_ms).saturating_sub(started.elapsed());
+    let bytes = match read_body(&parts.headers, body, limits.max_body_bytes, deadline).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
             return answer.reject(
@@ -173,6 +175,20 @@ async fn answer(
                     Outcome::PayloadTooLarge,
                     "max_body_bytes",
                     format!("the body is larger than {} bytes", limits.max_body_bytes),
+                ),
+                None,
+                None,
+            );
+        }
+        Err(BodyError::TimedOut) => {
+            return answer.reject(
+                &Rejection::new(
+                    Outcome::RequestTimeout,
+                    "request_timeout_ms",
+                    format!(
+                        "the body did not arrive within {} ms",
+                        limits.request_timeout_ms
+                    ),
                 ),
                 None,
                 None,

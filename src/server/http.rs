@@ -91,16 +91,19 @@ pub fn is_json(headers: &HeaderMap) -> bool {
 pub enum BodyError {
     /// Over the limit.
     TooLarge,
+    /// Not all there within the deadline (a slow-body client).
+    TimedOut,
     /// The connection failed while reading.
     Io,
 }
 
-/// Reads the whole body, refusing more than `max` bytes (before reading when
+/// Reads the whole body within `deadline`, refusing more than `max` bytes (before reading when
 /// `Content-Length` already says so).
 pub async fn read_body(
     headers: &HeaderMap,
     body: Incoming,
     max: usize,
+    deadline: std::time::Duration,
 ) -> Result<Bytes, BodyError> {
     if let Some(n) = headers
         .get(CONTENT_LENGTH)
@@ -110,10 +113,11 @@ pub async fn read_body(
     {
         return Err(BodyError::TooLarge);
     }
-    match Limited::new(body, max).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
-        Err(_) => Err(BodyError::Io),
+    match tokio::time::timeout(deadline, Limited::new(body, max).collect()).await {
+        Err(_) => Err(BodyError::TimedOut),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Ok(Err(_)) => Err(BodyError::Io),
     }
 }
 

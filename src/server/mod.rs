@@ -189,6 +189,7 @@ pub async fn run(
     load: Arc<reload::Loader>,
 ) -> Result<(), String> {
     let listen = config.server.listen.clone();
+    raise_open_files(config.limits.max_connections);
     let state = Arc::new(State::new(config, mappings)?);
     state
         .backend
@@ -212,6 +213,22 @@ pub async fn run(
     #[cfg(unix)]
     reloader.abort();
     Ok(())
+}
+
+/// Raises the soft open-files limit to the hard one (as nginx's `worker_rlimit_nofile`): each
+/// client connection and each backend connection is a descriptor, and a soft limit of 1024
+/// would refuse connections long before `max_connections`. Warns when even the hard limit is
+/// too low.
+fn raise_open_files(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if n < 2 * max_connections as u64 + 64 => tracing::warn!(
+            open_files = n,
+            max_connections,
+            "the open-files limit is below what max_connections needs (two per connection)"
+        ),
+        Ok(n) => tracing::debug!(open_files = n, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-files limit"),
+    }
 }
 
 async fn shutdown_signal() {

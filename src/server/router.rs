@@ -32,9 +32,9 @@ fn announces_body(h: &HeaderMap) -> bool {
             .is_some_and(|v| v.trim() != "0")
 }
 
-/// Statuses the handlers may give before reading the body.
+/// Statuses the handlers may give before reading the whole body.
 fn answers_before_reading(s: StatusCode) -> bool {
-    matches!(s.as_u16(), 401 | 403 | 404 | 405 | 413 | 415 | 503)
+    matches!(s.as_u16(), 401 | 403 | 404 | 405 | 408 | 413 | 415 | 503)
 }
 
 async fn dispatch(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {

@@ -43,6 +43,15 @@ impl Running {
 
 /// Starts `userbridge serve` with JSON logs at `level`; returns once it listens.
 pub fn start(level: &str) -> Running {
+    start_with(level, |c| c, &[])
+}
+
+/// [`start`], with the config text passed through `edit` and extra environment variables.
+pub fn start_with(
+    level: &str,
+    edit: impl FnOnce(String) -> String,
+    envs: &[(&str, &str)],
+) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let shipped = std::fs::read_to_string("config/userbridge.toml").unwrap();
     let db = dir.path().join("store.db");
@@ -58,7 +67,7 @@ pub fn start(level: &str) -> Running {
         dir.path().join("audit.jsonl").display()
     );
     let cfg_path = dir.path().join("config.toml");
-    std::fs::write(&cfg_path, cfg).unwrap();
+    std::fs::write(&cfg_path, edit(cfg)).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_userbridge"))
         .args([
             "serve",
@@ -70,6 +79,7 @@ pub fn start(level: &str) -> Running {
         ])
         .arg(&cfg_path)
         .env("USERBRIDGE_LOG", level)
+        .envs(envs.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -91,9 +101,12 @@ pub fn start(level: &str) -> Running {
             l.push('\n');
         }
     });
-    let addr = rx
-        .recv_timeout(std::time::Duration::from_secs(20))
-        .expect("the gateway did not start");
+    let Ok(addr) = rx.recv_timeout(std::time::Duration::from_secs(20)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        panic!("the gateway did not start:\n{}", log.lock().unwrap());
+    };
     Running {
         child,
         base: format!("http://{addr}"),
@@ -101,4 +114,14 @@ pub fn start(level: &str) -> Running {
         config: cfg_path,
         dir,
     }
+}
+
+/// Sends `sig` (`-TERM`, `-HUP`, `-STOP`, …) to process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid} failed");
 }

@@ -22,6 +22,8 @@ pub enum Fault {
     NotJson,
     /// Answer 503.
     Busy,
+    /// Answer 307 to `http://127.0.0.1:PORT/elsewhere`.
+    Redirect(u16),
 }
 
 /// A backend that counts the requests it received and misbehaves.
@@ -74,6 +76,12 @@ pub async fn faulty(fault: Fault) -> (String, Arc<AtomicUsize>) {
                         let _ = s
                             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
                             .await;
+                    }
+                    Fault::Redirect(port) => {
+                        let head = format!(
+                            "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:{port}/elsewhere\r\ncontent-length: 0\r\n\r\n"
+                        );
+                        let _ = s.write_all(head.as_bytes()).await;
                     }
                     Fault::Busy => {
                         let _ = s

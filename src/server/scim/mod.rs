@@ -366,9 +366,22 @@ async fn read_doc(
             "Content-Type must be application/scim+json or application/json",
         ));
     }
-    let bytes = super::http::read_body(headers, body, limits.max_body_bytes)
+    let deadline = std::time::Duration::from_millis(limits.request_timeout_ms);
+    let bytes = super::http::read_body(headers, body, limits.max_body_bytes, deadline)
         .await
-        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, None, "the body is too large"))?;
+        .map_err(|e| match e {
+            super::http::BodyError::TimedOut => error(
+                StatusCode::REQUEST_TIMEOUT,
+                None,
+                "the body did not arrive in time",
+            ),
+            super::http::BodyError::TooLarge => {
+                error(StatusCode::PAYLOAD_TOO_LARGE, None, "the body is too large")
+            }
+            super::http::BodyError::Io => {
+                error(StatusCode::BAD_REQUEST, None, "the body could not be read")
+            }
+        })?;
     match crate::json::parse_strict(&bytes, limits.max_json_depth) {
         Ok(Value::Object(m)) => Ok(UserDoc(m)),
         Ok(_) => Err(error(

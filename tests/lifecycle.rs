@@ -1,0 +1,112 @@
+//! Stopping: SIGTERM stops accepting at once, lets a request in flight finish (its write is
+//! stored, its answer sent) and exits 0; the drain deadline bounds how long a stuck client can
+//! hold the shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use userbridge::mapping::MappingSet;
+use userbridge::server::{State, serve};
+
+fn create_head(name: &str, body_len: usize) -> String {
+    format!(
+        "PUT /user-service/v1/user HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer demo-vc-token\r\n\
+         Content-Type: application/json\r\nContent-Length: {body_len}\r\n\r\n"
+    ) + &format!("{{\"userKey\":{{\"username\":\"{name}\",")
+}
+
+#[test]
+fn sigterm_stops_accepting_finishes_the_request_in_flight_and_exits_0() {
+    let mut gw = common::binary::start("info");
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let rest = "\"authenticator\":\"LOCAL\"},\"password\":\"Drain-Pass-1\"}";
+    let head = create_head("drained", 0);
+    let first_part = &head[head.find("\r\n\r\n").unwrap() + 4..];
+    let body_len = first_part.len() + rest.len();
+    let head = create_head("drained", body_len);
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    common::binary::signal(gw.child.id(), "-TERM");
+    assert!(gw.wait_for_log("shutting down", 5));
+    // No new connections once the signal is taken.
+    let refused = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        std::net::TcpStream::connect(&addr).is_err()
+    });
+    assert!(refused, "still accepting after SIGTERM");
+
+    // The request in flight completes and is answered.
+    s.write_all(rest.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = String::new();
+    let _ = s.read_to_string(&mut got);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.contains("\"drained\""), "{got}");
+
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = gw.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    // Its write is in the store.
+    let db = rusqlite::Connection::open(gw.dir.path().join("store.db")).unwrap();
+    let n: i64 = db
+        .query_row(
+            "SELECT count(*) FROM users WHERE user_name = 'drained'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn the_drain_deadline_bounds_a_stuck_client() {
+    use tokio::io::AsyncWriteExt;
+    let config = common::gateway::base_config();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config;
+    config.backend = userbridge::config::BackendConfig::Sqlite {
+        path: dir.path().join("store.db"),
+    };
+    let set = MappingSet::load_dir(&config.mappings.dir, None, &config.mapping_vars()).unwrap();
+    let state = State::new(config, set).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        Arc::new(ArcSwap::from_pointee(state)),
+        async {
+            let _ = rx.await;
+        },
+        Duration::from_millis(300),
+    ));
+    // A client that starts a request and never finishes its body.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(create_head("stuck", 500).as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(3), server)
+        .await
+        .expect("shutdown waited for the stuck client")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
