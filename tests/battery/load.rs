@@ -340,8 +340,17 @@ async fn futures_join4<F: std::future::Future>(a: F, b: F, c: F, d: F) -> [F::Ou
     [a, b, c, d]
 }
 
-/// Runs `users` users (a create and an update each) with `workers` concurrent clients.
-pub async fn run(t: Arc<Target>, tally: Arc<Tally>, users: usize, workers: usize) -> Vec<UserRun> {
+/// Runs `users` users (a create and an update each) with `workers` concurrent clients, spread
+/// over at least `span` (user `i` starts no earlier than `i / users` of it), so that the faults
+/// injected on a clock meet the whole load, however fast the machine.
+pub async fn run(
+    t: Arc<Target>,
+    tally: Arc<Tally>,
+    users: usize,
+    workers: usize,
+    span: Duration,
+) -> Vec<UserRun> {
+    let started = tokio::time::Instant::now();
     tally.secret(COMMVAULT_PASSWORD.to_owned());
     tally.secret(b64(COMMVAULT_PASSWORD));
     let next = Arc::new(AtomicUsize::new(0));
@@ -360,6 +369,8 @@ pub async fn run(t: Arc<Target>, tally: Arc<Tally>, users: usize, workers: usize
                 if i >= users {
                     return;
                 }
+                let due = span.mul_f64(i as f64 / users as f64);
+                tokio::time::sleep_until(started + due).await;
                 let r = one_user(&t, &tally, i).await;
                 out.lock().expect("runs").push(r);
             }
