@@ -250,6 +250,7 @@ async fn answer(
             }
         }
     };
+    let mut user = None;
     let resp = write(
         &state,
         Write {
@@ -261,6 +262,7 @@ async fn answer(
             cred,
             answer: &answer,
             request_id,
+            user: &mut user,
         },
     )
     .await;
@@ -278,11 +280,30 @@ async fn answer(
         route = %route_name,
         operation = op_kind.as_str(),
         caller = %cred.name,
+        user = user.as_deref().unwrap_or(""),
         status = resp.status().as_u16(),
         latency_us = started.elapsed().as_micros() as u64,
         "request"
     );
     resp
+}
+
+/// The user an operation is about, as a log line names it: its userName, else the target's
+/// userName, id or numericId.
+fn user_label(op: &crate::canonical::Operation) -> Option<String> {
+    let named = |d: &UserDoc| {
+        ["userName", "id", "ext.numericId"]
+            .into_iter()
+            .find_map(|k| d.attr(k))
+            .map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+    };
+    op.target
+        .as_ref()
+        .and_then(named)
+        .or_else(|| named(&op.user))
 }
 
 /// What [`write`] needs of the request.
@@ -295,6 +316,8 @@ struct Write<'a> {
     cred: &'a crate::config::Credential,
     answer: &'a Answer<'a>,
     request_id: &'a str,
+    /// Set to the user the request is about, for the request's log line.
+    user: &'a mut Option<String>,
 }
 
 /// Translate (400), step-up password, backend, and the answer in the dialect.
@@ -308,6 +331,7 @@ async fn write(state: &State, w: Write<'_>) -> Response<Body> {
         cred,
         answer,
         request_id,
+        user,
     } = w;
     let limits = &state.config.limits;
     let translation = match mapping.translate(route, params, headers, bytes, limits.max_json_depth)
@@ -322,6 +346,7 @@ async fn write(state: &State, w: Write<'_>) -> Response<Body> {
     }
     state.metrics.unknown_members(&mapping.dialect, unknown);
     let op = translation.op;
+    *user = user_label(&op);
 
     // Step-up: the caller's own password, compared in constant time.
     if let Some(given) = &op.caller_password {

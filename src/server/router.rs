@@ -61,9 +61,44 @@ async fn dispatch(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -
             _ => "other",
         };
         let metrics = std::sync::Arc::clone(&state.metrics);
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let route = scim_route(path);
         let resp = super::scim::handle(state, req).await;
         metrics.scim_request(operation, resp.status().as_u16(), started.elapsed());
+        tracing::info!(
+            request_id = %request_id,
+            %peer,
+            dialect = "scim",
+            route,
+            operation,
+            status = resp.status().as_u16(),
+            latency_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
         return resp;
     }
     super::gateway::handle(state, peer, req).await
+}
+
+/// The `/scim/v2` resource a path names, for the request log line (never the id itself).
+fn scim_route(path: &str) -> &'static str {
+    let rest = path.trim_start_matches("/scim/v2");
+    if rest.ends_with("/.search") {
+        return ".search";
+    }
+    match rest.trim_start_matches('/').split('/').next().unwrap_or("") {
+        "Users" if rest.matches('/').count() > 1 => "Users/{id}",
+        "Users" => "Users",
+        "Groups" => "Groups",
+        "Schemas" => "Schemas",
+        "ResourceTypes" => "ResourceTypes",
+        "ServiceProviderConfig" => "ServiceProviderConfig",
+        ".search" => ".search",
+        _ => "other",
+    }
 }
