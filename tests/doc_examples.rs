@@ -240,15 +240,34 @@ fn target_exists(cargo: &str, kind: &str, name: &str) -> bool {
         || Path::new(&format!("{kind}s/{name}.rs")).exists()
 }
 
-/// The benchmark commands take minutes; what they name must exist.
+/// The benchmark and battery commands take minutes; what they name must exist.
 #[test]
 fn performance_commands_name_real_things() {
-    let doc = std::fs::read_to_string("docs/performance.md").unwrap();
+    assert!(commands_name_real_things("docs/performance.md") >= 6);
+}
+
+/// The same for the fault battery's and the fuzzers' commands, and the variables they take.
+#[test]
+fn reliability_commands_name_real_things() {
+    assert!(commands_name_real_things("docs/reliability.md") >= 4);
+}
+
+/// Checks the scripts, targets and `BATTERY_*` variables the `sh` blocks of `doc` name;
+/// returns how many.
+fn commands_name_real_things(doc: &str) -> usize {
+    let doc = std::fs::read_to_string(doc).unwrap();
     let cargo = std::fs::read_to_string("Cargo.toml").unwrap();
+    let battery = std::fs::read_to_string("tests/battery/main.rs").unwrap();
     let mut checked = 0;
     for b in blocks(&doc).into_iter().filter(|b| b.info == "sh") {
         for w in b.text.split_whitespace() {
-            if w.starts_with("bench/") {
+            if let Some((var, _)) = w.split_once('=')
+                && var.starts_with("BATTERY_")
+            {
+                assert!(battery.contains(var), "the battery does not read {var}");
+                checked += 1;
+            }
+            if w.starts_with("bench/") || w.starts_with("scripts/") {
                 let meta = std::fs::metadata(w).unwrap_or_else(|_| panic!("{w} does not exist"));
                 assert!(
                     std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0,
@@ -261,7 +280,7 @@ fn performance_commands_name_real_things() {
                 checked += 1;
             }
         }
-        for kind in ["bench", "example"] {
+        for kind in ["bench", "example", "test"] {
             let flag = format!("--{kind} ");
             for (i, _) in b.text.match_indices(&flag) {
                 let name = b.text[i + flag.len()..].split_whitespace().next().unwrap();
@@ -270,7 +289,7 @@ fn performance_commands_name_real_things() {
             }
         }
     }
-    assert!(checked >= 6, "only {checked} names checked");
+    checked
 }
 
 /// The backends' TOML examples load as config; the webhook example is a request the reference

@@ -256,9 +256,9 @@ impl Importer {
 
     /// Applies `op` and records it in the audit trail.
     async fn audited(&self, line_no: u64, op: Operation) -> Result<UserDoc, BackendError> {
-        let copy = self.audit.is_enabled().then(|| op.clone());
+        let prepared = self.audit.prepare(&op);
         let result = self.backend.apply(op, Arc::clone(&self.mapping)).await;
-        if let Some(op) = copy {
+        if let Some(prepared) = prepared {
             let request_id = format!("{}:{line_no}", self.source);
             let ctx = crate::audit::Context {
                 request_id: &request_id,
@@ -270,7 +270,7 @@ impl Importer {
                 Err(e) => (0, Some(e.to_string()), None),
             };
             self.audit
-                .write(ctx, &op, status, error.as_deref(), id)
+                .finish(ctx, prepared, status, error.as_deref(), id)
                 .await;
         }
         result

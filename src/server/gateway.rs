@@ -371,7 +371,7 @@ async fn write(state: &State, w: Write<'_>) -> Response<Body> {
     let target = op.target.clone();
     let who = identity(&op.user);
     let timeout = Duration::from_millis(limits.request_timeout_ms);
-    let audited = state.audit.is_enabled().then(|| op.clone());
+    let audited = state.audit.prepare(&op);
     let backend_started = Instant::now();
     let result = tokio::time::timeout(timeout, state.backend.apply(op, Arc::clone(mapping))).await;
     let timed_out = BackendError::Timeout;
@@ -404,7 +404,7 @@ async fn write(state: &State, w: Write<'_>) -> Response<Body> {
             Some(&who),
         ),
     };
-    if let Some(op) = audited {
+    if let Some(prepared) = audited {
         let ctx = crate::audit::Context {
             request_id,
             caller: &cred.name,
@@ -413,7 +413,13 @@ async fn write(state: &State, w: Write<'_>) -> Response<Body> {
         let status = resp.status().as_u16();
         state
             .audit
-            .write(ctx, &op, status, error.as_deref(), stored_id.as_deref())
+            .finish(
+                ctx,
+                prepared,
+                status,
+                error.as_deref(),
+                stored_id.as_deref(),
+            )
             .await;
     }
     resp
