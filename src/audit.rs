@@ -368,7 +368,7 @@ mod tests {
         for i in 0..10 {
             w.write(&format!(
                 "{}\n",
-                json!({"n": i, "pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"})
+                serde_json::json!({"n": i, "pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"})
             ));
         }
         w.flush();
