@@ -337,46 +337,29 @@ async fn auth_media_type_size_and_method_in_the_dialect_shape() {
         .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], 5);
+    // A Commvault PUT with this media type and body.
+    let put = |content_type: &'static str, body: String| {
+        c.put(&url)
+            .header("Authtoken", &cv)
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+    };
     // Wrong media type: 415, code 2.
-    let r = c
-        .put(&url)
-        .header("Authtoken", &cv)
-        .header("Content-Type", "text/plain")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let r = put("text/plain", "{}".into()).await.unwrap();
     assert_eq!(r.status(), 415);
     assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], 2);
     // Too large: 413.
     let big = format!("{{\"description\":\"{}\"}}", "x".repeat(70_000));
-    let r = c
-        .put(&url)
-        .header("Authtoken", &cv)
-        .header("Content-Type", "application/json")
-        .body(big.clone())
-        .send()
-        .await
-        .unwrap();
+    let r = put("application/json", big.clone()).await.unwrap();
     assert_eq!(r.status(), 413);
     // The rest of the body was never read, so the connection closes and the answer says so;
     // a client that keeps sending on its pool is not handed a dead connection (20 in a row).
     assert_eq!(r.headers()["connection"], "close");
     for _ in 0..20 {
-        let r = c
-            .put(&url)
-            .header("Authtoken", &cv)
-            .header("Content-Type", "application/json")
-            .body(big.clone())
-            .send()
-            .await
-            .unwrap();
+        let r = put("application/json", big.clone()).await.unwrap();
         assert_eq!(r.status(), 413);
-        let r = c
-            .put(&url)
-            .header("Authtoken", &cv)
-            .json(&json!({"plan": {"id": 0}}))
-            .send()
+        let r = put("application/json", json!({"plan": {"id": 0}}).to_string())
             .await
             .unwrap();
         assert_eq!(r.status(), 400);

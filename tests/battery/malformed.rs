@@ -17,25 +17,19 @@ struct Case {
     want: u16,
 }
 
-fn vc(name: &'static str, body: Vec<u8>, want: u16) -> Case {
-    Case {
-        name,
-        method: reqwest::Method::PUT,
-        path: "/user-service/v1/user",
-        auth: ("Authorization", "Bearer battery-vc-token"),
-        content_type: "application/json",
-        body,
-        extra_headers: 0,
-        want,
-    }
-}
-
-fn commvault(name: &'static str, path: &'static str, body: Vec<u8>, want: u16) -> Case {
+/// A case with the usual media type and no extra headers.
+fn case(
+    name: &'static str,
+    path: &'static str,
+    auth: (&'static str, &'static str),
+    body: Vec<u8>,
+    want: u16,
+) -> Case {
     Case {
         name,
         method: reqwest::Method::PUT,
         path,
-        auth: ("Authtoken", "QSDK battery-commvault-token"),
+        auth,
         content_type: "application/json",
         body,
         extra_headers: 0,
@@ -43,17 +37,30 @@ fn commvault(name: &'static str, path: &'static str, body: Vec<u8>, want: u16) -
     }
 }
 
-fn opscenter(name: &'static str, body: Vec<u8>, want: u16) -> Case {
-    Case {
+fn vc(name: &'static str, body: Vec<u8>, want: u16) -> Case {
+    let auth = ("Authorization", "Bearer battery-vc-token");
+    case(name, "/user-service/v1/user", auth, body, want)
+}
+
+fn commvault(name: &'static str, path: &'static str, body: Vec<u8>, want: u16) -> Case {
+    case(
         name,
-        method: reqwest::Method::PUT,
-        path: "/portal/security/v1/users/mal-ops-1",
-        auth: ("Authorization", "Bearer battery-opscenter-token"),
-        content_type: "application/json",
+        path,
+        ("Authtoken", "QSDK battery-commvault-token"),
         body,
-        extra_headers: 0,
         want,
-    }
+    )
+}
+
+fn opscenter(name: &'static str, body: Vec<u8>, want: u16) -> Case {
+    let auth = ("Authorization", "Bearer battery-opscenter-token");
+    case(
+        name,
+        "/portal/security/v1/users/mal-ops-1",
+        auth,
+        body,
+        want,
+    )
 }
 
 fn deep(levels: usize) -> String {
