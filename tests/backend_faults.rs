@@ -1,5 +1,5 @@
 //! A remote backend that fails: refused connections, resets after the request arrived, no
-//! answer, garbage, 503. The gateway answers each in the caller's dialect, never hangs, and
+//! answer, an answer trickling in, garbage, 503, a redirect; ambient proxy variables. The gateway answers each in the caller's dialect, never hangs, and
 //! never sends a write twice once its bytes may have reached the backend.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -61,6 +61,15 @@ async fn reset_after_the_request_arrived_is_502_and_never_resent() {
 #[tokio::test]
 async fn silence_is_504_in_time_and_never_resent() {
     let (url, seen) = faulty(Fault::Silence).await;
+    let (status, body, took, _) = create_through(url).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "the write was sent again");
+}
+
+#[tokio::test]
+async fn an_answer_trickling_past_the_timeout_is_504_in_time_and_never_resent() {
+    let (url, seen) = faulty(Fault::SlowBody).await;
     let (status, body, took, _) = create_through(url).await;
     assert_eq!(status, 504, "{body}");
     assert!(took < Duration::from_secs(3), "took {took:?}");

@@ -24,6 +24,8 @@ pub enum Fault {
     Busy,
     /// Answer 307 to `http://127.0.0.1:PORT/elsewhere`.
     Redirect(u16),
+    /// Answer 200 headers at once, then the body a byte every 200 ms.
+    SlowBody,
 }
 
 /// A backend that counts the requests it received and misbehaves.
@@ -82,6 +84,20 @@ pub async fn faulty(fault: Fault) -> (String, Arc<AtomicUsize>) {
                             "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:{port}/elsewhere\r\ncontent-length: 0\r\n\r\n"
                         );
                         let _ = s.write_all(head.as_bytes()).await;
+                    }
+                    Fault::SlowBody => {
+                        let body = br#"{"id":"slow","userName":"ann"}"#;
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = s.write_all(head.as_bytes()).await;
+                        for b in body {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            if s.write_all(&[*b]).await.is_err() {
+                                break;
+                            }
+                        }
                     }
                     Fault::Busy => {
                         let _ = s
