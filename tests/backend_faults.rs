@@ -1,6 +1,7 @@
 //! A remote backend that fails: refused connections, resets after the request arrived, no
-//! answer, an answer trickling in, garbage, 503, a redirect; ambient proxy variables. The gateway answers each in the caller's dialect, never hangs, and
-//! never sends a write twice once its bytes may have reached the backend.
+//! answer, an answer trickling in, garbage, 503, a redirect; ambient proxy variables. The
+//! gateway answers each in the caller's dialect, never hangs, and never sends a write twice
+//! once its bytes may have reached the backend.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
