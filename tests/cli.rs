@@ -301,3 +301,32 @@ fn translate_reverse_renders_a_canonical_user_in_the_dialect_without_secrets() {
     assert_eq!(body["usingMfa"], true);
     assert!(!text.contains("SECRET"), "a secret was rendered: {text}");
 }
+
+/// What an editor does with the `#:schema` line: each shipped file, read as TOML, validates
+/// against the committed JSON Schema it names (and a broken copy does not, so the check bites).
+#[test]
+fn shipped_files_validate_against_their_schemas() {
+    let validator = |schema: &str| {
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(schema).unwrap()).unwrap();
+        jsonschema::validator_for(&s).unwrap()
+    };
+    let as_json = |text: &str| -> serde_json::Value {
+        let v: toml::Value = toml::from_str(text).unwrap();
+        serde_json::to_value(v).unwrap()
+    };
+    let config = validator("schemas/config.schema.json");
+    let mapping = validator("schemas/mapping.schema.json");
+    for (f, v) in [
+        ("config/userbridge.toml", &config),
+        ("mappings/vc-user-service.toml", &mapping),
+        ("mappings/commvault-v4.toml", &mapping),
+        ("mappings/opscenter.toml", &mapping),
+    ] {
+        let doc = as_json(&std::fs::read_to_string(f).unwrap());
+        let errors: Vec<String> = v.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{f}: {errors:?}");
+    }
+    let broken = as_json("[server]\nlisten = 8080\nlistne = \"x\"\n");
+    assert!(!config.is_valid(&broken));
+}
