@@ -18,18 +18,27 @@ fn vc_token(config: &Config) -> String {
     common::dialect_token(config, "vc-user-service")
 }
 
+/// A vc-user-service create of `name` sent to the gateway at `base` (a client that ignores
+/// proxy variables itself).
+async fn create_at(base: &str, token: &str, name: &str) -> reqwest::Response {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .put(format!("{base}/user-service/v1/user"))
+        .bearer_auth(token)
+        .json(&json!({"userKey": {"username": name, "authenticator": "LOCAL"}, "password": "Pw-1234-xyz"}))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A vc-user-service create through a gateway whose backend misbehaves: the status, the body
 /// and how long it took.
 async fn create_through(url: String) -> (u16, Value, Duration, Option<String>) {
     let (base, config, _stop) = gateway(url, |_| {}).await;
     let started = Instant::now();
-    let r = reqwest::Client::new()
-        .put(format!("{base}/user-service/v1/user"))
-        .bearer_auth(vc_token(&config))
-        .json(&json!({"userKey": {"username": "ann", "authenticator": "LOCAL"}, "password": "Pw-1234-xyz"}))
-        .send()
-        .await
-        .unwrap();
+    let r = create_at(&base, &vc_token(&config), "ann").await;
     let status = r.status().as_u16();
     let retry_after = r
         .headers()
@@ -119,13 +128,7 @@ async fn a_redirect_is_not_followed_through_either_transport() {
         }
     })
     .await;
-    let r = reqwest::Client::new()
-        .put(format!("{base}/user-service/v1/user"))
-        .bearer_auth(vc_token(&config))
-        .json(&json!({"userKey": {"username": "bob", "authenticator": "LOCAL"}, "password": "Pw-1234-xyz"}))
-        .send()
-        .await
-        .unwrap();
+    let r = create_at(&base, &vc_token(&config), "bob").await;
     assert_eq!(r.status(), 502);
     assert_eq!(seen.load(Ordering::SeqCst), 2);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -163,20 +166,10 @@ fn ambient_proxy_variables_are_ignored() {
             ("ALL_PROXY", &proxy_url),
         ],
     );
-    let status = rt.block_on(async {
-        reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
-            .put(format!("{}/user-service/v1/user", gw.base))
-            .bearer_auth("demo-vc-token")
-            .json(&json!({"userKey": {"username": "carl", "authenticator": "LOCAL"}, "password": "Pw-1234-xyz"}))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    });
+    let status = rt
+        .block_on(create_at(&gw.base, "demo-vc-token", "carl"))
+        .status()
+        .as_u16();
     assert_eq!(status, 200, "the backend was not reached directly");
     assert!(proxy.accept().is_err(), "the ambient proxy was used");
 }

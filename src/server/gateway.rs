@@ -20,8 +20,6 @@ use crate::dialect::{Outcome, Rejection};
 use crate::mapping::render::ErrorContext;
 use crate::mapping::{Mapping, RouteMatch};
 
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
 /// What the metrics need to know of a request once it is answered.
 #[derive(Default)]
 struct Seen {
@@ -55,11 +53,7 @@ async fn answer(
     seen: &mut Seen,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let request_id = parts
-        .headers
-        .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let request_id = super::http::request_id(&parts.headers);
     let path = parts.uri.path();
     let (mapping, route, params) = match state.mappings.route(&parts.method, path) {
         RouteMatch::Found {
@@ -288,22 +282,20 @@ async fn answer(
     resp
 }
 
-/// The user an operation is about, as a log line names it: its userName, else the target's
-/// userName, id or numericId.
+/// The user an operation is about, as a log line names it: its userName as the audit trail
+/// finds it, else the id or numericId its target names.
 fn user_label(op: &crate::canonical::Operation) -> Option<String> {
-    let named = |d: &UserDoc| {
-        ["userName", "id", "ext.numericId"]
-            .into_iter()
-            .find_map(|k| d.attr(k))
-            .map(|v| match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-    };
-    op.target
-        .as_ref()
-        .and_then(named)
-        .or_else(|| named(&op.user))
+    if let Some(who) = crate::migrate::Identity::of_operation(op) {
+        return Some(who.user_name);
+    }
+    let target = op.target.as_ref()?;
+    ["id", "ext.numericId"]
+        .into_iter()
+        .find_map(|k| target.attr(k))
+        .map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
 }
 
 /// What [`write`] needs of the request.

@@ -61,12 +61,7 @@ async fn dispatch(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -
             _ => "other",
         };
         let metrics = std::sync::Arc::clone(&state.metrics);
-        let request_id = req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let request_id = super::http::request_id(req.headers()).to_owned();
         let route = scim_route(path);
         let resp = super::scim::handle(state, req).await;
         metrics.scim_request(operation, resp.status().as_u16(), started.elapsed());
@@ -98,7 +93,6 @@ fn scim_route(path: &str) -> &'static str {
         "Schemas" => "Schemas",
         "ResourceTypes" => "ResourceTypes",
         "ServiceProviderConfig" => "ServiceProviderConfig",
-        ".search" => ".search",
         _ => "other",
     }
 }

@@ -319,10 +319,7 @@ async fn audit(
     if !state.audit.is_enabled() {
         return;
     }
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let request_id = super::http::request_id(headers);
     let mut what = serde_json::Map::new();
     what.insert("operation".into(), Value::from(operation));
     what.insert("dialect".into(), Value::from("scim"));
