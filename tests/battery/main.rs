@@ -165,11 +165,7 @@ async fn battery(nofile: u64) -> Value {
     if !gateway.alive() {
         failures.push("the gateway died during the load".into());
     }
-    let load_latencies = {
-        let mut l = std::mem::take(&mut *tally.latencies.lock().unwrap());
-        l.sort_unstable();
-        l
-    };
+    let load_latencies = tally.take_latencies();
 
     // Phase 2: slowloris, while normal clients keep working (the backend stays up, and whole).
     proxy.set_cut(0);
@@ -200,11 +196,7 @@ async fn battery(nofile: u64) -> Value {
     }
     let held_at_end = attack.open.load(Ordering::Relaxed);
     stop_slow.store(true, Ordering::Relaxed);
-    let normal_latencies = {
-        let mut l = std::mem::take(&mut *normal.latencies.lock().unwrap());
-        l.sort_unstable();
-        l
-    };
+    let normal_latencies = normal.take_latencies();
     let normal_ok = normal_runs
         .iter()
         .filter(|r| {
