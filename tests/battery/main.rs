@@ -307,9 +307,9 @@ async fn battery(nofile: u64) -> Value {
         "faults": {
             "backend_kills": kills,
             "backend_restart_ms_max": restart_ms.iter().max(),
-            "replies_cut_after_commit": proxy.counters.cut.load(Ordering::Relaxed),
-            "replies_passed": proxy.counters.replies.load(Ordering::Relaxed),
-            "connections_severed_by_kills": proxy.counters.severed.load(Ordering::Relaxed),
+            "replies_cut_after_commit": proxy.counters().cut.load(Ordering::Relaxed),
+            "replies_passed": proxy.counters().replies.load(Ordering::Relaxed),
+            "connections_severed_by_kills": proxy.counters().severed.load(Ordering::Relaxed),
         },
         "store": store,
         "slowloris": {

@@ -34,9 +34,28 @@ pub struct Proxy {
     /// Where the gateway connects.
     pub addr: SocketAddr,
     up: watch::Sender<bool>,
-    /// What it did so far.
-    pub counters: Arc<Counters>,
-    permille: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+}
+
+/// What the proxy's connections share: the fault setting, its generator, the counters.
+struct Shared {
+    counters: Counters,
+    /// Replies cut in a thousand.
+    permille: AtomicU64,
+    /// Xorshift state.
+    rng: AtomicU64,
+}
+
+impl Shared {
+    /// One step of the generator: true for `permille` replies in a thousand.
+    fn cut_this_one(&self) -> bool {
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, Ordering::Relaxed);
+        x % 1000 < self.permille.load(Ordering::Relaxed)
+    }
 }
 
 impl Proxy {
@@ -47,30 +66,25 @@ impl Proxy {
         let addr = probe.local_addr().expect("local addr");
         drop(probe);
         let (up, rx) = watch::channel(true);
-        let counters = Arc::new(Counters::default());
-        let rng = Arc::new(AtomicU64::new(seed | 1));
-        let permille = Arc::new(AtomicU64::new(cut_permille));
-        tokio::spawn(listen(
-            addr,
-            upstream,
-            rx,
-            Arc::clone(&counters),
-            rng,
-            Arc::clone(&permille),
-        ));
-        let proxy = Self {
-            addr,
-            up,
-            counters,
-            permille,
-        };
+        let shared = Arc::new(Shared {
+            counters: Counters::default(),
+            permille: AtomicU64::new(cut_permille),
+            rng: AtomicU64::new(seed | 1),
+        });
+        tokio::spawn(listen(addr, upstream, rx, Arc::clone(&shared)));
+        let proxy = Self { addr, up, shared };
         proxy.wait_listening().await;
         proxy
     }
 
     /// Cuts `permille` replies in a thousand from now on.
     pub fn set_cut(&self, permille: u64) {
-        self.permille.store(permille, Ordering::Relaxed);
+        self.shared.permille.store(permille, Ordering::Relaxed);
+    }
+
+    /// What it did so far.
+    pub fn counters(&self) -> &Counters {
+        &self.shared.counters
     }
 
     /// Stops listening and cuts every connection (the backend died).
@@ -95,23 +109,11 @@ impl Proxy {
     }
 }
 
-/// One xorshift step of the shared generator; true for `permille` in a thousand.
-fn roll(rng: &AtomicU64, permille: u64) -> bool {
-    let mut x = rng.load(Ordering::Relaxed);
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    rng.store(x, Ordering::Relaxed);
-    x % 1000 < permille
-}
-
 async fn listen(
     addr: SocketAddr,
     upstream: SocketAddr,
     mut up: watch::Receiver<bool>,
-    counters: Arc<Counters>,
-    rng: Arc<AtomicU64>,
-    permille: Arc<AtomicU64>,
+    shared: Arc<Shared>,
 ) {
     loop {
         if !*up.borrow_and_update() {
@@ -128,8 +130,8 @@ async fn listen(
             tokio::select! {
                 r = listener.accept() => {
                     let Ok((down, _)) = r else { continue };
-                    counters.accepted.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(carry(down, upstream, up.clone(), Arc::clone(&counters), Arc::clone(&rng), Arc::clone(&permille)));
+                    shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(carry(down, upstream, up.clone(), Arc::clone(&shared)));
                 }
                 r = up.changed() => {
                     if r.is_err() { return; }
@@ -151,10 +153,9 @@ async fn carry(
     down: TcpStream,
     upstream: SocketAddr,
     mut up: watch::Receiver<bool>,
-    counters: Arc<Counters>,
-    rng: Arc<AtomicU64>,
-    permille: Arc<AtomicU64>,
+    shared: Arc<Shared>,
 ) {
+    let counters = &shared.counters;
     let Ok(upper) = TcpStream::connect(upstream).await else {
         reset(down);
         return;
@@ -185,7 +186,7 @@ async fn carry(
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
                     if spoke.swap(false, Ordering::SeqCst) {
-                        if roll(&rng, permille.load(Ordering::Relaxed)) {
+                        if shared.cut_this_one() {
                             counters.cut.fetch_add(1, Ordering::Relaxed);
                             return;
                         }
