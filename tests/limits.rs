@@ -71,22 +71,10 @@ async fn too_many_header_fields_are_refused() {
 
 #[tokio::test]
 async fn a_slow_head_and_an_idle_keep_alive_connection_are_closed_after_the_header_timeout() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let (url, _) = faulty(Fault::Busy).await;
     let (base, _config, _stop) = gateway(url, |c| c.limits.header_read_timeout_ms = 300).await;
     let addr = base.trim_start_matches("http://").to_owned();
-    let read_until_closed = |mut s: tokio::net::TcpStream| async move {
-        let started = Instant::now();
-        let mut buf = vec![0_u8; 4096];
-        let mut got = Vec::new();
-        loop {
-            match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return (started.elapsed(), got),
-                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-                Err(_) => panic!("the connection stayed open"),
-            }
-        }
-    };
     // Slowloris: a head that never ends.
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
     s.write_all(b"PUT /user-service/v1/user HTTP/1.1\r\nHost: x\r\n")
@@ -100,25 +88,32 @@ async fn a_slow_head_and_an_idle_keep_alive_connection_are_closed_after_the_head
         .await
         .unwrap();
     let (took, got) = read_until_closed(s).await;
-    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
     assert!(
         took < Duration::from_secs(2),
         "idle connection closed after {took:?}"
     );
 }
 
-/// Reads what the server sends until it closes (or 5 s pass).
-async fn read_all(mut s: tokio::net::TcpStream) -> String {
+/// Reads what the server sends until it closes the connection: how long that took, and what
+/// it sent. Panics when the connection stays open 5 s without a byte.
+async fn read_until_closed(mut s: tokio::net::TcpStream) -> (Duration, String) {
     use tokio::io::AsyncReadExt;
-    let mut got = Vec::new();
+    let started = Instant::now();
     let mut buf = vec![0_u8; 4096];
-    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
-        if n == 0 {
-            break;
+    let mut got = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return (
+                    started.elapsed(),
+                    String::from_utf8_lossy(&got).into_owned(),
+                );
+            }
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the connection stayed open"),
         }
-        got.extend_from_slice(&buf[..n]);
     }
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 #[tokio::test]
@@ -135,9 +130,7 @@ async fn a_body_that_does_not_arrive_in_time_is_408_in_the_dialect_shape_and_wri
          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"userKey\":"
     );
     s.write_all(head.as_bytes()).await.unwrap();
-    let started = Instant::now();
-    let got = read_all(s).await;
-    let took = started.elapsed();
+    let (took, got) = read_until_closed(s).await;
     assert!(got.starts_with("HTTP/1.1 408"), "{got}");
     assert!(
         got.to_ascii_lowercase().contains("connection: close"),
@@ -190,7 +183,7 @@ async fn beyond_max_connections_a_new_connection_waits_until_one_closes() {
         .await
         .unwrap();
     let answered = tokio::spawn(async move {
-        let got = read_all(third).await;
+        let (_, got) = read_until_closed(third).await;
         (Instant::now(), got)
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
