@@ -11,26 +11,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::faulty::{Fault, faulty, gateway};
-use serde_json::{Value, json};
+use serde_json::Value;
 use userbridge::config::Config;
 
 fn vc_token(config: &Config) -> String {
     common::dialect_token(config, "vc-user-service")
-}
-
-/// A vc-user-service create of `name` sent to the gateway at `base` (a client that ignores
-/// proxy variables itself).
-async fn create_at(base: &str, token: &str, name: &str) -> reqwest::Response {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .put(format!("{base}/user-service/v1/user"))
-        .bearer_auth(token)
-        .json(&json!({"userKey": {"username": name, "authenticator": "LOCAL"}, "password": "Pw-1234-xyz"}))
-        .send()
-        .await
-        .unwrap()
 }
 
 /// A vc-user-service create through a gateway whose backend misbehaves: the status, the body
@@ -38,7 +23,7 @@ async fn create_at(base: &str, token: &str, name: &str) -> reqwest::Response {
 async fn create_through(url: String) -> (u16, Value, Duration, Option<String>) {
     let (base, config, _stop) = gateway(url, |_| {}).await;
     let started = Instant::now();
-    let r = create_at(&base, &vc_token(&config), "ann").await;
+    let r = common::vc_create(&base, &vc_token(&config), "ann").await;
     let status = r.status().as_u16();
     let retry_after = r
         .headers()
@@ -128,7 +113,7 @@ async fn a_redirect_is_not_followed_through_either_transport() {
         }
     })
     .await;
-    let r = create_at(&base, &vc_token(&config), "bob").await;
+    let r = common::vc_create(&base, &vc_token(&config), "bob").await;
     assert_eq!(r.status(), 502);
     assert_eq!(seen.load(Ordering::SeqCst), 2);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -167,7 +152,7 @@ fn ambient_proxy_variables_are_ignored() {
         ],
     );
     let status = rt
-        .block_on(create_at(&gw.base, "demo-vc-token", "carl"))
+        .block_on(common::vc_create(&gw.base, "demo-vc-token", "carl"))
         .status()
         .as_u16();
     assert_eq!(status, 200, "the backend was not reached directly");

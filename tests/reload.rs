@@ -5,22 +5,12 @@
 
 mod common;
 
-use serde_json::json;
-
 fn hup(pid: u32) {
     common::binary::signal(pid, "-HUP");
 }
 
 async fn create(base: &str, token: &str, name: &str) -> u16 {
-    reqwest::Client::new()
-        .put(format!("{base}/user-service/v1/user"))
-        .bearer_auth(token)
-        .json(&json!({"userKey": {"username": name, "authenticator": "LOCAL"}, "password": "Pw-reload-1"}))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    common::vc_create(base, token, name).await.status().as_u16()
 }
 
 #[tokio::test]

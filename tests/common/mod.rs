@@ -31,6 +31,21 @@ pub fn authorized_client(token: &str) -> reqwest::Client {
         .unwrap()
 }
 
+/// A vc-user-service create of `name` (`PUT /user-service/v1/user` with a password) sent to the
+/// gateway at `base` with bearer `token`, by a client that ignores proxy variables.
+pub async fn vc_create(base: &str, token: &str, name: &str) -> reqwest::Response {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .put(format!("{base}/user-service/v1/user"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"userKey": {"username": name, "authenticator": "LOCAL"}, "password": "Pw-1234-xyz"}))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The token of the first credential of `dialect` in `config`.
 pub fn dialect_token(config: &userbridge::config::Config, dialect: &str) -> String {
     config
