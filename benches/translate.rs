@@ -15,8 +15,8 @@ use baseline::{Locs, hand_written};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::Value;
 use std::hint::black_box;
-use userbridge::dialect::route::Params;
-use userbridge::mapping::{MappingSet, RouteMatch};
+use userbridge::exchange::Exchange;
+use userbridge::mapping::MappingSet;
 
 const BODY: &[u8] = include_bytes!("data/commvault-update-958.json");
 const PATH: &str = "/webconsole/api/V4/user/42";
@@ -24,22 +24,14 @@ const PATH: &str = "/webconsole/api/V4/user/42";
 fn bench(c: &mut Criterion) {
     let set = MappingSet::load_dir(Path::new("mappings"), None, &Default::default()).unwrap();
     let method = http::Method::PUT;
-    let RouteMatch::Found {
-        mapping,
-        route,
-        params,
-    } = set.route(&method, PATH)
-    else {
-        panic!("route")
-    };
-    let params: Params = params;
+    // The gateway's own exchange for the route (what `dry_run` and the server run).
+    let exchange = Exchange::route(&set, &method, PATH).expect("route");
+    let limits = userbridge::config::Limits::default();
+    let mapping = &exchange.mapping;
     let headers = http::HeaderMap::new();
     let locs = Locs::default();
     // Both must produce the same operation, or the comparison means nothing.
-    let engine = mapping
-        .translate(route, &params, &headers, BODY, 32)
-        .unwrap()
-        .op;
+    let engine = exchange.translate(&headers, BODY, &limits).unwrap().op;
     let by_hand = hand_written(BODY, "42", &locs, &mapping.dialect).unwrap();
     assert_eq!(
         engine.to_exposed_json(),
@@ -50,8 +42,8 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("commvault-update-958B");
     g.bench_function("mapping-engine", |b| {
         b.iter(|| {
-            mapping
-                .translate(route, black_box(&params), &headers, black_box(BODY), 32)
+            exchange
+                .translate(&headers, black_box(BODY), &limits)
                 .unwrap()
         })
     });
@@ -79,8 +71,8 @@ fn bench(c: &mut Criterion) {
         let t = std::time::Instant::now();
         for _ in 0..BATCH {
             black_box(
-                mapping
-                    .translate(route, black_box(&params), &headers, black_box(BODY), 32)
+                exchange
+                    .translate(&headers, black_box(BODY), &limits)
                     .unwrap(),
             );
         }

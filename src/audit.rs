@@ -28,7 +28,7 @@ pub struct Audit {
 #[derive(Debug)]
 pub struct Prepared {
     what: String,
-    who: Option<crate::migrate::Identity>,
+    who: Option<crate::canonical::Identity>,
 }
 
 /// Appends `v` as JSON (serializing these types cannot fail; a failure would leave `null`).
@@ -147,7 +147,7 @@ impl Audit {
         }
         Some(Prepared {
             what,
-            who: crate::migrate::Identity::of_operation(op),
+            who: crate::canonical::Identity::of_operation(op),
         })
     }
 
@@ -170,7 +170,7 @@ impl Audit {
         &self,
         ctx: Context<'_>,
         what: Map<String, Value>,
-        who: Option<crate::migrate::Identity>,
+        who: Option<crate::canonical::Identity>,
         status: u16,
         error: Option<&str>,
         stored_id: Option<&str>,
@@ -196,7 +196,7 @@ impl Audit {
         &self,
         ctx: Context<'_>,
         what: &str,
-        who: Option<crate::migrate::Identity>,
+        who: Option<crate::canonical::Identity>,
         status: u16,
         error: Option<&str>,
         stored_id: Option<&str>,

@@ -7,8 +7,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, Flags};
 use crate::diagnostic::Diagnostic;
-use crate::mapping::render::ErrorContext;
-use crate::mapping::{DialectResponse, MappingSet, RouteMatch};
+use crate::exchange::{DryRun, Exchange, Offline, dry_run};
+use crate::load::{load, load_with};
+use crate::mapping::DialectResponse;
 
 /// userbridge: vendor user APIs in, one canonical user model through, any backend out.
 #[derive(Debug, Parser)]
@@ -170,41 +171,6 @@ fn print_diags(diags: &[Diagnostic]) {
     let mut err = std::io::stderr().lock();
     for d in diags {
         let _ = writeln!(err, "{d}\n");
-    }
-}
-
-/// Loads config and mappings, or prints every diagnostic.
-pub fn load(config: Option<&Path>) -> Result<(Config, MappingSet), Vec<Diagnostic>> {
-    load_with(config, &Flags::default())
-}
-
-/// Loads config (with command-line overrides) and mappings, or returns every diagnostic.
-pub fn load_with(
-    config: Option<&Path>,
-    flags: &Flags,
-) -> Result<(Config, MappingSet), Vec<Diagnostic>> {
-    let (cfg, _) = Config::load(config, flags)?;
-    let set = MappingSet::load_dir(
-        &cfg.mappings.dir,
-        cfg.mappings.enabled.as_deref(),
-        &cfg.mapping_vars(),
-    )?;
-    let mut diags = Vec::new();
-    for (i, c) in cfg.credentials.iter().enumerate() {
-        if c.dialect != "scim" && set.get(&c.dialect).is_none() {
-            diags.push(Diagnostic::file(
-                config.unwrap_or(Path::new(crate::config::DEFAULT_FILE)),
-                format!(
-                    "credentials[{i}] ({}) names dialect `{}`, which no mapping defines (nor is it `scim`, for /scim/v2)",
-                    c.name, c.dialect
-                ),
-            ));
-        }
-    }
-    if diags.is_empty() {
-        Ok((cfg, set))
-    } else {
-        Err(diags)
     }
 }
 
@@ -433,89 +399,76 @@ fn translate(
         return 1;
     };
     let path_only = path.split('?').next().unwrap_or(path);
-    let ctx = ErrorContext {
+    if mode.reverse {
+        return reverse(&cfg, &set, &method, path_only, &bytes);
+    }
+    let req = Offline {
+        method: &method,
         path: path_only,
+        headers: &headers,
+        body: &bytes,
         request_id: "offline",
-        ..Default::default()
     };
-    match set.route(&method, path_only) {
-        RouteMatch::NotFound => {
+    match dry_run(&set, &cfg.limits, req, None) {
+        DryRun::NoRoute => {
             eprintln!("error: no mapping has a route for {method} {path_only}");
             2
         }
-        RouteMatch::MethodNotAllowed { mapping, allow } => {
-            let allow: Vec<&str> = allow.iter().map(http::Method::as_str).collect();
-            let rej = crate::dialect::Rejection::new(
-                crate::dialect::Outcome::MethodNotAllowed,
-                "method",
-                format!(
-                    "{method} is not allowed here; allowed: {}",
-                    allow.join(", ")
-                ),
-            );
-            print_response(&mapping.error_response(&rej, &ctx));
+        DryRun::Refused { answer, .. } => {
+            print_response(&answer);
             2
         }
-        RouteMatch::Found { mapping, .. } if mode.reverse => {
-            // A canonical user, or a canonical operation (its `user`).
-            let user = match crate::json::parse_strict(&bytes, cfg.limits.max_json_depth) {
-                Ok(serde_json::Value::Object(mut m)) => match m.shift_remove("user") {
-                    Some(serde_json::Value::Object(u)) if m.contains_key("operation") => u,
-                    Some(other) => {
-                        m.insert("user".into(), other);
-                        m
-                    }
-                    None => m,
-                },
-                Ok(_) => {
-                    eprintln!("error: the body must be a canonical user (a JSON object)");
-                    return 1;
-                }
-                Err(e) => {
-                    eprintln!("error: the body is not valid JSON: {e}");
-                    return 1;
-                }
+        DryRun::Translated { translation, .. } => {
+            for n in &translation.notes {
+                eprintln!("note: {n}");
+            }
+            let v = if mode.show_secrets {
+                translation.op.to_exposed_json()
+            } else {
+                serde_json::to_value(&translation.op).unwrap_or_default()
             };
-            print_response(&mapping.success_response(&crate::canonical::UserDoc(user)));
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             0
         }
-        RouteMatch::Found {
-            mapping,
-            route,
-            params,
-        } => {
-            if bytes.len() > cfg.limits.max_body_bytes {
-                let rej = crate::dialect::Rejection::new(
-                    crate::dialect::Outcome::PayloadTooLarge,
-                    "max_body_bytes",
-                    format!(
-                        "the body is larger than {} bytes",
-                        cfg.limits.max_body_bytes
-                    ),
-                );
-                print_response(&mapping.error_response(&rej, &ctx));
-                return 2;
-            }
-            match mapping.translate(route, &params, &headers, &bytes, cfg.limits.max_json_depth) {
-                Ok(t) => {
-                    for n in &t.notes {
-                        eprintln!("note: {n}");
-                    }
-                    let v = if mode.show_secrets {
-                        t.op.to_exposed_json()
-                    } else {
-                        serde_json::to_value(&t.op).unwrap_or_default()
-                    };
-                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                    0
-                }
-                Err(rej) => {
-                    print_response(&mapping.error_response(&rej, &ctx));
-                    2
-                }
-            }
-        }
     }
+}
+
+/// `translate --reverse`: a canonical user (or operation) as the route's success answer.
+fn reverse(
+    cfg: &Config,
+    set: &crate::mapping::MappingSet,
+    method: &http::Method,
+    path: &str,
+    bytes: &[u8],
+) -> i32 {
+    let exchange = match Exchange::route(set, method, path) {
+        Ok(e) => e,
+        Err(_) => {
+            eprintln!("error: no mapping has a route for {method} {path}");
+            return 2;
+        }
+    };
+    // A canonical user, or a canonical operation (its `user`).
+    let user = match crate::json::parse_strict(bytes, cfg.limits.max_json_depth) {
+        Ok(serde_json::Value::Object(mut m)) => match m.shift_remove("user") {
+            Some(serde_json::Value::Object(u)) if m.contains_key("operation") => u,
+            Some(other) => {
+                m.insert("user".into(), other);
+                m
+            }
+            None => m,
+        },
+        Ok(_) => {
+            eprintln!("error: the body must be a canonical user (a JSON object)");
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("error: the body is not valid JSON: {e}");
+            return 1;
+        }
+    };
+    print_response(&exchange.answer(&crate::canonical::UserDoc(user)));
+    0
 }
 
 fn openapi(config: Option<&Path>, dialect: &str) -> i32 {

@@ -14,7 +14,7 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use crate::diagnostic::Diagnostic;
-use crate::mapping::load::{de, parse_table};
+use crate::diagnostic::{de, parse_table};
 use crate::redact::Secret;
 
 /// The default config file, relative to the working directory.
@@ -374,6 +374,13 @@ pub struct Credential {
     /// The caller's own password, for step-up checks (`callerPassword`).
     #[serde(default)]
     pub password: Option<Secret>,
+}
+
+impl Credential {
+    /// Whether the credential was granted `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
 }
 
 /// Command-line overrides, the top layer.

@@ -1,9 +1,14 @@
 //! One error type for everything `check` reports: a message at a place in a user's file,
-//! printed as `file:line:col: message` with the line and a caret under the fault.
+//! printed as `file:line:col: message` with the line and a caret under the fault; and the
+//! TOML reading with places that config and mapping files share.
 
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 /// An error located in a file the user edits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +132,41 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+/// Deserialises one spanned TOML value, reporting a failure at its place.
+pub fn de<T: DeserializeOwned>(
+    file: &Path,
+    src: &str,
+    v: &Spanned<DeValue<'_>>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<T> {
+    match T::deserialize(ValueDeserializer::from(v.clone())) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let span = e.span().unwrap_or_else(|| v.span());
+            diags.push(Diagnostic::at(
+                file,
+                src,
+                Some(span),
+                e.message().to_owned(),
+            ));
+            None
+        }
+    }
+}
+
+/// Parses a TOML document keeping places; syntax errors become diagnostics.
+pub fn parse_table<'s>(
+    file: &Path,
+    src: &'s str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Spanned<DeTable<'s>>> {
+    let (table, errors) = DeTable::parse_recoverable(src);
+    for e in &errors {
+        diags.push(Diagnostic::at(file, src, e.span(), e.message().to_owned()));
+    }
+    errors.is_empty().then_some(table)
+}
 
 #[cfg(test)]
 mod tests {

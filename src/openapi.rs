@@ -11,8 +11,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-use crate::dialect::Outcome;
 use crate::mapping::spec::{BodySpec, FieldSpec, MappingSpec, TransformSpec, TypeNames};
+use crate::rejection::Outcome;
 
 /// The OpenAPI document of the mapping file `file`, with `vars` (config over the file's own)
 /// substituted into its paths.

@@ -306,7 +306,7 @@ async fn backend_examples_load_and_the_webhook_example_is_accepted() {
                 let p = dir.path().join(format!("backends-{}.toml", b.line));
                 std::fs::write(&p, &b.text).unwrap();
                 if let Err(d) =
-                    userbridge::cli::load_with(Some(&p), &userbridge::config::Flags::default())
+                    userbridge::load::load_with(Some(&p), &userbridge::config::Flags::default())
                 {
                     panic!("docs/backends.md:{}: example does not load: {d:?}", b.line);
                 }
@@ -343,7 +343,7 @@ async fn backend_examples_load_and_the_webhook_example_is_accepted() {
     for b in blocks(&doc).into_iter().filter(|b| b.info == "toml") {
         let p = dir.path().join(format!("migration-{}.toml", b.line));
         std::fs::write(&p, &b.text).unwrap();
-        if let Err(d) = userbridge::cli::load_with(Some(&p), &userbridge::config::Flags::default())
+        if let Err(d) = userbridge::load::load_with(Some(&p), &userbridge::config::Flags::default())
         {
             panic!("docs/migration.md:{}: example does not load: {d:?}", b.line);
         }

@@ -253,7 +253,7 @@ fn config_doc_names_every_key_and_its_examples_load() {
     for b in examples {
         let p = dir.path().join(format!("example-{}.toml", b.line));
         std::fs::write(&p, &b.text).unwrap();
-        if let Err(d) = userbridge::cli::load_with(Some(&p), &userbridge::config::Flags::default())
+        if let Err(d) = userbridge::load::load_with(Some(&p), &userbridge::config::Flags::default())
         {
             panic!("docs/config.md:{}: example does not load: {d:?}", b.line);
         }

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use userbridge::canonical::UserDoc;
-use userbridge::dialect::route::Params;
-use userbridge::mapping::render::ErrorContext;
-use userbridge::mapping::{MappingSet, RouteMatch};
+use userbridge::exchange::{DryRun, Offline, dry_run};
+use userbridge::mapping::MappingSet;
+use userbridge::rejection::Outcome;
 
 fn mappings() -> MappingSet {
     MappingSet::load_dir(Path::new("mappings"), None, &Default::default())
@@ -54,40 +54,47 @@ fn run_case(set: &MappingSet, case: &Value) -> Value {
         Value::String(s) => s.as_bytes().to_vec(),
         _ => serde_json::to_vec(&req["body"]).unwrap(),
     };
-    let ctx = ErrorContext {
+    let stored = case
+        .get("stored")
+        .map(|s| UserDoc(s.as_object().cloned().unwrap_or_default()));
+    let req = Offline {
+        method: &method,
         path,
+        headers: &headers,
+        body: &body,
         request_id: "req-1",
-        ..Default::default()
     };
-    let (mapping, route, params): (_, usize, Params) = match set.route(&method, path) {
-        RouteMatch::Found {
-            mapping,
-            route,
-            params,
-        } => (mapping, route, params),
-        RouteMatch::MethodNotAllowed { allow, .. } => {
-            return json!({"route": "method not allowed", "allow": allow.iter().map(|m| m.as_str()).collect::<Vec<_>>()});
+    // The gateway's own exchange, short of credentials and backend.
+    match dry_run(set, &limits(), req, stored.as_ref()) {
+        DryRun::NoRoute => json!({"route": "not found"}),
+        DryRun::Refused { rejection, answer } if rejection.outcome == Outcome::MethodNotAllowed => {
+            let allow = answer
+                .headers
+                .iter()
+                .find(|(n, _)| n == http::header::ALLOW)
+                .map(|(_, v)| v.split(", ").map(str::to_owned).collect::<Vec<_>>())
+                .unwrap_or_default();
+            json!({"route": "method not allowed", "allow": allow})
         }
-        RouteMatch::NotFound => return json!({"route": "not found"}),
-    };
-    let rejected = |rej: &userbridge::dialect::Rejection| {
-        let r = mapping.error_response(rej, &ctx);
-        let body: Value = serde_json::from_slice(&r.body).unwrap();
-        json!({"status": r.status, "field": rej.field, "rule": rej.rule, "body": normalise(body)})
-    };
-    match mapping.translate(route, &params, &headers, &body, 32) {
-        Err(rej) => rejected(&rej),
-        Ok(mut t) => {
-            let notes: Vec<String> = t.notes.iter().map(ToString::to_string).collect();
-            if let Some(stored) = case.get("stored") {
-                let stored = UserDoc(stored.as_object().cloned().unwrap_or_default());
-                if let Err(rej) = mapping.complete(&mut t.op, &stored) {
-                    return rejected(&rej);
-                }
-            }
-            json!({"canonical": t.op.to_exposed_json(), "notes": notes})
+        DryRun::Refused { rejection, answer } => {
+            let body: Value = serde_json::from_slice(&answer.body).unwrap();
+            json!({"status": answer.status, "field": rejection.field, "rule": rejection.rule, "body": normalise(body)})
+        }
+        DryRun::Translated { translation, .. } => {
+            let notes: Vec<String> = translation.notes.iter().map(ToString::to_string).collect();
+            json!({"canonical": translation.op.to_exposed_json(), "notes": notes})
         }
     }
+}
+
+/// The shipped config's limits, as the gateway applies them.
+fn limits() -> userbridge::config::Limits {
+    let (cfg, _) = userbridge::config::Config::load(
+        Some(Path::new("config/userbridge.toml")),
+        &Default::default(),
+    )
+    .expect("the shipped config loads");
+    cfg.limits
 }
 
 fn cases() -> Vec<PathBuf> {

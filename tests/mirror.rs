@@ -179,22 +179,11 @@ async fn the_shadow_catches_up_after_a_stop_and_agrees_with_the_primary() {
     assert_eq!(metric(&base, "userbridge_mirror_set_aside").await, 0);
 
     // The two backends agree: what `userbridge diff primary shadow` runs.
-    let set = userbridge::mapping::MappingSet::load_dir(
-        &config.mappings.dir,
-        None,
-        &config.mapping_vars(),
-    )
-    .unwrap();
     let audit = userbridge::audit::Audit::disabled();
     let mut users = Vec::new();
     for name in ["primary", "shadow"] {
-        let b = userbridge::backend::open_in(
-            config.named_backend(name).unwrap(),
-            &config,
-            &set,
-            &audit,
-        )
-        .unwrap();
+        let b = userbridge::backend::open_in(config.named_backend(name).unwrap(), &config, &audit)
+            .unwrap();
         users.push(
             userbridge::migrate::diff::all_users(b.store().unwrap())
                 .await

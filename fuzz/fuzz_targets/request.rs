@@ -11,18 +11,19 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use userbridge::config::{Config, Flags};
-use userbridge::mapping::render::ErrorContext;
-use userbridge::mapping::{MappingSet, RouteMatch};
+use userbridge::exchange::{DryRun, Offline, dry_run};
+use userbridge::mapping::MappingSet;
 
-static SET: LazyLock<MappingSet> = LazyLock::new(|| {
+static SET: LazyLock<(Config, MappingSet)> = LazyLock::new(|| {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let (cfg, _) = Config::load(
         Some(&root.join("config/userbridge.toml")),
         &Flags::default(),
     )
     .expect("the shipped config loads");
-    MappingSet::load_dir(&root.join("mappings"), None, &cfg.mapping_vars())
-        .expect("the shipped mappings load")
+    let set = MappingSet::load_dir(&root.join("mappings"), None, &cfg.mapping_vars())
+        .expect("the shipped mappings load");
+    (cfg, set)
 });
 
 const ROUTES: &[(&str, &str)] = &[
@@ -53,25 +54,20 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let headers = http::HeaderMap::new();
-    if let RouteMatch::Found {
-        mapping,
-        route,
-        params,
-    } = SET.route(&method, &path)
+    let req = Offline {
+        method: &method,
+        path: &path,
+        headers: &headers,
+        body,
+        request_id: "fuzz",
+    };
+    // The gateway's own exchange: route, limits, strict parse, translation, the answer.
+    if let DryRun::Translated {
+        exchange,
+        translation,
+    } = dry_run(&SET.1, &SET.0.limits, req, None)
     {
-        match mapping.translate(route, &params, &headers, body, 32) {
-            Ok(t) => {
-                let _ = mapping.success_response(&t.op.user);
-                let _ = serde_json::to_string(&t.op);
-            }
-            Err(rej) => {
-                let ctx = ErrorContext {
-                    path: &path,
-                    request_id: "fuzz",
-                    ..Default::default()
-                };
-                let _ = mapping.error_response(&rej, &ctx);
-            }
-        }
+        let _ = exchange.answer(&translation.op.user);
+        let _ = serde_json::to_string(&translation.op);
     }
 });

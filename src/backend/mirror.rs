@@ -20,11 +20,10 @@ use serde_json::{Map, Value, json};
 
 use super::{Backend, BackendError, BoxFuture, Gauge, Store};
 use crate::audit::Audit;
+use crate::canonical::Identity;
 use crate::canonical::{
     ATTRIBUTES, GroupChange, GroupOp, GroupRef, OpKind, Operation, UserDoc, location,
 };
-use crate::mapping::{Mapping, MappingSet};
-use crate::migrate::Identity;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS pending (
@@ -60,7 +59,6 @@ struct Inner {
     shadow: Arc<dyn Backend>,
     queue: Mutex<Connection>,
     wake: tokio::sync::Notify,
-    mappings: Vec<Arc<Mapping>>,
     audit: Audit,
     depth: AtomicI64,
     copied: AtomicU64,
@@ -93,7 +91,6 @@ impl Mirror {
         primary: Arc<dyn Backend>,
         shadow: Arc<dyn Backend>,
         queue: &Path,
-        mappings: &MappingSet,
         audit: Audit,
     ) -> Result<Self, String> {
         if let Some(dir) = queue.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -119,7 +116,6 @@ impl Mirror {
             shadow,
             queue: Mutex::new(conn),
             wake: tokio::sync::Notify::new(),
-            mappings: mappings.mappings.clone(),
             audit,
             depth: AtomicI64::new(depth),
             copied: AtomicU64::new(0),
@@ -253,14 +249,6 @@ impl Inner {
         Ok(())
     }
 
-    fn mapping(&self, dialect: &str) -> Option<Arc<Mapping>> {
-        self.mappings
-            .iter()
-            .find(|m| &*m.dialect == dialect)
-            .or_else(|| self.mappings.first())
-            .cloned()
-    }
-
     /// Makes the shadow's user equal to `doc`: an update setting every attribute (and
     /// clearing the ones `doc` lacks), or a create when the shadow has no such user.
     async fn copy(
@@ -273,11 +261,9 @@ impl Inner {
                 BackendError::Failed("the queued user has no userName".into()),
             ));
         };
-        let Some(mapping) = self.mapping(&e.dialect) else {
-            return Err((None, BackendError::Failed("no mapping loaded".into())));
-        };
+        let dialect: Arc<str> = Arc::from(e.dialect.as_str());
         if e.op == "delete" {
-            return self.delete_copy(&who, &mapping, e).await;
+            return self.delete_copy(&who, dialect, e).await;
         }
         let mut user = e.doc.clone();
         let groups = user.get("groups").and_then(Value::as_array).map(|g| {
@@ -315,10 +301,9 @@ impl Inner {
             }
             UserDoc(t)
         };
-        let dialect: Arc<str> = Arc::clone(&mapping.dialect);
         let update = Operation {
             operation: OpKind::Update,
-            dialect: Arc::clone(&dialect),
+            dialect,
             target: Some(target),
             user: UserDoc(changes),
             groups: group_change.clone(),
@@ -326,11 +311,7 @@ impl Inner {
             preconditions: Vec::new(),
             pending: Vec::new(),
         };
-        match self
-            .shadow
-            .apply(update.clone(), Arc::clone(&mapping))
-            .await
-        {
+        match self.shadow.apply(update.clone()).await {
             Ok(u) => Ok((update, u)),
             Err(BackendError::NotFound) => {
                 let create = Operation {
@@ -339,7 +320,7 @@ impl Inner {
                     user: UserDoc(user),
                     ..update
                 };
-                match self.shadow.apply(create.clone(), mapping).await {
+                match self.shadow.apply(create.clone()).await {
                     Ok(u) => Ok((create, u)),
                     Err(e) => Err((Some(create), e)),
                 }
@@ -352,13 +333,13 @@ impl Inner {
     async fn delete_copy(
         &self,
         who: &Identity,
-        mapping: &Arc<Mapping>,
+        dialect: Arc<str>,
         e: &Entry,
     ) -> Result<(Operation, UserDoc), (Option<Operation>, BackendError)> {
         // The audit trail records a delete as an update clearing nothing, with its target.
         let op = Operation {
             operation: OpKind::Update,
-            dialect: Arc::clone(&mapping.dialect),
+            dialect,
             target: Some(UserDoc(e.doc.clone())),
             user: UserDoc(Map::new()),
             groups: None,
@@ -479,14 +460,10 @@ impl Backend for Mirror {
         "mirror"
     }
 
-    fn apply(
-        &self,
-        op: Operation,
-        mapping: Arc<Mapping>,
-    ) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+    fn apply(&self, op: Operation) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
         Box::pin(async move {
             let dialect = Arc::clone(&op.dialect);
-            let stored = self.inner.primary.apply(op, mapping).await?;
+            let stored = self.inner.primary.apply(op).await?;
             // Acknowledged by the primary: queued before the client hears of it. A queue that
             // cannot take it fails the request loudly rather than lose the copy silently.
             self.inner.enqueue("put", &dialect, &stored).await.map_err(|e| {
@@ -547,16 +524,9 @@ impl Mirror {
         ))
     }
 
-    /// Queues a `/scim/v2` write the primary made (dialect: the first mapping's, for rendering
-    /// nothing but messages).
+    /// Queues a `/scim/v2` write the primary made (its dialect, in the audit trail: `scim`).
     async fn queued(&self, op: &'static str, user: UserDoc) -> Result<UserDoc, BackendError> {
-        let dialect = self
-            .inner
-            .mappings
-            .first()
-            .map(|m| m.dialect.to_string())
-            .unwrap_or_default();
-        self.inner.enqueue(op, &dialect, &user).await?;
+        self.inner.enqueue(op, "scim", &user).await?;
         Ok(user)
     }
 }

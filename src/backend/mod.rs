@@ -1,9 +1,10 @@
 //! Backends: where canonical operations land. One trait, one file per kind; a new backend is a
 //! new file here and a variant of [`crate::config::BackendConfig`].
 //!
-//! A backend receives the whole canonical operation and the mapping that produced it (for
-//! [`crate::mapping::Mapping::complete`]: preconditions and partly sent joins are resolved
-//! against the stored user inside the backend's own transaction), and returns the stored user.
+//! A backend receives the whole canonical operation — self-contained: an update that must be
+//! completed against the stored user carries its plan, and the backend calls
+//! [`Operation::complete`] once it has found the user, inside its own transaction — and returns
+//! the stored user. No backend sees a mapping.
 
 pub mod index;
 pub mod merge;
@@ -21,8 +22,7 @@ use serde_json::{Map, Value};
 
 use crate::canonical::{EXT_SCHEMA, Operation, UserDoc};
 use crate::config::{BackendConfig, GroupConfig};
-use crate::dialect::{Outcome, Rejection};
-use crate::mapping::Mapping;
+use crate::rejection::Rejection;
 
 /// A boxed, sendable future: what trait objects can return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -63,11 +63,7 @@ pub trait Backend: Send + Sync {
 
     /// Applies one operation, all or nothing, and returns the stored user (secrets included:
     /// the caller renders it through a mapping, which never renders a secret).
-    fn apply(
-        &self,
-        op: Operation,
-        mapping: Arc<Mapping>,
-    ) -> BoxFuture<'_, Result<UserDoc, BackendError>>;
+    fn apply(&self, op: Operation) -> BoxFuture<'_, Result<UserDoc, BackendError>>;
 
     /// Whether the backend answers now.
     fn ready(&self) -> BoxFuture<'_, Result<(), BackendError>>;
@@ -151,11 +147,10 @@ pub fn open(cfg: &BackendConfig, groups: &[GroupConfig]) -> Result<Arc<dyn Backe
 }
 
 /// Opens `cfg`, a backend of `config` (a mirror opens the two it names; its copies are
-/// recorded in `audit` and rendered with `mappings`).
+/// recorded in `audit`).
 pub fn open_in(
     cfg: &BackendConfig,
     config: &crate::config::Config,
-    mappings: &crate::mapping::MappingSet,
     audit: &crate::audit::Audit,
 ) -> Result<Arc<dyn Backend>, String> {
     let BackendConfig::Mirror {
@@ -168,13 +163,7 @@ pub fn open_in(
     };
     let p = open(config.named_backend(primary)?, &config.groups)?;
     let s = open(config.named_backend(shadow)?, &config.groups)?;
-    Ok(Arc::new(mirror::Mirror::open(
-        p,
-        s,
-        queue,
-        mappings,
-        audit.clone(),
-    )?))
+    Ok(Arc::new(mirror::Mirror::open(p, s, queue, audit.clone())?))
 }
 
 /// Removes the members a store owns (`id`, `meta`, `groups`, `schemas`, ext `numericId`) from a
@@ -185,38 +174,5 @@ pub(crate) fn strip_server_owned(doc: &mut Map<String, Value>) {
     }
     if let Some(Value::Object(ext)) = doc.get_mut(EXT_SCHEMA) {
         ext.shift_remove("numericId");
-    }
-}
-
-/// A backend failure as the dialect's outcome.
-pub fn rejection(mapping: &Mapping, e: BackendError) -> Rejection {
-    match e {
-        BackendError::NotFound => Rejection::new(Outcome::NotFound, "target", "no such user"),
-        BackendError::Conflict(m) => Rejection::new(Outcome::Conflict, "unique", m),
-        BackendError::UnknownGroup(m) => {
-            let field = mapping.member_for("groups.values").unwrap_or("groups");
-            Rejection::invalid(field, "group", format!("{field}: {m}"))
-        }
-        BackendError::Rejected(rej) => rej,
-        BackendError::Unavailable(m) => {
-            tracing::warn!(error = %m, "backend unavailable");
-            Rejection::new(
-                Outcome::BackendUnavailable,
-                "backend",
-                "the backend is unavailable",
-            )
-        }
-        BackendError::Timeout => Rejection::new(
-            Outcome::BackendTimeout,
-            "backend",
-            "the backend did not answer in time",
-        ),
-        BackendError::Failed(m) => {
-            tracing::warn!(error = %m, "backend failed");
-            Rejection::new(Outcome::BackendError, "backend", "the backend failed")
-        }
-        e @ BackendError::Unsupported(..) => {
-            Rejection::new(Outcome::BackendError, "backend", e.to_string())
-        }
     }
 }

@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use super::BackendError;
 use crate::config::OutboundConfig;
-use crate::dialect::{Outcome, Rejection};
 use crate::redact::Secret;
+use crate::rejection::{Outcome, Rejection};
 
 /// The plain-HTTP transport: hyper's pooled client straight, without reqwest's layers (URL
 /// handling, retry and redirect services). Used for `http://` backends without a proxy.

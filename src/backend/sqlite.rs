@@ -14,9 +14,8 @@ use serde_json::{Map, Value};
 
 use super::merge::merge;
 use super::{Backend, BackendError, BoxFuture, Store, strip_server_owned};
-use crate::canonical::{self, GroupChange, GroupOp, OpKind, Operation, UserDoc, location};
+use crate::canonical::{self, GroupChange, GroupOp, OpKind, Operation, Target, UserDoc, location};
 use crate::config::GroupConfig;
-use crate::mapping::Mapping;
 
 /// The schema, created or migrated at start. `PRAGMA user_version` holds its version.
 pub const SCHEMA: &str = "
@@ -129,16 +128,12 @@ impl Backend for Sqlite {
         "sqlite"
     }
 
-    fn apply(
-        &self,
-        op: Operation,
-        mapping: Arc<Mapping>,
-    ) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+    fn apply(&self, op: Operation) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
         self.blocking(move |conn| {
             let tx = conn.transaction().map_err(db)?;
             let stored = match op.operation {
                 OpKind::Create => create(&tx, op)?,
-                OpKind::Update => update(&tx, op, &mapping)?,
+                OpKind::Update => update(&tx, op)?,
             };
             tx.commit().map_err(db)?;
             Ok(stored)
@@ -326,25 +321,19 @@ fn find_by_numeric(tx: &Transaction<'_>, n: i64) -> Result<Row, BackendError> {
 
 /// The user a target names, or `NotFound`.
 fn resolve(tx: &Transaction<'_>, target: &UserDoc) -> Result<Row, BackendError> {
-    if let Some(id) = target.id() {
-        return find(tx, "id = ?1", &[&id as &dyn rusqlite::ToSql])?.ok_or(BackendError::NotFound);
-    }
-    if let Some(n) = target.attr("ext.numericId").and_then(Value::as_i64) {
-        return find_by_numeric(tx, n);
-    }
-    if let Some(name) = target.attr("userName").and_then(Value::as_str) {
-        let auth = target
-            .attr("ext.authenticator")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        return find(
+    let found = match Target::of(target).ok_or(BackendError::NotFound)? {
+        Target::Id(id) => find(tx, "id = ?1", &[&id as &dyn rusqlite::ToSql])?,
+        Target::NumericId(n) => return find_by_numeric(tx, n),
+        Target::Name {
+            user_name,
+            authenticator,
+        } => find(
             tx,
             "user_name = ?1 AND authenticator = ?2",
-            &[&name as &dyn rusqlite::ToSql, &auth],
-        )?
-        .ok_or(BackendError::NotFound);
-    }
-    Err(BackendError::NotFound)
+            &[&user_name as &dyn rusqlite::ToSql, &authenticator],
+        )?,
+    };
+    found.ok_or(BackendError::NotFound)
 }
 
 fn now() -> String {
@@ -369,7 +358,7 @@ fn name_and_authenticator(doc: &Map<String, Value>) -> Result<(String, String), 
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| {
-            BackendError::Rejected(crate::dialect::Rejection::invalid(
+            BackendError::Rejected(crate::rejection::Rejection::invalid(
                 "userName",
                 "required",
                 "userName is required".into(),
@@ -428,17 +417,11 @@ fn create(tx: &Transaction<'_>, op: Operation) -> Result<UserDoc, BackendError> 
     )?))
 }
 
-fn update(
-    tx: &Transaction<'_>,
-    mut op: Operation,
-    mapping: &Mapping,
-) -> Result<UserDoc, BackendError> {
+fn update(tx: &Transaction<'_>, mut op: Operation) -> Result<UserDoc, BackendError> {
     let target = op.target.clone().unwrap_or_default();
     let r = resolve(tx, &target)?;
     let stored = UserDoc(read_doc(tx, &r, true)?);
-    mapping
-        .complete(&mut op, &stored)
-        .map_err(BackendError::Rejected)?;
+    op.complete(&stored).map_err(BackendError::Rejected)?;
     let mut doc = r.doc.clone();
     let mut secrets = r.secrets.clone();
     let mut changes = op.user.0;

@@ -11,8 +11,6 @@
 //! Secrets travel in clear (the receiver must set them): use https and a token. The caller's
 //! own password is checked by the gateway and never sent.
 
-use std::sync::Arc;
-
 use reqwest::Method;
 use serde_json::{Map, Value};
 
@@ -20,7 +18,6 @@ use super::outbound::Outbound;
 use super::{Backend, BackendError, BoxFuture, Store};
 use crate::canonical::{OpKind, Operation, UserDoc, with_schemas};
 use crate::config::OutboundConfig;
-use crate::mapping::Mapping;
 use crate::redact::Secret;
 
 /// The webhook backend.
@@ -77,20 +74,13 @@ impl Backend for Webhook {
         "webhook"
     }
 
-    fn apply(
-        &self,
-        mut op: Operation,
-        mapping: Arc<Mapping>,
-    ) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+    fn apply(&self, mut op: Operation) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
         Box::pin(async move {
-            let conditional = !op.preconditions.is_empty() || !op.pending.is_empty();
-            if op.operation == OpKind::Update && conditional {
+            if op.operation == OpKind::Update && op.is_conditional() {
                 let target = op.target.take().unwrap_or_default();
                 let get = serde_json::json!({"operation": "get", "target": target.0});
                 let stored = self.post(&get).await?;
-                mapping
-                    .complete(&mut op, &stored)
-                    .map_err(BackendError::Rejected)?;
+                op.complete(&stored).map_err(BackendError::Rejected)?;
                 let mut pinned = Map::new();
                 if let Some(id) = stored.0.get("id") {
                     pinned.insert("id".into(), id.clone());

@@ -1,7 +1,5 @@
 //! Reading the caller's credential as a mapping declares it (header, scheme word). Which
-//! credentials exist is config's business; comparing them is the server's.
-
-use super::super::mapping::spec::AuthSpec;
+//! credentials exist is config's business; which roles a route needs is the route's.
 
 /// A compiled credential-extraction plan.
 #[derive(Debug, Clone)]
@@ -9,33 +7,30 @@ pub struct AuthPlan {
     headers: Vec<(http::HeaderName, Option<Box<str>>, bool)>,
     /// `WWW-Authenticate` value on a 401.
     pub challenge: Option<Box<str>>,
-    /// Roles needed for create (any one).
-    pub create_roles: Vec<Box<str>>,
-    /// Roles needed for update (any one).
-    pub update_roles: Vec<Box<str>>,
 }
 
 impl AuthPlan {
-    /// Compiles the spec; the error names a bad header.
-    pub fn compile(spec: &AuthSpec) -> Result<Self, String> {
-        let mut headers = Vec::new();
-        for h in &spec.headers {
-            let name = http::HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| format!("`{}` is not a valid header name", h.name))?;
-            headers.push((name, h.scheme.as_deref().map(Into::into), h.scheme_optional));
+    /// A plan reading the credential from `headers` — each `(name, scheme word, scheme word
+    /// optional)` — tried in order; the error names a bad header.
+    pub fn new(
+        headers: &[(&str, Option<&str>, bool)],
+        challenge: Option<&str>,
+    ) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for (name, scheme, optional) in headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("`{name}` is not a valid header name"))?;
+            out.push((name, scheme.map(Into::into), *optional));
         }
-        let roles = |op| {
-            spec.roles
-                .get(&op)
-                .map(|v: &Vec<String>| v.iter().map(|s| s.as_str().into()).collect())
-                .unwrap_or_default()
-        };
         Ok(Self {
-            headers,
-            challenge: spec.challenge.as_deref().map(Into::into),
-            create_roles: roles(crate::canonical::OpKind::Create),
-            update_roles: roles(crate::canonical::OpKind::Update),
+            headers: out,
+            challenge: challenge.map(Into::into),
         })
+    }
+
+    /// The headers that carry credentials: marked sensitive wherever requests are traced.
+    pub fn header_names(&self) -> impl Iterator<Item = &http::HeaderName> {
+        self.headers.iter().map(|(n, _, _)| n)
     }
 
     /// The token the caller presents, if any.
@@ -61,33 +56,15 @@ impl AuthPlan {
         }
         None
     }
-
-    /// Roles that allow `op` (empty: any authenticated caller).
-    pub fn roles_for(&self, op: crate::canonical::OpKind) -> &[Box<str>] {
-        match op {
-            crate::canonical::OpKind::Create => &self.create_roles,
-            crate::canonical::OpKind::Update => &self.update_roles,
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::spec::AuthHeaderSpec;
 
     #[test]
     fn scheme_is_case_insensitive_and_optional_when_declared() {
-        let spec = AuthSpec {
-            headers: vec![AuthHeaderSpec {
-                name: "Authtoken".into(),
-                scheme: Some("QSDK".into()),
-                scheme_optional: true,
-            }],
-            challenge: None,
-            roles: Default::default(),
-        };
-        let plan = AuthPlan::compile(&spec).unwrap();
+        let plan = AuthPlan::new(&[("Authtoken", Some("QSDK"), true)], None).unwrap();
         let mut h = http::HeaderMap::new();
         h.insert("authtoken", "qsdk abc".parse().unwrap());
         assert_eq!(plan.token(&h), Some("abc"));
@@ -95,5 +72,15 @@ mod tests {
         assert_eq!(plan.token(&h), Some("abc"));
         h.clear();
         assert_eq!(plan.token(&h), None);
+    }
+
+    #[test]
+    fn bearer_scheme_is_required_when_not_optional() {
+        let plan = AuthPlan::new(&[("Authorization", Some("Bearer"), false)], None).unwrap();
+        let mut h = http::HeaderMap::new();
+        h.insert("authorization", "abc".parse().unwrap());
+        assert_eq!(plan.token(&h), None);
+        h.insert("authorization", "bearer  abc".parse().unwrap());
+        assert_eq!(plan.token(&h), Some("abc"));
     }
 }

@@ -7,12 +7,12 @@ use serde_json::{Map, Value};
 
 use super::*;
 use crate::canonical::{
-    GroupChange, GroupOp, GroupRef, PendingJoin, Precondition, UserDoc, get, set,
+    Completion, GroupChange, GroupOp, GroupRef, PendingJoin, Precondition, UserDoc, get, set,
 };
-use crate::dialect::Rejection;
 use crate::dialect::route::Params;
 use crate::json::{JsonError, Node, parse_node};
 use crate::redact::Secret;
+use crate::rejection::Rejection;
 
 enum Eval {
     Absent,
@@ -41,7 +41,7 @@ struct Out {
 
 /// The 400 for a body that is not acceptable JSON.
 pub fn json_rejection(e: JsonError) -> Rejection {
-    Rejection::new(crate::dialect::Outcome::Validation, "json", e.to_string())
+    Rejection::new(crate::rejection::Outcome::Validation, "json", e.to_string())
 }
 
 impl Mapping {
@@ -79,14 +79,14 @@ impl Mapping {
     ) -> Result<Translation, Rejection> {
         let Some(route) = self.routes.get(route) else {
             return Err(Rejection::new(
-                crate::dialect::Outcome::Validation,
+                crate::rejection::Outcome::Validation,
                 "route",
                 "no such route",
             ));
         };
         let Node::Obj(members) = body else {
             return Err(Rejection::new(
-                crate::dialect::Outcome::Validation,
+                crate::rejection::Outcome::Validation,
                 "json",
                 "the request body must be a JSON object",
             ));
@@ -153,7 +153,7 @@ impl Mapping {
                     v => {
                         let op = GroupOp::parse(v).ok_or_else(|| {
                             Rejection::new(
-                                crate::dialect::Outcome::Validation,
+                                crate::rejection::Outcome::Validation,
                                 "groups",
                                 format!("`{v}` is not a group operation"),
                             )
@@ -196,51 +196,6 @@ impl Mapping {
             },
             notes,
         })
-    }
-
-    /// Completes an update against the stored user: merges multi-part attributes sent in part
-    /// and checks the preconditions. The backend executor calls it once the target is found.
-    pub fn complete(&self, op: &mut Operation, stored: &UserDoc) -> Result<(), Rejection> {
-        for p in &op.preconditions {
-            let current = stored.attr(&p.attribute).filter(|v| !v.is_null());
-            let ok = match &p.equals {
-                Some(want) => current == Some(want),
-                None => current.is_none(),
-            };
-            if !ok {
-                return Err(match &p.field {
-                    Some(f) => Rejection::invalid(f, "precondition", p.message.to_string()),
-                    None => Rejection::new(
-                        crate::dialect::Outcome::Validation,
-                        "precondition",
-                        p.message.to_string(),
-                    ),
-                });
-            }
-        }
-        for pending in std::mem::take(&mut op.pending) {
-            let Some(rule) = self.rules.get(pending.rule) else {
-                continue;
-            };
-            let Some(join) = &rule.join else { continue };
-            let stored_value = rule.dests.iter().find_map(|d| match d {
-                Dest::Attr(loc, _) => get(stored.exposed(), loc).and_then(Value::as_str),
-                _ => None,
-            });
-            let mut parts = split(join, stored_value);
-            for (slot, (_, part)) in parts.iter_mut().zip(&join.parts) {
-                if let Some(v) = pending.parts.get(&*part.name) {
-                    *slot = v.as_str().map(str::to_owned);
-                }
-            }
-            let v = finish_join(join, parts)?;
-            for d in &rule.dests {
-                if let Dest::Attr(loc, _) = d {
-                    set(&mut op.user.0, loc, v.clone());
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Walks the body against the members the rules know. The dotted name of an unknown
@@ -741,7 +696,7 @@ fn write(i: usize, rule: &Rule, ev: Eval, ctx: &Ctx<'_>, out: &mut Out) -> Resul
 fn apply_join(
     i: usize,
     rule: &Rule,
-    join: &Join,
+    join: &Arc<Join>,
     body: &Node<'_>,
     ctx: &Ctx<'_>,
     out: &mut Out,
@@ -779,7 +734,7 @@ fn apply_join(
             }
         }
         out.pending.push(PendingJoin {
-            rule: i,
+            plan: Arc::clone(join) as Arc<dyn Completion>,
             attribute: attr.unwrap_or_default().into(),
             parts,
         });
@@ -799,6 +754,34 @@ fn apply_join(
         return Ok(());
     }
     write(i, rule, Eval::Value(value), ctx, out)
+}
+
+/// A join sent in part, completed from the stored value: the stored value split into its parts,
+/// the parts sent laid over them, the unit rules checked over the result.
+impl Completion for Join {
+    fn complete(
+        &self,
+        stored: &UserDoc,
+        sent: &Map<String, Value>,
+        user: &mut UserDoc,
+    ) -> Result<(), Rejection> {
+        let stored_value = self
+            .locs
+            .first()
+            .and_then(|loc| get(stored.exposed(), loc))
+            .and_then(Value::as_str);
+        let mut parts = split(self, stored_value);
+        for (slot, (_, part)) in parts.iter_mut().zip(&self.parts) {
+            if let Some(v) = sent.get(&*part.name) {
+                *slot = v.as_str().map(str::to_owned);
+            }
+        }
+        let v = finish_join(self, parts)?;
+        for loc in &self.locs {
+            set(&mut user.0, loc, v.clone());
+        }
+        Ok(())
+    }
 }
 
 /// Checks the unit rules of a join over its final parts and builds the value (`null` when no

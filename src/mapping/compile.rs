@@ -38,7 +38,13 @@ impl Compiler<'_> {
         let mut vars = spec.vars.clone();
         vars.extend(vars_override.iter().map(|(k, v)| (k.clone(), v.clone())));
 
-        let auth = match AuthPlan::compile(&spec.auth) {
+        let headers: Vec<_> = spec
+            .auth
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.scheme.as_deref(), h.scheme_optional))
+            .collect();
+        let auth = match AuthPlan::new(&headers, spec.auth.challenge.as_deref()) {
             Ok(a) => Some(a),
             Err(e) => {
                 self.err(spans.auth.clone(), e);
@@ -145,6 +151,12 @@ impl Compiler<'_> {
                     (loc, rule)
                 })
                 .collect();
+            let roles = r
+                .roles
+                .as_ref()
+                .or_else(|| spec.auth.roles.get(&r.operation))
+                .map(|v| v.iter().map(|s| s.as_str().into()).collect())
+                .unwrap_or_default();
             routes.push(Route {
                 name: name.into(),
                 method,
@@ -152,6 +164,7 @@ impl Compiler<'_> {
                 operation: r.operation,
                 target,
                 target_locs,
+                roles,
             });
         }
         // Path parameters named by rules must exist in some route.
@@ -517,7 +530,19 @@ impl Compiler<'_> {
         }
 
         let join = match &f.join {
-            Some(j) => self.join(j, &f.parts, &f.max_total_length, at.clone()),
+            Some(j) => self
+                .join(j, &f.parts, &f.max_total_length, at.clone())
+                .map(|mut j| {
+                    // Where the completed value goes: what an operation's pending join writes.
+                    j.locs = dests
+                        .iter()
+                        .filter_map(|d| match d {
+                            Dest::Attr(loc, _) => Some(loc.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    std::sync::Arc::new(j)
+                }),
             None => {
                 if !f.parts.is_empty() {
                     self.err(at.clone(), "`parts` need a `join` template");
@@ -618,7 +643,7 @@ impl Compiler<'_> {
         parts: &BTreeMap<String, FieldSpec>,
         total: &Option<super::spec::TotalLength>,
         at: Range<usize>,
-    ) -> Option<Box<Join>> {
+    ) -> Option<Join> {
         let mut compiled: Vec<(Box<str>, Rule)> = Vec::new();
         for (key, spec) in parts {
             if let Some(r) = self.rule(spec, at.clone(), None) {
@@ -667,12 +692,13 @@ impl Compiler<'_> {
             }
             None => None,
         };
-        Some(Box::new(Join {
+        Some(Join {
             pieces,
             split,
             parts: compiled,
             total,
-        }))
+            locs: Vec::new(),
+        })
     }
 }
 

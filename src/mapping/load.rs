@@ -4,14 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::de::DeserializeOwned;
 use toml::Spanned;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::Mapping;
 use super::compile::{Compiler, Spans};
 use super::spec::MappingSpec;
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, de, parse_table};
 
 /// Loads and compiles the mapping file at `file`, with config's variable overrides.
 pub fn load_file(file: &Path, vars: &BTreeMap<String, String>) -> Result<Mapping, Vec<Diagnostic>> {
@@ -39,41 +37,6 @@ pub fn load_str(
         Some(m) if c.diags.is_empty() => Ok(m),
         _ => Err(c.diags),
     }
-}
-
-/// Deserialises one spanned TOML value, reporting a failure at its place.
-pub(crate) fn de<T: DeserializeOwned>(
-    file: &Path,
-    src: &str,
-    v: &Spanned<DeValue<'_>>,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<T> {
-    match T::deserialize(ValueDeserializer::from(v.clone())) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            let span = e.span().unwrap_or_else(|| v.span());
-            diags.push(Diagnostic::at(
-                file,
-                src,
-                Some(span),
-                e.message().to_owned(),
-            ));
-            None
-        }
-    }
-}
-
-/// Parses a TOML document keeping places; syntax errors become diagnostics.
-pub(crate) fn parse_table<'s>(
-    file: &Path,
-    src: &'s str,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<Spanned<DeTable<'s>>> {
-    let (table, errors) = DeTable::parse_recoverable(src);
-    for e in &errors {
-        diags.push(Diagnostic::at(file, src, e.span(), e.message().to_owned()));
-    }
-    errors.is_empty().then_some(table)
 }
 
 const KEYS: [&str; 10] = [

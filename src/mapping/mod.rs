@@ -20,10 +20,10 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::canonical::{AttrDef, OpKind, Operation, Step};
-use crate::dialect::Outcome;
 use crate::dialect::auth::AuthPlan;
 use crate::dialect::route::PathTemplate;
 use crate::dialect::template::Template;
+use crate::rejection::Outcome;
 use path::JsonPathPlan;
 use spec::{Format, UnknownPolicy};
 use transform::Transform;
@@ -122,6 +122,15 @@ pub struct Route {
     pub target: Vec<Box<str>>,
     /// Their locations, and the rule that fills each (for the "is required" message).
     target_locs: Vec<(Vec<Step>, Box<str>)>,
+    /// Roles that allow the route, any one (empty: any authenticated caller).
+    pub roles: Vec<Box<str>>,
+}
+
+impl Route {
+    /// What a caller of the route does, for a 403's message: `create users`.
+    pub fn action(&self) -> String {
+        format!("{} users", self.operation.as_str())
+    }
 }
 
 /// The success answer plan.
@@ -216,6 +225,8 @@ struct Join {
     split: regex::Regex,
     parts: Vec<(Box<str>, Rule)>,
     total: Option<(Vec<usize>, usize)>,
+    /// Where the joined value is written (the rule's canonical attributes).
+    locs: Vec<Vec<Step>>,
 }
 
 #[derive(Debug, Clone)]
@@ -247,7 +258,7 @@ struct Rule {
     checks: Checks,
     items: Option<Box<Rule>>,
     fields: Vec<Rule>,
-    join: Option<Box<Join>>,
+    join: Option<Arc<Join>>,
     render_unset: Option<Value>,
     render: bool,
     keep: bool,

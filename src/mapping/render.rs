@@ -5,9 +5,9 @@ use serde_json::{Map, Value};
 
 use super::*;
 use crate::canonical::{UserDoc, get};
-use crate::dialect::Rejection;
 use crate::dialect::route::Params;
 use crate::dialect::template::{Scope, Var, now};
+use crate::rejection::Rejection;
 
 /// What an error answer may mention besides the rejection itself.
 #[derive(Debug, Default, Clone, Copy)]
@@ -192,7 +192,7 @@ impl Mapping {
         {
             headers.push((name.clone(), t.render_text(&scope)));
         }
-        if rej.outcome == crate::dialect::Outcome::Unauthorized
+        if rej.outcome == crate::rejection::Outcome::Unauthorized
             && let Some(c) = &self.auth.challenge
         {
             headers.push((http::header::WWW_AUTHENTICATE, c.to_string()));

@@ -105,6 +105,10 @@ pub struct RouteSpec {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub target: Vec<Spanned<String>>,
+    /// Roles a caller needs for this route, any one suffices (default: the `[auth]` roles of
+    /// its operation; empty: any authenticated caller).
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
 }
 
 /// A field rule: where a value comes from, what it must be, and where it goes.
@@ -365,7 +369,7 @@ pub struct ErrorsSpec {
     pub vars: serde_json::Map<String, Value>,
     /// Per-outcome overrides.
     #[serde(default)]
-    pub outcomes: BTreeMap<crate::dialect::Outcome, OutcomeSpec>,
+    pub outcomes: BTreeMap<crate::rejection::Outcome, OutcomeSpec>,
 }
 
 fn json_type() -> String {

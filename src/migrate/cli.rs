@@ -13,6 +13,7 @@ use super::import::{Importer, Summary, default_rejects};
 use super::pick_route;
 use crate::backend::Backend;
 use crate::config::Config;
+use crate::exchange::Exchange;
 use crate::mapping::{Mapping, MappingSet};
 
 /// What `import` and `export` work on.
@@ -112,7 +113,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn load(config: Option<&Path>) -> Result<(Config, MappingSet), String> {
-    crate::cli::load(config).map_err(|diags| {
+    crate::load::load(config).map_err(|diags| {
         diags
             .iter()
             .map(ToString::to_string)
@@ -130,12 +131,11 @@ fn mapping(set: &MappingSet, dialect: &str) -> Result<Arc<Mapping>, String> {
 
 fn open(
     cfg: &Config,
-    set: &MappingSet,
     audit: &crate::audit::Audit,
     name: Option<&str>,
 ) -> Result<Arc<dyn Backend>, String> {
     let b = cfg.named_backend(name.unwrap_or("backend"))?;
-    crate::backend::open_in(b, cfg, set, audit)
+    crate::backend::open_in(b, cfg, audit)
 }
 
 /// Prints `Err` and gives exit code 1.
@@ -163,10 +163,9 @@ fn import_inner(args: ImportArgs) -> Result<i32, String> {
     let started = Instant::now();
     let summary = rt.block_on(async {
         let audit = crate::audit::Audit::open(&cfg.audit)?;
-        let backend = open(&cfg, &set, &audit, t.backend.as_deref())?;
+        let backend = open(&cfg, &audit, t.backend.as_deref())?;
         let importer = Arc::new(Importer {
-            mapping,
-            route,
+            exchange: Exchange::at(mapping, route, Default::default()),
             backend,
             max_depth: cfg.limits.max_json_depth,
             audit,
@@ -286,12 +285,7 @@ fn export_inner(args: ExportArgs) -> Result<i32, String> {
     let route = pick_route(&mapping, t.route.as_deref())?;
     let rt = runtime()?;
     let summary = rt.block_on(async {
-        let backend = open(
-            &cfg,
-            &set,
-            &crate::audit::Audit::disabled(),
-            t.backend.as_deref(),
-        )?;
+        let backend = open(&cfg, &crate::audit::Audit::disabled(), t.backend.as_deref())?;
         let store = backend
             .store()
             .ok_or_else(|| format!("the {} backend cannot list users", backend.kind()))?;
@@ -328,10 +322,10 @@ fn convert_inner(args: ConvertArgs) -> Result<i32, String> {
     use std::io::{BufRead, Write};
     let (cfg, set) = load(args.config.as_deref())?;
     let (from, to) = (mapping(&set, &args.from)?, mapping(&set, &args.to)?);
+    let from_route = pick_route(&from, args.from_route.as_deref())?;
     let conv = Converter {
-        from_route: pick_route(&from, args.from_route.as_deref())?,
         to_route: pick_route(&to, args.to_route.as_deref())?,
-        from: &from,
+        from: Exchange::at(from, from_route, Default::default()),
         to: &to,
         max_depth: cfg.limits.max_json_depth,
     };
@@ -417,9 +411,9 @@ fn diff_inner(args: DiffArgs) -> Result<i32, String> {
     let rt = runtime()?;
     let report = rt.block_on(async {
         let users = |name: String| {
-            let (cfg, set) = (&cfg, &set);
+            let cfg = &cfg;
             async move {
-                let backend = open(cfg, set, &crate::audit::Audit::disabled(), Some(&name))?;
+                let backend = open(cfg, &crate::audit::Audit::disabled(), Some(&name))?;
                 let store = backend
                     .store()
                     .ok_or_else(|| format!("the {} backend cannot list users", backend.kind()))?;

@@ -8,8 +8,10 @@ use serde_json::Value;
 
 use super::{line_of, parse_line, user_of_operation};
 use crate::canonical::{ATTRIBUTES, get, location};
+use crate::exchange::Exchange;
 use crate::mapping::Mapping;
 use crate::mapping::render::ErrorContext;
+use crate::rejection::Rejection;
 
 /// One converted line.
 #[derive(Debug)]
@@ -27,10 +29,8 @@ pub enum Converted {
 
 /// A conversion between two dialects, routes chosen.
 pub struct Converter<'a> {
-    /// The input dialect.
-    pub from: &'a Mapping,
-    /// The input route.
-    pub from_route: usize,
+    /// The input dialect's route (each line brings its own path parameters).
+    pub from: Exchange,
     /// The output dialect.
     pub to: &'a Mapping,
     /// The output route (for its path parameters).
@@ -43,22 +43,21 @@ impl Converter<'_> {
     /// Converts one input line.
     pub fn line(&self, text: &[u8]) -> Converted {
         let refused =
-            |rej: crate::dialect::Rejection| {
-                let answer = self.from.error_response(&rej, &ErrorContext::default());
+            |rej: Rejection| {
+                let answer = self.from.refuse(&rej, &ErrorContext::default());
                 Converted::Refused(serde_json::from_slice(&answer.body).unwrap_or_else(|_| {
                     Value::String(String::from_utf8_lossy(&answer.body).into())
                 }))
             };
         let req = match parse_line(text, self.max_depth) {
             Ok(r) => r,
-            Err(m) => return refused(crate::dialect::Rejection::invalid("body", "json", m)),
+            Err(m) => return refused(Rejection::invalid("body", "json", m)),
         };
-        let op = match self.from.translate_value(
-            self.from_route,
-            &req.params,
-            &http::HeaderMap::new(),
-            &req.body,
-        ) {
+        let from = Exchange {
+            params: req.params,
+            ..self.from.clone()
+        };
+        let op = match from.translate_value(&http::HeaderMap::new(), &req.body) {
             Ok(t) => t.op,
             Err(rej) => return refused(rej),
         };

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::Identity;
 use super::convert::is_leaf;
 use crate::backend::{BackendError, Store};
+use crate::canonical::Identity;
 use crate::canonical::{ATTRIBUTES, UserDoc, get, location};
 
 /// Users read per page.

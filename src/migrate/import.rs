@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
-use super::{Identity, drop_nulls, parse_line};
-use crate::backend::{Backend, BackendError, Store, merge::merge, rejection};
-use crate::canonical::{ATTRIBUTES, GroupChange, GroupOp, OpKind, Operation, UserDoc, location};
-use crate::dialect::Rejection;
-use crate::mapping::Mapping;
+use super::{drop_nulls, parse_line};
+use crate::backend::{Backend, BackendError, Store, merge::merge};
+use crate::canonical::{
+    ATTRIBUTES, GroupChange, GroupOp, Identity, OpKind, Operation, UserDoc, location,
+};
+use crate::exchange::Exchange;
 use crate::mapping::render::ErrorContext;
+use crate::rejection::Rejection;
 
 /// What became of one line.
 #[derive(Debug)]
@@ -69,10 +71,8 @@ impl Summary {
 
 /// What an import needs.
 pub struct Importer {
-    /// The dialect's mapping.
-    pub mapping: Arc<Mapping>,
-    /// The route lines go through.
-    pub route: usize,
+    /// The route lines go through (each line brings its own path parameters).
+    pub exchange: Exchange,
     /// Where users are written.
     pub backend: Arc<dyn Backend>,
     /// JSON nesting bound.
@@ -153,12 +153,11 @@ impl Importer {
             Ok(r) => r,
             Err(m) => return self.refused(line_no, Rejection::invalid("body", "json", m)),
         };
-        let op = match self.mapping.translate_value(
-            self.route,
-            &req.params,
-            &http::HeaderMap::new(),
-            &req.body,
-        ) {
+        let exchange = Exchange {
+            params: req.params,
+            ..self.exchange.clone()
+        };
+        let op = match exchange.translate_value(&http::HeaderMap::new(), &req.body) {
             Ok(t) => t.op,
             Err(rej) => return self.refused(line_no, rej),
         };
@@ -173,9 +172,8 @@ impl Importer {
     fn refused(&self, line_no: u64, rej: Rejection) -> LineOutcome {
         let request_id = format!("{}:{line_no}", self.source);
         let path = self
-            .mapping
-            .routes
-            .get(self.route)
+            .exchange
+            .spec()
             .and_then(|r| r.paths.first())
             .map_or("", |p| p.text.as_str());
         let ctx = ErrorContext {
@@ -183,7 +181,7 @@ impl Importer {
             request_id: &request_id,
             ..ErrorContext::default()
         };
-        let answer = self.mapping.error_response(&rej, &ctx);
+        let answer = self.exchange.refuse(&rej, &ctx);
         let error = serde_json::from_slice(&answer.body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&answer.body).into()));
         LineOutcome::Rejected {
@@ -213,22 +211,21 @@ impl Importer {
             };
             match result {
                 Err(BackendError::Conflict(_)) => continue,
-                Err(e) => return Err(rejection(&self.mapping, e)),
+                Err(e) => return Err(self.exchange.backend_rejection(e)),
                 Ok(o) => return Ok(o),
             }
         }
-        Err(rejection(
-            &self.mapping,
-            BackendError::Conflict(format!("{who} exists already")),
-        ))
+        Err(self
+            .exchange
+            .backend_rejection(BackendError::Conflict(format!("{who} exists already"))))
     }
 
     fn store(&self) -> Result<&dyn Store, Rejection> {
         self.backend.store().ok_or_else(|| {
-            rejection(
-                &self.mapping,
-                BackendError::Unsupported(self.backend.kind(), "look users up"),
-            )
+            self.exchange.backend_rejection(BackendError::Unsupported(
+                self.backend.kind(),
+                "look users up",
+            ))
         })
     }
 
@@ -238,7 +235,7 @@ impl Importer {
         let (users, _) = store
             .list(Some(who.user_name.clone()), 0, 100)
             .await
-            .map_err(|e| rejection(&self.mapping, e))?;
+            .map_err(|e| self.exchange.backend_rejection(e))?;
         let mut matching: Vec<UserDoc> = users
             .into_iter()
             .filter(|u| Identity::of(u.exposed()).is_some_and(|s| who.matches(&s)))
@@ -257,7 +254,7 @@ impl Importer {
     /// Applies `op` and records it in the audit trail.
     async fn audited(&self, line_no: u64, op: Operation) -> Result<UserDoc, BackendError> {
         let prepared = self.audit.prepare(&op);
-        let result = self.backend.apply(op, Arc::clone(&self.mapping)).await;
+        let result = self.backend.apply(op).await;
         if let Some(prepared) = prepared {
             let request_id = format!("{}:{line_no}", self.source);
             let ctx = crate::audit::Context {

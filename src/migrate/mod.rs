@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::canonical::{EXT_SCHEMA, OpKind, Operation, UserDoc};
+use crate::canonical::{OpKind, Operation, UserDoc};
 use crate::dialect::route::Params;
 use crate::mapping::Mapping;
 
@@ -98,76 +98,6 @@ pub fn pick_route(mapping: &Mapping, name: Option<&str>) -> Result<usize, String
     }
 }
 
-/// How users are matched across backends and runs: `userName`, and `authenticator` when known.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Identity {
-    /// `userName`.
-    pub user_name: String,
-    /// ext `authenticator`, when the user has one.
-    pub authenticator: Option<String>,
-}
-
-impl Identity {
-    /// The identity of a canonical document, if it has a `userName`.
-    pub fn of(doc: &Map<String, Value>) -> Option<Self> {
-        let user_name = doc.get("userName")?.as_str()?.to_owned();
-        let authenticator = doc
-            .get(EXT_SCHEMA)
-            .and_then(|e| e.get("authenticator"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        Some(Self {
-            user_name,
-            authenticator,
-        })
-    }
-
-    /// The identity an operation names: its user's, completed from its target, then from
-    /// its preconditions (opscenter restates the name it must have: `username`).
-    pub fn of_operation(op: &Operation) -> Option<Self> {
-        let stated = |attr: &str| {
-            op.preconditions
-                .iter()
-                .find(|p| &*p.attribute == attr)
-                .and_then(|p| p.equals.as_ref()?.as_str().map(str::to_owned))
-        };
-        let from_preconditions = stated("userName").map(|user_name| Identity {
-            user_name,
-            authenticator: stated("ext.authenticator"),
-        });
-        [
-            Identity::of(op.user.exposed()),
-            op.target.as_ref().and_then(|t| Identity::of(t.exposed())),
-            from_preconditions,
-        ]
-        .into_iter()
-        .flatten()
-        .reduce(|mut a, b| {
-            a.authenticator = a.authenticator.or(b.authenticator);
-            a
-        })
-    }
-
-    /// Whether a stored user with identity `stored` is this one: the same name, and the same
-    /// authenticator where both have one.
-    pub fn matches(&self, stored: &Identity) -> bool {
-        self.user_name == stored.user_name
-            && match (&self.authenticator, &stored.authenticator) {
-                (Some(a), Some(b)) => a == b,
-                _ => true,
-            }
-    }
-}
-
-impl std::fmt::Display for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.authenticator {
-            Some(a) => write!(f, "{} ({a})", self.user_name),
-            None => f.write_str(&self.user_name),
-        }
-    }
-}
-
 /// The canonical user an operation describes, for rendering in another dialect: its user
 /// with the identifying attributes of its target, and its groups when they are a whole list.
 pub fn user_of_operation(op: &Operation) -> UserDoc {
@@ -234,22 +164,5 @@ mod tests {
                 .find("s3cret")
                 .is_none()
         );
-    }
-
-    #[test]
-    fn identities_match_where_both_know_the_authenticator() {
-        let a = Identity {
-            user_name: "ann".into(),
-            authenticator: Some("LOCAL".into()),
-        };
-        let b = Identity {
-            user_name: "ann".into(),
-            authenticator: None,
-        };
-        let c = Identity {
-            user_name: "ann".into(),
-            authenticator: Some("LDAP".into()),
-        };
-        assert!(a.matches(&b) && b.matches(&a) && !a.matches(&c));
     }
 }

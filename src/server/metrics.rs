@@ -76,6 +76,7 @@ pub struct Metrics {
     backend_errors: Family<BackendErrorLabels, Counter>,
     in_flight: Gauge,
     reloads: Family<OutcomeLabels, Counter>,
+    panics: Counter,
     /// `scim`, the dialect and route label of `/scim/v2` requests.
     scim: Arc<str>,
 }
@@ -98,6 +99,12 @@ impl Metrics {
         let backend_errors = Family::<BackendErrorLabels, Counter>::default();
         let in_flight = Gauge::default();
         let reloads = Family::<OutcomeLabels, Counter>::default();
+        let panics = Counter::default();
+        registry.register(
+            "panics",
+            "Requests whose handler panicked (each answered 500 in the caller's dialect)",
+            panics.clone(),
+        );
         registry.register(
             "requests",
             "Dialect and SCIM requests answered, by dialect, route, operation and status",
@@ -148,8 +155,14 @@ impl Metrics {
             backend_errors,
             in_flight,
             reloads,
+            panics,
             scim: Arc::from("scim"),
         }
+    }
+
+    /// The dialect label of `/scim/v2` requests.
+    pub fn scim_label(&self) -> &Arc<str> {
+        &self.scim
     }
 
     /// Counts an answered `/scim/v2` request.
@@ -223,6 +236,11 @@ impl Metrics {
                 .get_or_create(&BackendErrorLabels { backend, kind })
                 .inc();
         }
+    }
+
+    /// Counts a handler's panic.
+    pub fn panic(&self) {
+        self.panics.inc();
     }
 
     /// Counts a reload.

@@ -1,38 +1,39 @@
-//! The gateway server: hyper 1 on tokio, middleware as one tower stack.
+//! The gateway server: hyper 1 on tokio, every request through one tower stack.
 //!
-//! A request meets, in order (see [`serve`]):
-//! 1. **request id** — `X-Request-Id` kept from the client or made (UUID), echoed on the answer;
-//! 2. **trace** — a span per request; credential headers are marked sensitive;
-//! 3. **panic guard** — a panic becomes a 500, never a dropped connection;
-//! 4. **route** — [`router::route`]: health, `/scim/v2`, or a dialect route from the mappings;
-//! 5. then, for a dialect route, in [`gateway`]: auth (401/403) → media type (415) → body size
-//!    (413) → translate (400) → backend (404/409/502/503/504) → render in the caller's dialect.
+//! [`serve`] accepts connections; [`stack::stack`] is the stack each request goes through —
+//! request id, sensitive headers, routing ([`ingress`]), observation, panic guard, shedding,
+//! credentials, body, idempotency — whatever its ingress; [`handle`] hands it to the
+//! ingress's handler ([`gateway`] for a dialect route, [`scim`] for `/scim/v2`, [`health`],
+//! metrics). Every refusal becomes an answer in [`respond`].
 
 pub mod gateway;
 pub mod health;
 pub mod http;
 pub mod idempotency;
+pub mod ingress;
+mod layer;
 pub mod metrics;
 pub mod reload;
-mod router;
+pub mod respond;
 pub mod scim;
+pub mod stack;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 use crate::backend::Backend;
-use crate::config::{Config, Credential};
+use crate::config::Config;
 use crate::mapping::MappingSet;
+use http::Body;
+use ingress::Ingress;
 
 /// Everything a request needs, swapped as a whole on reload.
 pub struct State {
@@ -65,7 +66,7 @@ impl State {
         mappings: MappingSet,
         audit: crate::audit::Audit,
     ) -> Result<Self, String> {
-        let backend = crate::backend::open_in(&config.backend, &config, &mappings, &audit)?;
+        let backend = crate::backend::open_in(&config.backend, &config, &audit)?;
         Ok(Self {
             mappings,
             backend,
@@ -78,18 +79,6 @@ impl State {
             )),
             config,
         })
-    }
-
-    /// The credential of `dialect` whose token is `token`, compared in constant time against
-    /// every credential of that dialect (the time taken does not tell which one matched).
-    pub fn credential(&self, dialect: &str, token: &str) -> Option<&Credential> {
-        let mut found = None;
-        for c in &self.config.credentials {
-            if c.dialect == dialect && c.token.ct_eq(token.as_bytes()) && found.is_none() {
-                found = Some(c);
-            }
-        }
-        found
     }
 }
 
@@ -129,7 +118,8 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let svc = stack(Arc::clone(&state), peer);
+        let handler = tower::service_fn(|req| async { Ok(handle(req).await) });
+        let svc = stack::stack(Arc::clone(&state), peer, handler);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -155,30 +145,34 @@ pub async fn serve(
     }
 }
 
-/// The tower stack for one connection, outermost first.
-fn stack(
-    state: Shared,
-    peer: SocketAddr,
-) -> impl tower::Service<
-    hyper::Request<hyper::body::Incoming>,
-    Response = hyper::Response<http::Body>,
-    Error = std::convert::Infallible,
-    Future: Send,
-> + Clone {
-    let sensitive: Arc<[hyper::header::HeaderName]> = Arc::from(vec![
-        hyper::header::AUTHORIZATION,
-        hyper::header::HeaderName::from_static("authtoken"),
-        hyper::header::HeaderName::from_static("x-auth-token"),
-        hyper::header::COOKIE,
-    ]);
-    ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetSensitiveRequestHeadersLayer::from_shared(sensitive))
-        .service(tower::service_fn(move |req| {
-            let state = state.load_full();
-            async move { Ok(router::route(state, peer, req).await) }
-        }))
+/// The innermost service: the handler of the request's ingress. Everything before it —
+/// routing, shedding, credentials, body, idempotency — the stack has done.
+pub async fn handle(req: Request<Bytes>) -> Response<Body> {
+    let Some(routed) = req.extensions().get::<Arc<ingress::Routed>>().cloned() else {
+        return http::text(hyper::StatusCode::INTERNAL_SERVER_ERROR, "not routed\n");
+    };
+    let caller = req
+        .extensions()
+        .get::<stack::Caller>()
+        .and_then(|c| routed.state.config.credentials.get(c.0));
+    match (&routed.ingress, caller) {
+        (Ingress::Health, _) => health::handle(&routed.state, req.method(), req.uri().path()).await,
+        (Ingress::Metrics, _) => http::text_with(
+            hyper::StatusCode::OK,
+            metrics::CONTENT_TYPE,
+            routed.state.metrics.render(&routed.state.backend.gauges()),
+        ),
+        (Ingress::Scim(call), caller) => scim::handle(&routed, *call, caller, req).await,
+        (Ingress::Dialect(exchange), Some(caller)) => {
+            gateway::handle(&routed, exchange, caller, req).await
+        }
+        (Ingress::Dialect(_), None) => respond::refuse(
+            &routed,
+            &crate::rejection::Rejection::bad_credentials(),
+            respond::About::default(),
+        ),
+        (Ingress::Unrouted(_), _) => respond::unrouted(&routed, req.method()),
+    }
 }
 
 /// `userbridge serve`: loads config and mappings, opens the backend, listens until SIGINT or

@@ -15,7 +15,6 @@ use userbridge::backend::sqlite::Sqlite;
 use userbridge::backend::{Backend, BackendError};
 use userbridge::canonical::{OpKind, Operation, UserDoc};
 use userbridge::config::GroupConfig;
-use userbridge::mapping::{Mapping, MappingSet};
 
 /// A program from the project's virtualenv, else from `PATH`.
 pub fn venv_bin(name: &str) -> PathBuf {
@@ -122,10 +121,6 @@ impl WebhookReceiver {
     pub async fn start(groups: &[GroupConfig]) -> WebhookReceiver {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Sqlite::open(&dir.path().join("estate.db"), groups).unwrap());
-        let set = MappingSet::load_dir(std::path::Path::new("mappings"), None, &Default::default())
-            .unwrap();
-        // Conditions are resolved by the gateway before it posts; any mapping does here.
-        let mapping = Arc::clone(&set.mappings[0]);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
@@ -135,13 +130,11 @@ impl WebhookReceiver {
                     a = listener.accept() => a.unwrap(),
                     _ = &mut rx => return,
                 };
-                let (store, mapping) = (Arc::clone(&store), Arc::clone(&mapping));
+                let store = Arc::clone(&store);
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
-                        let (store, mapping) = (Arc::clone(&store), Arc::clone(&mapping));
-                        async move {
-                            Ok::<_, std::convert::Infallible>(receive(req, &store, mapping).await)
-                        }
+                        let store = Arc::clone(&store);
+                        async move { Ok::<_, std::convert::Infallible>(receive(req, &store).await) }
                     });
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -158,11 +151,7 @@ impl WebhookReceiver {
     }
 }
 
-async fn receive(
-    req: Request<hyper::body::Incoming>,
-    store: &Sqlite,
-    mapping: Arc<Mapping>,
-) -> Response<Full<Bytes>> {
+async fn receive(req: Request<hyper::body::Incoming>, store: &Sqlite) -> Response<Full<Bytes>> {
     if req.method() != hyper::Method::POST {
         return answer(StatusCode::NO_CONTENT, Value::Null);
     }
@@ -190,7 +179,7 @@ async fn receive(
                 preconditions: Vec::new(),
                 pending: Vec::new(),
             };
-            store.apply(op, mapping).await
+            store.apply(op).await
         }
         _ => {
             return answer(

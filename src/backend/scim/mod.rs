@@ -17,7 +17,6 @@ mod groups;
 pub mod patch;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
@@ -30,10 +29,10 @@ use super::merge::merge;
 use super::outbound::{Outbound, Reply};
 use super::{Backend, BackendError, BoxFuture, Store, strip_server_owned};
 use crate::canonical::{
-    self, ATTRIBUTES, EXT_SCHEMA, GroupChange, GroupOp, OpKind, Operation, UserDoc, location,
+    self, ATTRIBUTES, EXT_SCHEMA, GroupChange, GroupOp, OpKind, Operation, Target, UserDoc,
+    location,
 };
 use crate::config::{GroupConfig, OutboundConfig};
-use crate::mapping::Mapping;
 use crate::redact::Secret;
 
 const SCIM_JSON: &str = "application/scim+json";
@@ -209,43 +208,45 @@ impl Scim {
         &self,
         target: &UserDoc,
     ) -> Result<(Map<String, Value>, Option<String>), BackendError> {
-        if let Some(id) = target.id() {
-            return self.fetch(id).await?.ok_or(BackendError::NotFound);
+        let (user_name, want) = match Target::of(target).ok_or(BackendError::NotFound)? {
+            Target::Id(id) => return self.fetch(&id).await?.ok_or(BackendError::NotFound),
+            Target::NumericId(n) => return self.resolve_numeric(n).await,
+            Target::Name {
+                user_name,
+                authenticator,
+            } => (user_name, authenticator),
+        };
+        let doc = self
+            .search_one(&format!("userName eq {}", quote(&user_name)))
+            .await?;
+        let have = canonical::get(&doc, &location("ext.authenticator"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if want != have {
+            return Err(BackendError::NotFound);
         }
-        if let Some(n) = target.attr("ext.numericId").and_then(Value::as_i64) {
-            if let Some(remote) = self.index.remote(n).await?
-                && let Some(found) = self.fetch(&remote).await?
-            {
-                return Ok(found);
-            }
-            let filter = format!("{EXT_SCHEMA}:numericId eq {n}");
-            let doc = self.search_one(&filter).await?;
-            self.index.bind(n, &id_of(&doc)?).await?;
-            return self
-                .fetch(&id_of(&doc)?)
-                .await?
-                .ok_or(BackendError::NotFound);
+        self.fetch(&id_of(&doc)?)
+            .await?
+            .ok_or(BackendError::NotFound)
+    }
+
+    /// The user with ext `numericId` `n`: through the local index, else by a filter (and
+    /// then indexed).
+    async fn resolve_numeric(
+        &self,
+        n: i64,
+    ) -> Result<(Map<String, Value>, Option<String>), BackendError> {
+        if let Some(remote) = self.index.remote(n).await?
+            && let Some(found) = self.fetch(&remote).await?
+        {
+            return Ok(found);
         }
-        if let Some(name) = target.attr("userName").and_then(Value::as_str) {
-            let doc = self
-                .search_one(&format!("userName eq {}", quote(name)))
-                .await?;
-            let want = target
-                .attr("ext.authenticator")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let have = canonical::get(&doc, &location("ext.authenticator"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if want != have {
-                return Err(BackendError::NotFound);
-            }
-            return self
-                .fetch(&id_of(&doc)?)
-                .await?
-                .ok_or(BackendError::NotFound);
-        }
-        Err(BackendError::NotFound)
+        let filter = format!("{EXT_SCHEMA}:numericId eq {n}");
+        let doc = self.search_one(&filter).await?;
+        self.index.bind(n, &id_of(&doc)?).await?;
+        self.fetch(&id_of(&doc)?)
+            .await?
+            .ok_or(BackendError::NotFound)
     }
 
     async fn search_one(&self, filter: &str) -> Result<Map<String, Value>, BackendError> {
@@ -421,15 +422,14 @@ impl Scim {
         self.canonical_with(created, &member_of).await
     }
 
-    async fn update_user(&self, op: Operation, mapping: &Mapping) -> Result<UserDoc, BackendError> {
+    async fn update_user(&self, op: Operation) -> Result<UserDoc, BackendError> {
         let features = self.features().await?;
         let target = op.target.clone().unwrap_or_default();
         for _ in 0..PRECONDITION_ATTEMPTS {
             let (stored, version) = self.resolve(&target).await?;
             let uid = id_of(&stored)?;
             let mut op = op.clone();
-            mapping
-                .complete(&mut op, &UserDoc(stored.clone()))
+            op.complete(&UserDoc(stored.clone()))
                 .map_err(BackendError::Rejected)?;
             let plan = self.plan(op.groups.as_ref()).await?;
             let mut changes = op.user.0;
@@ -442,11 +442,13 @@ impl Scim {
                 .and_then(Value::as_str)
                 .is_none_or(str::is_empty)
             {
-                return Err(BackendError::Rejected(crate::dialect::Rejection::invalid(
-                    "userName",
-                    "required",
-                    "userName is required".into(),
-                )));
+                return Err(BackendError::Rejected(
+                    crate::rejection::Rejection::invalid(
+                        "userName",
+                        "required",
+                        "userName is required".into(),
+                    ),
+                ));
             }
             let if_match = version.as_deref().filter(|_| features.etag);
             let path = format!("/Users/{}", utf8_percent_encode(&uid, COMPONENT));
@@ -548,18 +550,14 @@ impl Backend for Scim {
         "scim"
     }
 
-    fn apply(
-        &self,
-        op: Operation,
-        mapping: Arc<Mapping>,
-    ) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+    fn apply(&self, op: Operation) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
         Box::pin(async move {
             match op.operation {
                 OpKind::Create => {
                     let change = op.groups;
                     self.create_user(op.user, change.as_ref()).await
                 }
-                OpKind::Update => self.update_user(op, &mapping).await,
+                OpKind::Update => self.update_user(op).await,
             }
         })
     }

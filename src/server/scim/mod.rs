@@ -5,28 +5,22 @@ mod patch;
 mod project;
 mod schemas;
 
-use std::sync::Arc;
-
-use hyper::body::Incoming;
+use bytes::Bytes;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::State;
 use super::http::{Body, json};
+use super::ingress::{Routed, ScimCall};
+use super::respond::SCIM_JSON;
+use super::stack::Seen;
 use crate::backend::BackendError;
 use crate::canonical::UserDoc;
-
-const SCIM_JSON: &str = "application/scim+json";
-const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+use crate::config::Credential;
 
 /// A SCIM error answer.
 fn error(status: StatusCode, scim_type: Option<&str>, detail: &str) -> Response<Body> {
-    let mut body =
-        json!({"schemas": [ERROR_SCHEMA], "status": status.as_u16().to_string(), "detail": detail});
-    if let (Some(t), Value::Object(m)) = (scim_type, &mut body) {
-        m.insert("scimType".into(), Value::String(t.into()));
-    }
-    json(status, SCIM_JSON, &body)
+    super::respond::scim_error(status, scim_type, detail)
 }
 
 /// A stored user as a SCIM resource: secrets are never returned.
@@ -59,70 +53,36 @@ fn backend_error(e: &BackendError) -> Response<Body> {
     }
 }
 
-/// The `scim` credential presenting `Authorization: Bearer <token>` (compared in constant time);
-/// a write (anything but GET and `.search`) needs the role `user-administrator`.
-fn authorize<'s>(
-    state: &'s State,
-    parts: &http::request::Parts,
-) -> Result<&'s crate::config::Credential, Refused> {
-    let token = parts
-        .headers
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        });
-    let Some(cred) = token.and_then(|t| state.credential("scim", t)) else {
-        return Err(Refused::Unauthenticated);
-    };
-    let reads = parts.method == Method::GET || parts.uri.path().ends_with("/.search");
-    if !reads && !cred.roles.iter().any(|r| r == "user-administrator") {
-        return Err(Refused::Forbidden);
-    }
-    Ok(cred)
-}
-
-/// Why a `/scim/v2` caller is turned away.
-enum Refused {
-    Unauthenticated,
-    Forbidden,
-}
-
-impl Refused {
-    fn answer(self) -> Response<Body> {
-        match self {
-            Self::Unauthenticated => {
-                let mut r = error(
-                    StatusCode::UNAUTHORIZED,
-                    None,
-                    "a bearer token of a scim credential is required",
-                );
-                r.headers_mut().insert(
-                    hyper::header::WWW_AUTHENTICATE,
-                    hyper::header::HeaderValue::from_static("Bearer realm=\"userbridge\""),
-                );
-                r
-            }
-            Self::Forbidden => error(
-                StatusCode::FORBIDDEN,
-                None,
-                "this credential may read users, not change them",
-            ),
-        }
-    }
-}
-
 /// Who wrote, for the audit trail.
 #[derive(Clone, Copy)]
 struct Call<'a> {
     state: &'a State,
     caller: &'a str,
-    headers: &'a hyper::HeaderMap,
+    request_id: &'a str,
 }
 
-/// Handles a `/scim/v2` request.
-pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+/// Handles a `/scim/v2` request the stack has authenticated (`caller`; none for discovery)
+/// and read.
+pub async fn handle(
+    routed: &Routed,
+    _call: ScimCall,
+    caller: Option<&Credential>,
+    req: Request<Bytes>,
+) -> Response<Body> {
+    let mut resp = answer(routed, caller, req).await;
+    resp.extensions_mut().insert(Seen {
+        caller: caller.map(|c| std::sync::Arc::from(c.name.as_str())),
+        user: None,
+    });
+    resp
+}
+
+async fn answer(
+    routed: &Routed,
+    caller: Option<&Credential>,
+    req: Request<Bytes>,
+) -> Response<Body> {
+    let state = &*routed.state;
     let Some(store) = state.backend.store() else {
         return error(
             StatusCode::NOT_IMPLEMENTED,
@@ -136,23 +96,10 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     let query = parts.uri.query().unwrap_or("");
     let limits = &state.config.limits;
     let q = Query::parse(query);
-    // The discovery endpoints describe the service and are open; users need a credential.
-    let discovery = ["/ServiceProviderConfig", "/ResourceTypes", "/Schemas"]
-        .iter()
-        .any(|d| rest == *d || rest.starts_with(&format!("{d}/")));
-    let caller = if discovery {
-        None
-    } else {
-        match authorize(&state, &parts) {
-            Ok(c) => Some(c),
-            Err(refused) => return refused.answer(),
-        }
-    };
-    let caller = caller.map_or("scim", |c| c.name.as_str());
     let call = Call {
-        state: &state,
-        caller,
-        headers: &parts.headers,
+        state,
+        caller: caller.map_or("scim", |c| c.name.as_str()),
+        request_id: &routed.request_id,
     };
     match (&parts.method, rest) {
         (&Method::GET, "/ServiceProviderConfig") => {
@@ -177,7 +124,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         }
         (&Method::GET, "/Users") => search(store, q).await,
         (&Method::POST, "/Users/.search" | "/.search") => {
-            let body = match read_doc(&parts.headers, body, limits).await {
+            let body = match read_doc(&body, limits) {
                 Ok(d) => Value::Object(d.0),
                 Err(resp) => return resp,
             };
@@ -199,7 +146,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             )
         }
         (&Method::POST, "/Users") => {
-            let doc = match read_doc(&parts.headers, body, limits).await {
+            let doc = match read_doc(&body, limits) {
                 Ok(d) => d,
                 Err(resp) => return resp,
             };
@@ -235,14 +182,14 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
                     Err(e) => backend_error(&e),
                 },
                 Method::PUT => {
-                    let doc = match read_doc(&parts.headers, body, limits).await {
+                    let doc = match read_doc(&body, limits) {
                         Ok(d) => d,
                         Err(resp) => return resp,
                     };
                     replace(call, store, &id, doc, &q, "replace").await
                 }
                 Method::PATCH => {
-                    let ops = match read_doc(&parts.headers, body, limits).await {
+                    let ops = match read_doc(&body, limits) {
                         Ok(d) => Value::Object(d.0),
                         Err(resp) => return resp,
                     };
@@ -314,12 +261,11 @@ async fn audit(
     let Call {
         state,
         caller,
-        headers,
+        request_id,
     } = call;
     if !state.audit.is_enabled() {
         return;
     }
-    let request_id = super::http::request_id(headers);
     let mut what = serde_json::Map::new();
     what.insert("operation".into(), Value::from(operation));
     what.insert("dialect".into(), Value::from("scim"));
@@ -328,7 +274,7 @@ async fn audit(
     }
     let who = stored
         .or(sent.as_ref())
-        .and_then(|u| crate::migrate::Identity::of(u.exposed()));
+        .and_then(|u| crate::canonical::Identity::of(u.exposed()));
     if let Some(doc) = &sent
         && let Ok(Value::Object(mut m)) = serde_json::to_value(doc)
     {
@@ -349,37 +295,10 @@ async fn audit(
         .await;
 }
 
-/// Reads and parses a SCIM request body: JSON media type, bounded size and depth, no
+/// Parses a SCIM request body (the stack checked its media type and size): bounded depth, no
 /// duplicate members, an object.
-async fn read_doc(
-    headers: &hyper::HeaderMap,
-    body: Incoming,
-    limits: &crate::config::Limits,
-) -> Result<UserDoc, Response<Body>> {
-    if !super::http::is_json(headers) {
-        return Err(error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            None,
-            "Content-Type must be application/scim+json or application/json",
-        ));
-    }
-    let deadline = std::time::Duration::from_millis(limits.request_timeout_ms);
-    let bytes = super::http::read_body(headers, body, limits.max_body_bytes, deadline)
-        .await
-        .map_err(|e| match e {
-            super::http::BodyError::TimedOut => error(
-                StatusCode::REQUEST_TIMEOUT,
-                None,
-                "the body did not arrive in time",
-            ),
-            super::http::BodyError::TooLarge => {
-                error(StatusCode::PAYLOAD_TOO_LARGE, None, "the body is too large")
-            }
-            super::http::BodyError::Io => {
-                error(StatusCode::BAD_REQUEST, None, "the body could not be read")
-            }
-        })?;
-    match crate::json::parse_strict(&bytes, limits.max_json_depth) {
+fn read_doc(body: &[u8], limits: &crate::config::Limits) -> Result<UserDoc, Response<Body>> {
+    match crate::json::parse_strict(body, limits.max_json_depth) {
         Ok(Value::Object(m)) => Ok(UserDoc(m)),
         Ok(_) => Err(error(
             StatusCode::BAD_REQUEST,

@@ -7,13 +7,11 @@
 //! another is refused at load.
 
 use std::fmt;
-use std::sync::Arc;
 
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::redact::{REDACTED, Secret};
+use crate::redact::REDACTED;
 
 /// SCIM core User schema URN.
 pub const CORE_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -22,37 +20,13 @@ pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:ente
 /// The userbridge User extension URN.
 pub const EXT_SCHEMA: &str = "urn:userbridge:params:scim:schemas:extension:2.0:User";
 
-/// What the operation does.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum OpKind {
-    /// Make a new user.
-    Create,
-    /// Change an existing user, found by the operation's `target`.
-    Update,
-}
+mod identity;
+mod operation;
 
-impl OpKind {
-    /// The lowercase name, as in the canonical JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OpKind::Create => "create",
-            OpKind::Update => "update",
-        }
-    }
-}
+pub use identity::{Identity, Target};
+pub use operation::{
+    Completion, GroupChange, GroupOp, GroupRef, OpKind, Operation, PendingJoin, Precondition,
+};
 
 /// The kind of value a canonical attribute holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -372,144 +346,6 @@ impl fmt::Debug for UserDoc {
 impl Serialize for UserDoc {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.redacted().serialize(s)
-    }
-}
-
-/// A SCIM PATCH verb for group membership.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GroupOp {
-    /// Add the listed groups.
-    Add,
-    /// Remove the listed groups.
-    Remove,
-    /// Make the user's groups exactly the list.
-    Replace,
-}
-
-impl GroupOp {
-    /// Parses the canonical verb.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "add" => Some(GroupOp::Add),
-            "remove" => Some(GroupOp::Remove),
-            "replace" => Some(GroupOp::Replace),
-            _ => None,
-        }
-    }
-}
-
-/// A group named by id (`value`), name (`display`) or both.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupRef {
-    /// The group's id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-    /// The group's name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub display: Option<String>,
-}
-
-/// A change to the user's group membership.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupChange {
-    /// What to do with the listed groups.
-    pub op: GroupOp,
-    /// The groups.
-    pub values: Vec<GroupRef>,
-}
-
-/// A condition the stored user must meet for an update to go ahead (checked by the backend
-/// executor once the target is found). Violations are a 400 naming `field`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Precondition {
-    /// The canonical attribute to look at.
-    pub attribute: Box<str>,
-    /// It must equal this value (`None`: it must be absent or null).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub equals: Option<Value>,
-    /// The request member to name in the error.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<Box<str>>,
-    /// The message when it does not hold.
-    pub message: Box<str>,
-}
-
-/// A multi-part attribute an update changed only in part (a phone's extension, say): the
-/// backend executor completes it from the stored value through the mapping
-/// ([`crate::mapping::Mapping::complete`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PendingJoin {
-    /// Index of the join rule in the mapping.
-    #[serde(skip)]
-    pub rule: usize,
-    /// The canonical attribute it writes.
-    pub attribute: Box<str>,
-    /// The parts sent: `Some(Value)` set, `Value::Null` cleared.
-    pub parts: Map<String, Value>,
-}
-
-/// The canonical operation: what every dialect request becomes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Operation {
-    /// Create or update.
-    pub operation: OpKind,
-    /// The mapping that produced it.
-    pub dialect: Arc<str>,
-    /// Update only: the attributes that identify the user.
-    pub target: Option<UserDoc>,
-    /// Create: the new user. Update: only the attributes sent (`null` = clear).
-    pub user: UserDoc,
-    /// A group membership change, if any.
-    pub groups: Option<GroupChange>,
-    /// The calling administrator's own password, re-stated for a sensitive change.
-    pub caller_password: Option<Secret>,
-    /// Conditions on the stored user (update only).
-    pub preconditions: Vec<Precondition>,
-    /// Multi-part attributes to complete from the stored user (update only).
-    pub pending: Vec<PendingJoin>,
-}
-
-impl Operation {
-    /// The operation as JSON with secrets in clear: for backends and `--show-secrets`.
-    pub fn to_exposed_json(&self) -> Value {
-        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
-        if let Value::Object(m) = &mut v {
-            m.insert("user".into(), Value::Object(self.user.exposed().clone()));
-            if let Some(p) = &self.caller_password {
-                m.insert(
-                    "callerPassword".into(),
-                    Value::String(p.expose().to_owned()),
-                );
-            }
-        }
-        v
-    }
-}
-
-impl Serialize for Operation {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("operation", &self.operation)?;
-        m.serialize_entry("dialect", &*self.dialect)?;
-        if let Some(t) = &self.target {
-            m.serialize_entry("target", t)?;
-        }
-        m.serialize_entry("user", &with_schemas(self.user.redacted()))?;
-        if let Some(g) = &self.groups {
-            m.serialize_entry("groups", g)?;
-        }
-        if let Some(p) = &self.caller_password {
-            m.serialize_entry("callerPassword", p)?;
-        }
-        if !self.preconditions.is_empty() {
-            m.serialize_entry("preconditions", &self.preconditions)?;
-        }
-        if !self.pending.is_empty() {
-            m.serialize_entry("pending", &self.pending)?;
-        }
-        m.end()
     }
 }
 

@@ -1,0 +1,327 @@
+//! One exchange through a dialect route — route → credentials → translate → step-up →
+//! backend → the answer in the caller's dialect — and the only code that does it.
+//!
+//! The gateway ([`crate::server`]) runs every step; `translate`, `import` and `convert`, the
+//! golden tests, the fuzz target and the benches run the steps that need no network through
+//! [`dry_run`] or an [`Exchange`] they make for a named route. So what they test and measure
+//! is what the gateway does, and every refusal is rendered by [`Exchange::refuse`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::backend::{Backend, BackendError};
+use crate::canonical::{Operation, UserDoc};
+use crate::config::{Credential, Limits};
+use crate::dialect::route::Params;
+use crate::mapping::render::ErrorContext;
+use crate::mapping::{DialectResponse, Mapping, MappingSet, Route, RouteMatch, Translation};
+use crate::rejection::{Outcome, Rejection};
+
+/// A request matched to one route of one dialect.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The dialect's compiled mapping.
+    pub mapping: Arc<Mapping>,
+    /// The route, an index into `mapping.routes`.
+    pub route: usize,
+    /// The path parameters the route's template took.
+    pub params: Params,
+}
+
+/// Why a request has no exchange.
+#[derive(Debug, Clone)]
+pub enum Unrouted {
+    /// No dialect has the path.
+    NotFound,
+    /// A dialect has the path, with other methods: its 405 answers.
+    MethodNotAllowed {
+        /// The dialect whose path it is.
+        mapping: Arc<Mapping>,
+        /// The methods its routes on that path take.
+        allow: Vec<http::Method>,
+    },
+}
+
+impl Unrouted {
+    /// The 405 in the dialect's shape, with `Allow`; `None` for a path no dialect has.
+    pub fn answer(&self, method: &http::Method, ctx: &ErrorContext<'_>) -> Option<DialectResponse> {
+        let Unrouted::MethodNotAllowed { mapping, allow } = self else {
+            return None;
+        };
+        let mut r = mapping.error_response(&Rejection::method_not_allowed(method, allow), ctx);
+        let allow: Vec<&str> = allow.iter().map(http::Method::as_str).collect();
+        r.headers.push((http::header::ALLOW, allow.join(", ")));
+        Some(r)
+    }
+}
+
+impl Exchange {
+    /// The route `method` + `path` (no query string) names in `set`.
+    pub fn route(set: &MappingSet, method: &http::Method, path: &str) -> Result<Self, Unrouted> {
+        match set.route(method, path) {
+            RouteMatch::Found {
+                mapping,
+                route,
+                params,
+            } => Ok(Self::at(Arc::clone(mapping), route, params)),
+            RouteMatch::MethodNotAllowed { mapping, allow } => Err(Unrouted::MethodNotAllowed {
+                mapping: Arc::clone(mapping),
+                allow,
+            }),
+            RouteMatch::NotFound => Err(Unrouted::NotFound),
+        }
+    }
+
+    /// The exchange of route `route` of `mapping` (`import` names its route, not a path).
+    pub fn at(mapping: Arc<Mapping>, route: usize, params: Params) -> Self {
+        Self {
+            mapping,
+            route,
+            params,
+        }
+    }
+
+    /// The route's compiled plan.
+    pub fn spec(&self) -> Option<&Route> {
+        self.mapping.routes.get(self.route)
+    }
+
+    /// The route's name, for logs, metrics and the audit trail.
+    pub fn route_name(&self) -> &str {
+        self.spec().map_or("", |r| &*r.name)
+    }
+
+    /// The caller: the credential presented as the dialect's `[auth]` says (401 when absent or
+    /// unknown, compared in constant time), holding a role the route accepts (403).
+    pub fn authorize<'c>(
+        &self,
+        credentials: &'c [Credential],
+        headers: &http::HeaderMap,
+    ) -> Result<&'c Credential, Rejection> {
+        let token = self
+            .mapping
+            .auth
+            .token(headers)
+            .ok_or_else(Rejection::no_credentials)?;
+        let cred = credential(credentials, &self.mapping.dialect, token)
+            .ok_or_else(Rejection::bad_credentials)?;
+        let Some(route) = self.spec() else {
+            return Err(Rejection::bad_credentials());
+        };
+        if !route.roles.is_empty() && !route.roles.iter().any(|r| cred.has_role(r)) {
+            return Err(Rejection::forbidden(&route.action()));
+        }
+        Ok(cred)
+    }
+
+    /// Translates a request body (at most `limits.max_body_bytes`, nested at most
+    /// `limits.max_json_depth`) into the canonical operation.
+    pub fn translate(
+        &self,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        limits: &Limits,
+    ) -> Result<Translation, Rejection> {
+        if body.len() > limits.max_body_bytes {
+            return Err(Rejection::too_large(limits.max_body_bytes));
+        }
+        self.mapping.translate(
+            self.route,
+            &self.params,
+            headers,
+            body,
+            limits.max_json_depth,
+        )
+    }
+
+    /// Translates a body parsed already (an import or convert line).
+    pub fn translate_value(
+        &self,
+        headers: &http::HeaderMap,
+        body: &Value,
+    ) -> Result<Translation, Rejection> {
+        self.mapping
+            .translate_value(self.route, &self.params, headers, body)
+    }
+
+    /// Step-up: an operation restating the caller's own password must carry the password of
+    /// `caller` (constant time).
+    pub fn step_up(&self, op: &Operation, caller: &Credential) -> Result<(), Rejection> {
+        let Some(given) = &op.caller_password else {
+            return Ok(());
+        };
+        if caller
+            .password
+            .as_ref()
+            .is_some_and(|p| p.ct_eq(given.expose().as_bytes()))
+        {
+            return Ok(());
+        }
+        let field = self
+            .mapping
+            .member_for("callerPassword")
+            .unwrap_or("callerPassword");
+        Err(Rejection::wrong_caller_password(field))
+    }
+
+    /// Applies `op` to `backend` within `timeout` (past it: [`BackendError::Timeout`]).
+    pub async fn apply(
+        &self,
+        backend: &dyn Backend,
+        op: Operation,
+        timeout: Duration,
+    ) -> Result<UserDoc, BackendError> {
+        match tokio::time::timeout(timeout, backend.apply(op)).await {
+            Ok(r) => r,
+            Err(_) => Err(BackendError::Timeout),
+        }
+    }
+
+    /// What a backend's failure is to this dialect's client.
+    pub fn backend_rejection(&self, e: BackendError) -> Rejection {
+        let groups = self.mapping.member_for("groups.values").unwrap_or("groups");
+        from_backend(e, groups)
+    }
+
+    /// The success answer, rendered from the stored user (secrets never rendered).
+    pub fn answer(&self, stored: &UserDoc) -> DialectResponse {
+        self.mapping.success_response(stored)
+    }
+
+    /// The refusal `rej` in the dialect's error shape.
+    pub fn refuse(&self, rej: &Rejection, ctx: &ErrorContext<'_>) -> DialectResponse {
+        self.mapping.error_response(rej, ctx)
+    }
+}
+
+/// The credential of `dialect` whose token is `token`, compared in constant time against
+/// every credential of that dialect (the time taken does not tell which one matched).
+pub fn credential<'c>(
+    credentials: &'c [Credential],
+    dialect: &str,
+    token: &str,
+) -> Option<&'c Credential> {
+    let mut found = None;
+    for c in credentials {
+        if c.dialect == dialect && c.token.ct_eq(token.as_bytes()) && found.is_none() {
+            found = Some(c);
+        }
+    }
+    found
+}
+
+/// What a request becomes offline: the exchange without credentials or backend.
+#[derive(Debug)]
+pub enum DryRun {
+    /// No dialect has the path.
+    NoRoute,
+    /// Refused: the rejection and the dialect's answer to it.
+    Refused {
+        /// Why.
+        rejection: Rejection,
+        /// The answer the gateway gives.
+        answer: DialectResponse,
+    },
+    /// Translated.
+    Translated {
+        /// The route it took.
+        exchange: Exchange,
+        /// The canonical operation and the notes.
+        translation: Translation,
+    },
+}
+
+/// A request that reaches no store.
+#[derive(Debug, Clone, Copy)]
+pub struct Offline<'a> {
+    /// The method.
+    pub method: &'a http::Method,
+    /// The path (a query string is ignored).
+    pub path: &'a str,
+    /// The headers.
+    pub headers: &'a http::HeaderMap,
+    /// The body.
+    pub body: &'a [u8],
+    /// The request id error bodies carry.
+    pub request_id: &'a str,
+}
+
+/// Routes and translates `req` as the gateway would, and completes it against `stored` (the
+/// user a backend would find) when given. No credential is checked, no backend called.
+pub fn dry_run(
+    set: &MappingSet,
+    limits: &Limits,
+    req: Offline<'_>,
+    stored: Option<&UserDoc>,
+) -> DryRun {
+    let path = req.path.split('?').next().unwrap_or(req.path);
+    let ctx = ErrorContext {
+        path,
+        request_id: req.request_id,
+        ..ErrorContext::default()
+    };
+    let exchange = match Exchange::route(set, req.method, path) {
+        Ok(e) => e,
+        Err(Unrouted::NotFound) => return DryRun::NoRoute,
+        Err(Unrouted::MethodNotAllowed { mapping, allow }) => {
+            let rejection = Rejection::method_not_allowed(req.method, &allow);
+            let unrouted = Unrouted::MethodNotAllowed { mapping, allow };
+            return match unrouted.answer(req.method, &ctx) {
+                Some(answer) => DryRun::Refused { rejection, answer },
+                None => DryRun::NoRoute,
+            };
+        }
+    };
+    let refused = |rejection: Rejection| DryRun::Refused {
+        answer: exchange.refuse(&rejection, &ctx),
+        rejection,
+    };
+    let mut translation = match exchange.translate(req.headers, req.body, limits) {
+        Ok(t) => t,
+        Err(rej) => return refused(rej),
+    };
+    if let Some(stored) = stored
+        && let Err(rej) = translation.op.complete(stored)
+    {
+        return refused(rej);
+    }
+    DryRun::Translated {
+        exchange,
+        translation,
+    }
+}
+
+/// What a backend's failure is to a client; `groups_field` is the request member that
+/// carries group references (to name it when a group is unknown).
+fn from_backend(e: BackendError, groups_field: &str) -> Rejection {
+    match e {
+        BackendError::NotFound => Rejection::new(Outcome::NotFound, "target", "no such user"),
+        BackendError::Conflict(m) => Rejection::new(Outcome::Conflict, "unique", m),
+        BackendError::UnknownGroup(m) => {
+            Rejection::invalid(groups_field, "group", format!("{groups_field}: {m}"))
+        }
+        BackendError::Rejected(rej) => rej,
+        BackendError::Unavailable(m) => {
+            tracing::warn!(error = %m, "backend unavailable");
+            Rejection::new(
+                Outcome::BackendUnavailable,
+                "backend",
+                "the backend is unavailable",
+            )
+        }
+        BackendError::Timeout => Rejection::new(
+            Outcome::BackendTimeout,
+            "backend",
+            "the backend did not answer in time",
+        ),
+        BackendError::Failed(m) => {
+            tracing::warn!(error = %m, "backend failed");
+            Rejection::new(Outcome::BackendError, "backend", "the backend failed")
+        }
+        e @ BackendError::Unsupported(..) => {
+            Rejection::new(Outcome::BackendError, "backend", e.to_string())
+        }
+    }
+}
