@@ -1,7 +1,7 @@
 //! One exchange through a dialect route — route → credentials → translate → step-up →
 //! backend → the answer in the caller's dialect — and the only code that does it.
 //!
-//! The gateway ([`crate::server`]) runs every step; `translate`, `import` and `convert`, the
+//! The gateway (`server`) runs every step; `translate`, `import` and `convert`, the
 //! golden tests, the fuzz target and the benches run the steps that need no network through
 //! [`dry_run`] or an [`Exchange`] they make for a named route. So what they test and measure
 //! is what the gateway does, and every refusal is rendered by [`Exchange::refuse`].

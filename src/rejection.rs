@@ -5,7 +5,7 @@
 //! The refusals the gateway makes around the mapping engine — capacity, credentials, media
 //! type, size, time, idempotency, step-up, a caught panic — are built here and nowhere else;
 //! the engine's own (a member that fails its rule) are built where the rule is checked, and
-//! what a backend found becomes one in [`crate::exchange::Exchange::backend_rejection`].
+//! what a backend found becomes one in `Exchange::backend_rejection`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

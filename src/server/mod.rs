@@ -92,6 +92,28 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
     drain: Duration,
 ) {
+    let handler = tower::service_fn(|req| async { Ok(handle(req).await) });
+    serve_with(listener, state, shutdown, drain, handler).await;
+}
+
+/// [`serve`] with another innermost service than [`handle`] (tests put one that fails there,
+/// to see what the stack makes of it).
+pub async fn serve_with<H>(
+    listener: TcpListener,
+    state: Shared,
+    shutdown: impl std::future::Future<Output = ()>,
+    drain: Duration,
+    handler: H,
+) where
+    H: tower::Service<
+            Request<Bytes>,
+            Response = Response<Body>,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static,
+{
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let limits = state.load().config.limits.clone();
@@ -118,8 +140,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let handler = tower::service_fn(|req| async { Ok(handle(req).await) });
-        let svc = stack::stack(Arc::clone(&state), peer, handler);
+        let svc = stack::stack(Arc::clone(&state), peer, handler.clone());
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
