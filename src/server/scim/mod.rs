@@ -126,7 +126,9 @@ async fn answer(
         (&Method::POST, "/Users/.search" | "/.search") => {
             let body = match read_doc(&body, limits) {
                 Ok(d) => Value::Object(d.0),
-                Err(resp) => return resp,
+                Err(detail) => {
+                    return error(StatusCode::BAD_REQUEST, Some("invalidSyntax"), &detail);
+                }
             };
             search(store, Query::from_search_request(&body)).await
         }
@@ -148,7 +150,9 @@ async fn answer(
         (&Method::POST, "/Users") => {
             let doc = match read_doc(&body, limits) {
                 Ok(d) => d,
-                Err(resp) => return resp,
+                Err(detail) => {
+                    return error(StatusCode::BAD_REQUEST, Some("invalidSyntax"), &detail);
+                }
             };
             let sent = state.audit.is_enabled().then(|| doc.clone());
             let result = store.create(doc).await;
@@ -184,14 +188,18 @@ async fn answer(
                 Method::PUT => {
                     let doc = match read_doc(&body, limits) {
                         Ok(d) => d,
-                        Err(resp) => return resp,
+                        Err(detail) => {
+                            return error(StatusCode::BAD_REQUEST, Some("invalidSyntax"), &detail);
+                        }
                     };
                     replace(call, store, &id, doc, &q, "replace").await
                 }
                 Method::PATCH => {
                     let ops = match read_doc(&body, limits) {
                         Ok(d) => Value::Object(d.0),
-                        Err(resp) => return resp,
+                        Err(detail) => {
+                            return error(StatusCode::BAD_REQUEST, Some("invalidSyntax"), &detail);
+                        }
                     };
                     let mut user = match store.get(&id).await {
                         Ok(Some(u)) => u,
@@ -296,20 +304,12 @@ async fn audit(
 }
 
 /// Parses a SCIM request body (the stack checked its media type and size): bounded depth, no
-/// duplicate members, an object.
-fn read_doc(body: &[u8], limits: &crate::config::Limits) -> Result<UserDoc, Response<Body>> {
+/// duplicate members, an object. `Err` is the `invalidSyntax` detail.
+fn read_doc(body: &[u8], limits: &crate::config::Limits) -> Result<UserDoc, String> {
     match crate::json::parse_strict(body, limits.max_json_depth) {
         Ok(Value::Object(m)) => Ok(UserDoc(m)),
-        Ok(_) => Err(error(
-            StatusCode::BAD_REQUEST,
-            Some("invalidSyntax"),
-            "the body must be a JSON object",
-        )),
-        Err(e) => Err(error(
-            StatusCode::BAD_REQUEST,
-            Some("invalidSyntax"),
-            &e.to_string(),
-        )),
+        Ok(_) => Err("the body must be a JSON object".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
