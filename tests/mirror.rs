@@ -17,21 +17,6 @@ use userbridge::config::{BackendConfig, OutboundConfig};
 
 use common::binary::signal;
 
-async fn metric(base: &str, name: &str) -> i64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            (k == name).then(|| v.trim().parse::<f64>().ok())?
-        })
-        .map_or(-1, |v| v as i64)
-}
-
 async fn vc(client: &reqwest::Client, base: &str, method: reqwest::Method, body: Value) -> u16 {
     client
         .request(method, format!("{base}/user-service/v1/user"))
@@ -165,18 +150,21 @@ async fn the_shadow_catches_up_after_a_stop_and_agrees_with_the_primary() {
         started.elapsed()
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let queued = metric(&base, "userbridge_mirror_queue_depth").await;
+    let queued = common::gateway::metric(&base, "userbridge_mirror_queue_depth").await;
     assert!(queued > 0, "queue depth {queued}");
-    assert!(metric(&base, "userbridge_mirror_copy_failures_total").await > 0);
+    assert!(common::gateway::metric(&base, "userbridge_mirror_copy_failures_total").await > 0);
 
     // Started again: the queue drains.
     signal(shadow.pid(), "-CONT");
     let deadline = Instant::now() + Duration::from_secs(90);
-    while metric(&base, "userbridge_mirror_queue_depth").await != 0 {
+    while common::gateway::metric(&base, "userbridge_mirror_queue_depth").await != 0 {
         assert!(Instant::now() < deadline, "the mirror did not drain");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(metric(&base, "userbridge_mirror_set_aside").await, 0);
+    assert_eq!(
+        common::gateway::metric(&base, "userbridge_mirror_set_aside").await,
+        0
+    );
 
     // The two backends agree: what `userbridge diff primary shadow` runs.
     let audit = userbridge::audit::Audit::disabled();

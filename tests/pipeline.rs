@@ -53,20 +53,6 @@ fn sqlite_config(dir: &std::path::Path) -> Config {
     config
 }
 
-async fn metric(base: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn a_panicking_handler_answers_500_in_the_dialect_and_keeps_the_connection() {
     let dir = tempfile::tempdir().unwrap();
@@ -106,7 +92,10 @@ async fn a_panicking_handler_answers_500_in_the_dialect_and_keeps_the_connection
     };
     assert_eq!(keys(&err), keys(&refused), "{err} vs {refused}");
     assert!(err.to_string().contains("the gateway failed"), "{err}");
-    assert_eq!(metric(&base, "userbridge_panics_total").await, 1.0);
+    assert_eq!(
+        common::gateway::metric(&base, "userbridge_panics_total").await,
+        1
+    );
     // The same connection serves the next request.
     let r = c
         .put(format!("{base}/user-service/v1/user"))
@@ -154,22 +143,9 @@ async fn scim_is_shed_at_max_in_flight_like_a_dialect_route() {
     )
     .await
     .unwrap();
-    let c = reqwest::Client::new();
-    let mut shed = None;
-    for _ in 0..50 {
-        let r = c
-            .get(format!("{base}/scim/v2/Users"))
-            .bearer_auth("demo-scim-token")
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 503 {
-            shed = Some(r);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let r = shed.expect("/scim/v2 was not shed while the permit was held");
+    let r = scim_list_until(&base, 503)
+        .await
+        .expect("/scim/v2 was not shed while the permit was held");
     assert_eq!(r.headers()["retry-after"], "1");
     let err: Value = r.json().await.unwrap();
     assert_eq!(
@@ -186,7 +162,15 @@ async fn scim_is_shed_at_max_in_flight_like_a_dialect_route() {
     );
     // The held request ends; the permit is back.
     drop(slow);
-    let mut served = false;
+    assert!(
+        scim_list_until(&base, 200).await.is_some(),
+        "the permit did not come back"
+    );
+}
+
+/// `GET /scim/v2/Users` until it answers `status` (for at most a second).
+async fn scim_list_until(base: &str, status: u16) -> Option<reqwest::Response> {
+    let c = reqwest::Client::new();
     for _ in 0..50 {
         let r = c
             .get(format!("{base}/scim/v2/Users"))
@@ -194,13 +178,12 @@ async fn scim_is_shed_at_max_in_flight_like_a_dialect_route() {
             .send()
             .await
             .unwrap();
-        if r.status() == 200 {
-            served = true;
-            break;
+        if r.status() == status {
+            return Some(r);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(served, "the permit did not come back");
+    None
 }
 
 #[tokio::test]

@@ -74,8 +74,12 @@ impl Routed {
     pub fn takes_body(&self, method: &Method) -> bool {
         match &self.ingress {
             Ingress::Dialect(_) => true,
-            Ingress::Scim(_) => {
-                *method == Method::POST || *method == Method::PUT || *method == Method::PATCH
+            // Discovery endpoints answer 405 to a write, whatever its body.
+            Ingress::Scim(c) => {
+                !c.discovery
+                    && (*method == Method::POST
+                        || *method == Method::PUT
+                        || *method == Method::PATCH)
             }
             _ => false,
         }

@@ -25,6 +25,17 @@ use super::respond::{About, refuse};
 use super::{Shared, State};
 use crate::rejection::Rejection;
 
+/// The rest of the stack below a layer, taking requests with bodies of type `B`.
+pub trait Rest<B>:
+    tower::Service<Request<B>, Response = Response<Body>, Error = std::convert::Infallible>
+{
+}
+
+impl<B, S> Rest<B> for S where
+    S: tower::Service<Request<B>, Response = Response<Body>, Error = std::convert::Infallible>
+{
+}
+
 /// The caller the credentials layer found: an index into `config.credentials`.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller(pub usize);
@@ -148,11 +159,7 @@ async fn route<S>(
     next: Next<S>,
 ) -> Response<Body>
 where
-    S: tower::Service<
-            Request<Incoming>,
-            Response = Response<Body>,
-            Error = std::convert::Infallible,
-        >,
+    S: Rest<Incoming>,
 {
     let ingress = decide(&state, req.method(), req.uri().path());
     let routed = Routed {
@@ -174,11 +181,7 @@ middleware!(
 
 async fn observe<S>(req: Request<Incoming>, next: Next<S>) -> Response<Body>
 where
-    S: tower::Service<
-            Request<Incoming>,
-            Response = Response<Body>,
-            Error = std::convert::Infallible,
-        >,
+    S: Rest<Incoming>,
 {
     let Some(r) = routed(&req) else {
         return next.run(req).await;
@@ -241,11 +244,7 @@ middleware!(
 
 async fn guard<S>(req: Request<Incoming>, next: Next<S>) -> Response<Body>
 where
-    S: tower::Service<
-            Request<Incoming>,
-            Response = Response<Body>,
-            Error = std::convert::Infallible,
-        >,
+    S: Rest<Incoming>,
 {
     let r = routed(&req);
     match AssertUnwindSafe(next.run(req)).catch_unwind().await {
@@ -273,11 +272,7 @@ middleware!(
 
 async fn close_unread<S>(req: Request<Incoming>, next: Next<S>) -> Response<Body>
 where
-    S: tower::Service<
-            Request<Incoming>,
-            Response = Response<Body>,
-            Error = std::convert::Infallible,
-        >,
+    S: Rest<Incoming>,
 {
     let announced = announces_body(req.headers());
     let mut resp = next.run(req).await;
@@ -308,11 +303,7 @@ middleware!(
 
 async fn shed<S>(req: Request<Incoming>, next: Next<S>) -> Response<Body>
 where
-    S: tower::Service<
-            Request<Incoming>,
-            Response = Response<Body>,
-            Error = std::convert::Infallible,
-        >,
+    S: Rest<Incoming>,
 {
     let Some(r) = routed(&req).filter(|r| r.is_served()) else {
         return next.run(req).await;
@@ -330,11 +321,7 @@ middleware!(
 
 async fn authenticate<S>(mut req: Request<Incoming>, next: Next<S>) -> Response<Body>
 where
-    S: tower::Service<
-            Request<Incoming>,
-            Response = Response<Body>,
-            Error = std::convert::Infallible,
-        >,
+    S: Rest<Incoming>,
 {
     let Some(r) = routed(&req).filter(|r| r.is_served()) else {
         return next.run(req).await;
@@ -388,7 +375,7 @@ middleware!(
 
 async fn body<S>(req: Request<Incoming>, next: Next<S>) -> Response<Body>
 where
-    S: tower::Service<Request<Bytes>, Response = Response<Body>, Error = std::convert::Infallible>,
+    S: Rest<Bytes>,
 {
     let (parts, incoming) = req.into_parts();
     let Some(r) = parts
@@ -430,7 +417,7 @@ middleware!(
 
 async fn idempotent<S>(req: Request<Bytes>, next: Next<S>) -> Response<Body>
 where
-    S: tower::Service<Request<Bytes>, Response = Response<Body>, Error = std::convert::Infallible>,
+    S: Rest<Bytes>,
 {
     let Some(r) = routed(&req).filter(|r| r.writes()) else {
         return next.run(req).await;

@@ -129,3 +129,19 @@ async fn launch(
         config,
     }
 }
+
+/// The value of the metric `name` (an exact series name) at `base`'s `/metrics`; -1 when absent.
+pub async fn metric(base: &str, name: &str) -> i64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == name).then(|| v.trim().parse::<f64>().ok())?
+        })
+        .map_or(-1, |v| v as i64)
+}
