@@ -264,13 +264,13 @@ pub fn dry_run(
     };
     let exchange = match Exchange::route(set, req.method, path) {
         Ok(e) => e,
-        Err(Unrouted::NotFound) => return DryRun::NoRoute,
-        Err(Unrouted::MethodNotAllowed { mapping, allow }) => {
-            let rejection = Rejection::method_not_allowed(req.method, &allow);
-            let unrouted = Unrouted::MethodNotAllowed { mapping, allow };
-            return match unrouted.answer(req.method, &ctx) {
-                Some(answer) => DryRun::Refused { rejection, answer },
-                None => DryRun::NoRoute,
+        Err(u) => {
+            return match (&u, u.answer(req.method, &ctx)) {
+                (Unrouted::MethodNotAllowed { allow, .. }, Some(answer)) => DryRun::Refused {
+                    rejection: Rejection::method_not_allowed(req.method, allow),
+                    answer,
+                },
+                _ => DryRun::NoRoute,
             };
         }
     };

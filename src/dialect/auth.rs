@@ -28,6 +28,15 @@ impl AuthPlan {
         })
     }
 
+    /// `Authorization: Bearer <token>`, the scheme word required, answering a 401 with
+    /// `WWW-Authenticate: <challenge>`.
+    pub fn bearer(challenge: &str) -> Self {
+        Self {
+            headers: vec![(http::header::AUTHORIZATION, Some("Bearer".into()), false)],
+            challenge: Some(challenge.into()),
+        }
+    }
+
     /// The headers that carry credentials: marked sensitive wherever requests are traced.
     pub fn header_names(&self) -> impl Iterator<Item = &http::HeaderName> {
         self.headers.iter().map(|(n, _, _)| n)

@@ -2,7 +2,6 @@
 //! shed, authenticated and read the request — translate (400), step-up password, backend
 //! (404, 400/409, then 502/503/504), the answer in the caller's dialect, the audit record.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,11 +27,8 @@ pub async fn handle(
     let state = &routed.state;
     let limits = &state.config.limits;
     let (parts, bytes) = req.into_parts();
-    let mut seen = Seen {
-        caller: Some(Arc::from(caller.name.as_str())),
-        user: None,
-    };
-    let resp = 'answer: {
+    let mut seen = Seen::default();
+    let mut resp = 'answer: {
         let translation = match exchange.translate(&parts.headers, &bytes, limits) {
             Ok(t) => t,
             Err(rej) => break 'answer refuse(routed, &rej, About::default()),
@@ -52,7 +48,6 @@ pub async fn handle(
         }
         write(routed, exchange, caller, op).await
     };
-    let mut resp = resp;
     resp.extensions_mut().insert(seen);
     resp
 }

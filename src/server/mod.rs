@@ -183,7 +183,7 @@ pub async fn handle(req: Request<Bytes>) -> Response<Body> {
             metrics::CONTENT_TYPE,
             routed.state.metrics.render(&routed.state.backend.gauges()),
         ),
-        (Ingress::Scim(call), caller) => scim::handle(&routed, *call, caller, req).await,
+        (Ingress::Scim(_), caller) => scim::handle(&routed, caller, req).await,
         (Ingress::Dialect(exchange), Some(caller)) => {
             gateway::handle(&routed, exchange, caller, req).await
         }

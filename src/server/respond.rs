@@ -51,24 +51,26 @@ pub fn refuse(routed: &Routed, rej: &Rejection, about: About<'_>) -> Response<Bo
         }
         Ingress::Scim(_) => {
             metrics.rejection(metrics.scim_label(), rej.rule);
-            scim_error(
+            let mut r = scim_error(
                 StatusCode::from_u16(rej.outcome.default_status())
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                 scim_type(rej),
                 &rej.message,
-            )
+            );
+            // As a dialect's 401 carries its `[auth] challenge`.
+            if rej.outcome == Outcome::Unauthorized
+                && let Some(c) = &super::scim::auth().challenge
+                && let Ok(v) = HeaderValue::from_str(c)
+            {
+                r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, v);
+            }
+            r
         }
         Ingress::Unrouted(Unrouted::NotFound) | Ingress::Health | Ingress::Metrics => plain(rej),
     };
     if rej.outcome == Outcome::BackendUnavailable {
         resp.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    if rej.outcome == Outcome::Unauthorized && matches!(routed.ingress, Ingress::Scim(_)) {
-        resp.headers_mut().insert(
-            hyper::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"userbridge\""),
-        );
     }
     if rej.outcome != Outcome::Validation {
         tracing::info!(

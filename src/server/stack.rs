@@ -36,16 +36,16 @@ impl<B, S> Rest<B> for S where
 {
 }
 
-/// The caller the credentials layer found: an index into `config.credentials`.
+/// The caller the credentials layer found: an index into `config.credentials`. Put on the
+/// request for the handler, and on the answer for the request's log line.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller(pub usize);
 
-/// What a handler tells the observing layer about the request it answered.
+/// What a handler tells the observing layer about the request it answered: the user it is
+/// about (its userName, else what its target names).
 #[derive(Debug, Clone, Default)]
 pub struct Seen {
-    /// The caller's credential name.
-    pub caller: Option<Arc<str>>,
-    /// The user the request is about (its userName, else the id its target names).
+    /// The user's label.
     pub user: Option<String>,
 }
 
@@ -207,9 +207,16 @@ where
     let resp = next.run(req).instrument(span).await;
     let status = resp.status().as_u16();
     let took = r.started.elapsed();
-    let seen = resp.extensions().get::<Seen>();
-    let caller = seen.and_then(|s| s.caller.as_deref()).unwrap_or("");
-    let user = seen.and_then(|s| s.user.as_deref()).unwrap_or("");
+    let caller = resp
+        .extensions()
+        .get::<Caller>()
+        .and_then(|c| r.state.config.credentials.get(c.0))
+        .map_or("", |c| c.name.as_str());
+    let user = resp
+        .extensions()
+        .get::<Seen>()
+        .and_then(|s| s.user.as_deref())
+        .unwrap_or("");
     let route_label: &str = match (&r.ingress, &route) {
         (Ingress::Scim(c), _) => c.route,
         (_, Some(name)) => name,
@@ -333,32 +340,30 @@ where
         Ingress::Scim(c) => scim_caller(creds, req.headers(), c.writes).map(Some),
         _ => Ok(None),
     };
-    match found {
-        Err(rej) => refuse(&r, &rej, About::default()),
-        Ok(cred) => {
-            if let Some(c) = cred {
-                let i = creds.iter().position(|x| std::ptr::eq(x, c)).unwrap_or(0);
-                req.extensions_mut().insert(Caller(i));
-            }
-            next.run(req).await
-        }
-    }
+    let caller = match found {
+        Err(rej) => return refuse(&r, &rej, About::default()),
+        Ok(None) => return next.run(req).await,
+        Ok(Some(c)) => creds.iter().position(|x| std::ptr::eq(x, c)).map(Caller),
+    };
+    // The credential found is one of `creds`; were it not, it would be no caller at all.
+    let Some(caller) = caller else {
+        return refuse(&r, &Rejection::bad_credentials(), About::default());
+    };
+    req.extensions_mut().insert(caller);
+    let mut resp = next.run(req).await;
+    resp.extensions_mut().insert(caller);
+    resp
 }
 
-/// The `scim` credential presenting `Authorization: Bearer <token>`; a write needs the role
+/// The `scim` credential presented as [`super::scim::auth`] says; a write needs the role
 /// `user-administrator`.
 fn scim_caller<'c>(
     creds: &'c [crate::config::Credential],
     headers: &HeaderMap,
     writes: bool,
 ) -> Result<&'c crate::config::Credential, Rejection> {
-    let token = headers
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        })
+    let token = super::scim::auth()
+        .token(headers)
         .ok_or_else(Rejection::no_credentials)?;
     let cred =
         crate::exchange::credential(creds, "scim", token).ok_or_else(Rejection::bad_credentials)?;

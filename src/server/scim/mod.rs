@@ -11,12 +11,19 @@ use serde_json::{Value, json};
 
 use super::State;
 use super::http::{Body, json};
-use super::ingress::{Routed, ScimCall};
+use super::ingress::Routed;
 use super::respond::SCIM_JSON;
-use super::stack::Seen;
 use crate::backend::BackendError;
 use crate::canonical::UserDoc;
 use crate::config::Credential;
+use crate::dialect::auth::AuthPlan;
+
+/// How a `/scim/v2` caller presents its `scim` credential: `Authorization: Bearer <token>`.
+pub fn auth() -> &'static AuthPlan {
+    static AUTH: std::sync::LazyLock<AuthPlan> =
+        std::sync::LazyLock::new(|| AuthPlan::bearer("Bearer realm=\"userbridge\""));
+    &AUTH
+}
 
 /// A SCIM error answer.
 fn error(status: StatusCode, scim_type: Option<&str>, detail: &str) -> Response<Body> {
@@ -65,20 +72,6 @@ struct Call<'a> {
 /// and read.
 pub async fn handle(
     routed: &Routed,
-    _call: ScimCall,
-    caller: Option<&Credential>,
-    req: Request<Bytes>,
-) -> Response<Body> {
-    let mut resp = answer(routed, caller, req).await;
-    resp.extensions_mut().insert(Seen {
-        caller: caller.map(|c| std::sync::Arc::from(c.name.as_str())),
-        user: None,
-    });
-    resp
-}
-
-async fn answer(
-    routed: &Routed,
     caller: Option<&Credential>,
     req: Request<Bytes>,
 ) -> Response<Body> {
@@ -126,9 +119,7 @@ async fn answer(
         (&Method::POST, "/Users/.search" | "/.search") => {
             let body = match read_doc(&body, limits) {
                 Ok(d) => Value::Object(d.0),
-                Err(detail) => {
-                    return error(StatusCode::BAD_REQUEST, Some("invalidSyntax"), &detail);
-                }
+                Err(resp) => return *resp,
             };
             search(store, Query::from_search_request(&body)).await
         }
@@ -150,9 +141,7 @@ async fn answer(
         (&Method::POST, "/Users") => {
             let doc = match read_doc(&body, limits) {
                 Ok(d) => d,
-                Err(detail) => {
-                    return error(StatusCode::BAD_REQUEST, Some("invalidSyntax"), &detail);
-                }
+                Err(resp) => return *resp,
             };
             let sent = state.audit.is_enabled().then(|| doc.clone());
             let result = store.create(doc).await;
@@ -188,18 +177,14 @@ async fn answer(
                 Method::PUT => {
                     let doc = match read_doc(&body, limits) {
                         Ok(d) => d,
-                        Err(detail) => {
-                            return error(StatusCode::BAD_REQUEST, Some("invalidSyntax"), &detail);
-                        }
+                        Err(resp) => return *resp,
                     };
                     replace(call, store, &id, doc, &q, "replace").await
                 }
                 Method::PATCH => {
                     let ops = match read_doc(&body, limits) {
                         Ok(d) => Value::Object(d.0),
-                        Err(detail) => {
-                            return error(StatusCode::BAD_REQUEST, Some("invalidSyntax"), &detail);
-                        }
+                        Err(resp) => return *resp,
                     };
                     let mut user = match store.get(&id).await {
                         Ok(Some(u)) => u,
@@ -304,13 +289,18 @@ async fn audit(
 }
 
 /// Parses a SCIM request body (the stack checked its media type and size): bounded depth, no
-/// duplicate members, an object. `Err` is the `invalidSyntax` detail.
-fn read_doc(body: &[u8], limits: &crate::config::Limits) -> Result<UserDoc, String> {
-    match crate::json::parse_strict(body, limits.max_json_depth) {
-        Ok(Value::Object(m)) => Ok(UserDoc(m)),
-        Ok(_) => Err("the body must be a JSON object".into()),
-        Err(e) => Err(e.to_string()),
-    }
+/// duplicate members, an object; else the `invalidSyntax` answer.
+fn read_doc(body: &[u8], limits: &crate::config::Limits) -> Result<UserDoc, Box<Response<Body>>> {
+    let detail = match crate::json::parse_strict(body, limits.max_json_depth) {
+        Ok(Value::Object(m)) => return Ok(UserDoc(m)),
+        Ok(_) => "the body must be a JSON object".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    Err(Box::new(error(
+        StatusCode::BAD_REQUEST,
+        Some("invalidSyntax"),
+        &detail,
+    )))
 }
 
 /// Users matching a query, projected, as a ListResponse.
