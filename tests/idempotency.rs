@@ -53,18 +53,7 @@ async fn a_retried_create_gets_the_first_answer_and_one_user() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("Idempotency-Key"));
 
-    let list: Value = c
-        .get(format!(
-            "{}/scim/v2/Users?filter=userName%20eq%20%22idem%22",
-            gw.base
-        ))
-        .bearer_auth("demo-scim-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = common::gateway::scim_users_named(&gw.base, "idem").await;
     assert_eq!(list["totalResults"], 1);
 }
 

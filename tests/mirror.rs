@@ -111,22 +111,10 @@ async fn the_shadow_catches_up_after_a_stop_and_agrees_with_the_primary() {
         .await
         .unwrap();
     assert_eq!(made.status(), 201);
-    let by_name = |name: &str| {
-        let name = name.to_owned();
-        let client = client.clone();
+    let by_name = |name: &'static str| {
         let base = base.clone();
         async move {
-            let list: Value = client
-                .get(format!(
-                    "{base}/scim/v2/Users?filter=userName%20eq%20%22{name}%22"
-                ))
-                .bearer_auth("demo-scim-token")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let list = common::gateway::scim_users_named(&base, name).await;
             list["Resources"][0]["id"].as_str().unwrap().to_owned()
         }
     };

@@ -7,42 +7,26 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use userbridge::canonical::UserDoc;
 use userbridge::config::{BackendConfig, Config};
 use userbridge::exchange::{DryRun, Offline, dry_run};
 use userbridge::mapping::MappingSet;
-use userbridge::server::{State, handle, serve_with};
+use userbridge::server::handle;
 
 /// Serves `config` with the gateway's handler, except that a request with `X-Test-Panic`
 /// makes the handler panic.
 async fn serve_panicking(config: Config) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let set = MappingSet::load_dir(&config.mappings.dir, None, &config.mapping_vars()).unwrap();
-    let state = State::new(config, set).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handler = tower::service_fn(|req: http::Request<bytes::Bytes>| async move {
         if req.headers().contains_key("x-test-panic") {
             panic!("a handler bug");
         }
         Ok::<_, std::convert::Infallible>(handle(req).await)
     });
-    tokio::spawn(serve_with(
-        listener,
-        Arc::new(ArcSwap::from_pointee(state)),
-        async {
-            let _ = rx.await;
-        },
-        Duration::from_secs(1),
-        handler,
-    ));
-    (base, tx)
+    common::gateway::serve_config_with(config, handler).await
 }
 
 fn sqlite_config(dir: &std::path::Path) -> Config {
@@ -213,17 +197,7 @@ async fn scim_writes_honour_idempotency_keys() {
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     let again: Value = again.json().await.unwrap();
     assert_eq!(first["id"], again["id"]);
-    let list: Value = c
-        .get(format!(
-            "{base}/scim/v2/Users?filter=userName%20eq%20%22idem%22"
-        ))
-        .bearer_auth("demo-scim-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = common::gateway::scim_users_named(&base, "idem").await;
     assert_eq!(list["totalResults"], 1);
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use userbridge::config::{BackendConfig, Config, Flags, OutboundConfig};
 use userbridge::mapping::MappingSet;
-use userbridge::server::{State, serve};
+use userbridge::server::{State, handle, serve_with};
 
 use super::peers::{ScimServer, WebhookReceiver};
 
@@ -84,18 +84,38 @@ pub async fn start_on(kind: Kind) -> Gateway {
 /// Serves `config` (its mappings compiled, its backend opened) on a loopback port: the base
 /// URL, and the sender that stops it.
 pub async fn serve_config(config: Config) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let handler = tower::service_fn(|req| async { Ok(handle(req).await) });
+    serve_config_with(config, handler).await
+}
+
+/// [`serve_config`] with `handler` as the innermost service of the stack.
+pub async fn serve_config_with<H>(
+    config: Config,
+    handler: H,
+) -> (String, tokio::sync::oneshot::Sender<()>)
+where
+    H: tower::Service<
+            http::Request<bytes::Bytes>,
+            Response = http::Response<userbridge::server::http::Body>,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static,
+{
     let set = MappingSet::load_dir(&config.mappings.dir, None, &config.mapping_vars()).unwrap();
     let state = State::new(config, set).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(
+    tokio::spawn(serve_with(
         listener,
         Arc::new(ArcSwap::from_pointee(state)),
         async {
             let _ = rx.await;
         },
         Duration::from_secs(1),
+        handler,
     ));
     (base, tx)
 }
@@ -144,4 +164,20 @@ pub async fn metric(base: &str, name: &str) -> i64 {
             (k == name).then(|| v.trim().parse::<f64>().ok())?
         })
         .map_or(-1, |v| v as i64)
+}
+
+/// `GET /scim/v2/Users?filter=userName eq "NAME"` at `base` with the demo SCIM token: the
+/// ListResponse.
+pub async fn scim_users_named(base: &str, name: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!(
+            "{base}/scim/v2/Users?filter=userName%20eq%20%22{name}%22"
+        ))
+        .bearer_auth("demo-scim-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
