@@ -15,7 +15,9 @@ Targets (all in front of the same tiny hyper backend, bench/backend.rs):
   ub-vc           the same for a vc-user-service update
   ub-opscenter    the same for an opscenter update (its mapping has preconditions on the
                   stored user, so each request costs the backend a get and an update)
-The pass-through targets carry the Commvault request.
+The pass-through targets carry the Commvault request. With --userbridge-b BINARY, a second
+userbridge (another build: the A/B of a change) runs beside the first, and its targets
+ub-*-b are measured in the same interleaved rounds.
 """
 
 import argparse
@@ -37,7 +39,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
-PORTS = {"backend": 9100, "nginx-1w": 9101, "nginx-auto": 9102, "haproxy": 9103, "userbridge": 9104}
+PORTS = {"backend": 9100, "nginx-1w": 9101, "nginx-auto": 9102, "haproxy": 9103, "userbridge": 9104,
+         "userbridge-b": 9105}
 ADMIN_PASSWORD = "bench-admin-password"
 
 
@@ -128,8 +131,11 @@ frontend fe
 backend be
     server s1 127.0.0.1:{be}
 """)
-    with open(os.path.join(work, "userbridge.toml"), "w") as f:
-        f.write(userbridge_toml(PORTS["userbridge"], f'kind = "webhook"\nurl = "http://127.0.0.1:{be}/hook"', work))
+    for name in ("userbridge", "userbridge-b"):
+        d = os.path.join(work, name)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(work, f"{name}.toml"), "w") as f:
+            f.write(userbridge_toml(PORTS[name], f'kind = "webhook"\nurl = "http://127.0.0.1:{be}/hook"', d))
 
 
 def userbridge_toml(port, backend, work):
@@ -242,6 +248,7 @@ def main():
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--pin", action="store_true", help="wrk on CPU 0; proxies and backend on CPU 1")
     ap.add_argument("--userbridge", default=os.path.join(ROOT, "target/release/userbridge"))
+    ap.add_argument("--userbridge-b", help="a second userbridge binary, measured beside the first (A/B)")
     ap.add_argument("--backend", default=os.path.join(ROOT, "target/release/examples/bench-backend"))
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
@@ -267,18 +274,22 @@ def main():
         procs["haproxy"] = subprocess.Popen(pin(["haproxy", "-db", "-f", os.path.join(work, "haproxy.cfg")], "1", args.pin),
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Ready to serve: from exec to the first answered /healthz.
-        started = time.monotonic()
-        procs["userbridge"] = subprocess.Popen(pin([args.userbridge, "serve", "--config", os.path.join(work, "userbridge.toml")], "1", args.pin),
-                                               env=env)
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{PORTS['userbridge']}/healthz", timeout=0.5).read()
-                break
-            except OSError:
-                if time.monotonic() - started > 10:
-                    raise RuntimeError("userbridge did not start")
-                time.sleep(0.002)
-        ready_ms = (time.monotonic() - started) * 1000
+        builds = [("userbridge", args.userbridge)] + ([("userbridge-b", args.userbridge_b)] if args.userbridge_b else [])
+        ready = {}
+        for name, binary in builds:
+            started = time.monotonic()
+            procs[name] = subprocess.Popen(pin([binary, "serve", "--config", os.path.join(work, f"{name}.toml")], "1", args.pin),
+                                           env=env)
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{PORTS[name]}/healthz", timeout=0.5).read()
+                    break
+                except OSError:
+                    if time.monotonic() - started > 10:
+                        raise RuntimeError(f"{name} did not start")
+                    time.sleep(0.002)
+            ready[name] = (time.monotonic() - started) * 1000
+        ready_ms = ready["userbridge"]
         for n in ("nginx-1w", "nginx-auto", "haproxy"):
             wait_port(PORTS[n])
         time.sleep(0.3)
@@ -296,6 +307,9 @@ def main():
             ("ub-vc", "userbridge", PORTS["userbridge"], "vc", reqs["vc"][1]),
             ("ub-opscenter", "userbridge", PORTS["userbridge"], "opscenter", reqs["opscenter"][1]),
         ]
+        if args.userbridge_b:
+            targets += [(f"{n}-b", "userbridge-b", PORTS["userbridge-b"], req, path)
+                        for n, proc, port, req, path in targets if proc == "userbridge"]
         # Warm up every target (connection pools, caches) and check it answers 2xx.
         for name, proc, port, req, path in targets:
             wrk(f"http://127.0.0.1:{port}{path}", scripts[req], 1, args.connections, args.pin)
@@ -323,7 +337,9 @@ def main():
         best_name = max(("nginx-1w", "nginx-auto", "haproxy"), key=lambda n: med[n]["rps"])
         mode = "pinned (wrk on CPU 0; proxy and backend on CPU 1)" if args.pin else "unpinned"
         print(f"\n{mode}; {args.rounds} rounds x {args.seconds}s, {args.connections} connections, medians; "
-              f"userbridge ready {ready_ms:.0f} ms after exec\n")
+              f"userbridge ready {ready_ms:.0f} ms after exec"
+              + (f" ({args.userbridge}); -b: {args.userbridge_b}, ready {ready['userbridge-b']:.0f} ms" if args.userbridge_b else "")
+              + "\n")
         print("| target | req/s | p50 ms | p99 ms | CPU µs/req (target) | peak RSS MiB @256 conns | req/s ÷ best pass-through |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for n in results:

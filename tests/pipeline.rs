@@ -16,15 +16,16 @@ use userbridge::config::{BackendConfig, Config};
 use userbridge::exchange::{DryRun, Offline, dry_run};
 use userbridge::mapping::MappingSet;
 use userbridge::server::handle;
+use userbridge::server::layer::HandlerFn;
 
 /// Serves `config` with the gateway's handler, except that a request with `X-Test-Panic`
 /// makes the handler panic.
 async fn serve_panicking(config: Config) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let handler = tower::service_fn(|req: http::Request<bytes::Bytes>| async move {
+    let handler = HandlerFn(|req: http::Request<bytes::Bytes>| async move {
         if req.headers().contains_key("x-test-panic") {
             panic!("a handler bug");
         }
-        Ok::<_, std::convert::Infallible>(handle(req).await)
+        handle(req).await
     });
     common::gateway::serve_config_with(config, handler).await
 }

@@ -1,9 +1,11 @@
-//! A tower layer from an async function `f(request, next)`, as axum's `from_fn`: the stack's
-//! own layers are plain functions of the request and the rest of the stack.
+//! How the stack's own layers are made: each is an async function `f(request, next)` (as
+//! axum's `from_fn`), declared as a [`Middleware`] with [`middleware!`] and put in the stack
+//! by [`Then`], one `ServiceBuilder` line each.
 //!
-//! A layer is a [`Middleware`] value (a unit struct naming the function, see [`middleware!`]);
-//! its future is boxed, so that the type of a stack grows with its depth and not twice per
-//! layer (a function generic over the rest of the stack names that rest in its own type).
+//! The layers are composed statically: [`Chain`]s nest, every layer's future lies inside the
+//! one above it, and the whole of them is one state machine, boxed once per request where it
+//! meets tower ([`IntoTower`]). A tower service per layer would box a future per layer per
+//! request (and, generic over the rest of the stack, double its type's name at each layer).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,33 +17,20 @@ use tower::{Layer, Service};
 
 use super::http::Body;
 
-/// A boxed, sendable answer.
-pub type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-/// The rest of the stack, as a layer's function sees it.
-pub struct Next<S>(S);
-
-impl<S> Next<S> {
-    /// Runs the rest of the stack on `req`.
-    pub async fn run<B>(mut self, req: Request<B>) -> Response<Body>
-    where
-        S: Service<Request<B>, Response = Response<Body>, Error = Infallible>,
-    {
-        match self.0.call(req).await {
-            Ok(r) => r,
-            Err(never) => match never {},
-        }
-    }
+/// What answers a request with a body of type `B`: a chain of layers, or the handler under it.
+pub trait Handler<B>: Clone + Send + Sync + 'static {
+    /// The answer to `req`.
+    fn handle(&self, req: Request<B>) -> impl Future<Output = Response<Body>> + Send;
 }
 
 /// One layer's function over requests with bodies of type `B`, in front of the rest of the
 /// stack `S`.
-pub trait Middleware<B, S>: Clone {
-    /// Handles `req`, running `next` for the rest of the stack where it goes on.
-    fn call(&self, req: Request<B>, next: Next<S>) -> Answer;
+pub trait Middleware<B, S>: Clone + Send + Sync + 'static {
+    /// Handles `req`, calling `next` for the rest of the stack where it goes on.
+    fn call(&self, req: Request<B>, next: &S) -> impl Future<Output = Response<Body>> + Send;
 }
 
-/// Declares `$name`, the [`Middleware`] of the async fn `$f(Request<$body>, Next<S>)`; with
+/// Declares `$name`, the [`Middleware`] of the async fn `$f(Request<$body>, &S)`; with
 /// `$body => $inner`, the rest of the stack takes requests of body `$inner`.
 macro_rules! middleware {
     ($(#[$doc:meta])* $name:ident, $body:ty, $f:path) => {
@@ -52,65 +41,96 @@ macro_rules! middleware {
         #[derive(Clone, Copy)]
         pub struct $name;
 
-        impl<S> $crate::server::layer::Middleware<$body, S> for $name
-        where
-            S: tower::Service<
-                    hyper::Request<$inner>,
-                    Response = hyper::Response<$crate::server::http::Body>,
-                    Error = std::convert::Infallible,
-                > + Send
-                + 'static,
-            S::Future: Send,
+        impl<S: $crate::server::layer::Handler<$inner>> $crate::server::layer::Middleware<$body, S>
+            for $name
         {
             fn call(
                 &self,
                 req: hyper::Request<$body>,
-                next: $crate::server::layer::Next<S>,
-            ) -> $crate::server::layer::Answer {
-                Box::pin(async move { Ok($f(req, next).await) })
+                next: &S,
+            ) -> impl std::future::Future<Output = hyper::Response<$crate::server::http::Body>> + Send
+            {
+                $f(req, next)
             }
         }
     };
 }
 pub(crate) use middleware;
 
-/// The layer running `m` around the inner service.
+/// The layer putting `M` in front of the rest of the stack.
 #[derive(Clone, Copy)]
-pub struct FnLayer<M>(pub M);
+pub struct Then<M>(pub M);
 
-impl<S, M: Clone> Layer<S> for FnLayer<M> {
-    type Service = FnService<M, S>;
+impl<M: Clone, S> Layer<S> for Then<M> {
+    type Service = Chain<M, S>;
 
-    fn layer(&self, inner: S) -> Self::Service {
-        FnService {
+    fn layer(&self, rest: S) -> Self::Service {
+        Chain {
             m: self.0.clone(),
-            inner,
+            rest,
         }
     }
 }
 
-/// The service a [`FnLayer`] makes.
+/// `M` in front of `S`.
 #[derive(Clone, Copy)]
-pub struct FnService<M, S> {
+pub struct Chain<M, S> {
     m: M,
-    inner: S,
+    rest: S,
 }
 
-impl<M, S, B> Service<Request<B>> for FnService<M, S>
+impl<B, M, S> Handler<B> for Chain<M, S>
 where
     M: Middleware<B, S>,
-    S: Clone,
+    S: Clone + Send + Sync + 'static,
 {
+    fn handle(&self, req: Request<B>) -> impl Future<Output = Response<Body>> + Send {
+        self.m.call(req, &self.rest)
+    }
+}
+
+/// An async function as the handler at the bottom of the stack.
+#[derive(Clone, Copy)]
+pub struct HandlerFn<F>(pub F);
+
+impl<B, F, Fut> Handler<B> for HandlerFn<F>
+where
+    F: Fn(Request<B>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send,
+{
+    fn handle(&self, req: Request<B>) -> impl Future<Output = Response<Body>> + Send {
+        (self.0)(req)
+    }
+}
+
+/// The layer making the chain under it a tower service.
+#[derive(Clone, Copy)]
+pub struct IntoTower;
+
+impl<H> Layer<H> for IntoTower {
+    type Service = Tower<H>;
+
+    fn layer(&self, h: H) -> Self::Service {
+        Tower(h)
+    }
+}
+
+/// A chain as a tower service: its whole future boxed once.
+#[derive(Clone, Copy)]
+pub struct Tower<H>(H);
+
+impl<B: Send + 'static, H: Handler<B>> Service<Request<B>> for Tower<H> {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Answer;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Every layer of the stack is always ready: shedding is a layer of its own.
+        // Always ready: shedding is a layer of its own.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        self.m.call(req, Next(self.inner.clone()))
+        let h = self.0.clone();
+        Box::pin(async move { Ok(h.handle(req).await) })
     }
 }

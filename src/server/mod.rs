@@ -11,7 +11,7 @@ pub mod health;
 pub mod http;
 pub mod idempotency;
 pub mod ingress;
-mod layer;
+pub mod layer;
 pub mod metrics;
 pub mod reload;
 pub mod respond;
@@ -92,28 +92,18 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
     drain: Duration,
 ) {
-    let handler = tower::service_fn(|req| async { Ok(handle(req).await) });
-    serve_with(listener, state, shutdown, drain, handler).await;
+    serve_with(listener, state, shutdown, drain, Handle).await;
 }
 
 /// [`serve`] with another innermost service than [`handle`] (tests put one that fails there,
 /// to see what the stack makes of it).
-pub async fn serve_with<H>(
+pub async fn serve_with<H: layer::Handler<Bytes>>(
     listener: TcpListener,
     state: Shared,
     shutdown: impl std::future::Future<Output = ()>,
     drain: Duration,
     handler: H,
-) where
-    H: tower::Service<
-            Request<Bytes>,
-            Response = Response<Body>,
-            Error = std::convert::Infallible,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + 'static,
-{
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let limits = state.load().config.limits.clone();
@@ -163,6 +153,19 @@ pub async fn serve_with<H>(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(drain) => tracing::warn!("drain deadline passed; closing"),
+    }
+}
+
+/// [`handle`], as the handler at the bottom of the stack.
+#[derive(Debug, Clone, Copy)]
+pub struct Handle;
+
+impl layer::Handler<Bytes> for Handle {
+    fn handle(
+        &self,
+        req: Request<Bytes>,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send {
+        handle(req)
     }
 }
 

@@ -20,21 +20,10 @@ use tracing::Instrument;
 use super::http::{Body, BodyError, is_json, read_body};
 use super::idempotency::{self, Begin, Kept};
 use super::ingress::{Ingress, Routed, decide};
-use super::layer::{Answer, FnLayer, Middleware, Next, middleware};
+use super::layer::{Handler, IntoTower, Middleware, Then, middleware};
 use super::respond::{About, refuse};
 use super::{Shared, State};
 use crate::rejection::Rejection;
-
-/// The rest of the stack below a layer, taking requests with bodies of type `B`.
-pub trait Rest<B>:
-    tower::Service<Request<B>, Response = Response<Body>, Error = std::convert::Infallible>
-{
-}
-
-impl<B, S> Rest<B> for S where
-    S: tower::Service<Request<B>, Response = Response<Body>, Error = std::convert::Infallible>
-{
-}
 
 /// The caller the credentials layer found: an index into `config.credentials`. Put on the
 /// request for the handler, and on the answer for the request's log line.
@@ -50,8 +39,8 @@ pub struct Seen {
 }
 
 /// The stack for one connection from `peer`, around `handler` (the gateway's is
-/// [`super::handle`]; tests put others there).
-pub fn stack<H>(
+/// [`super::Handle`]; tests put others there).
+pub fn stack<H: Handler<Bytes>>(
     state: Shared,
     peer: SocketAddr,
     handler: H,
@@ -60,17 +49,7 @@ pub fn stack<H>(
     Response = Response<Body>,
     Error = std::convert::Infallible,
     Future: Send,
-> + Clone
-where
-    H: tower::Service<
-            Request<Bytes>,
-            Response = Response<Body>,
-            Error = std::convert::Infallible,
-            Future: Send,
-        > + Clone
-        + Send
-        + 'static,
-{
+> + Clone {
     let sensitive = sensitive_headers(&state.load());
     ServiceBuilder::new()
         // Request ids first, so that every answer below — a refusal, a panic's 500 — carries
@@ -80,30 +59,33 @@ where
         // Credential headers (every mapping's `[auth]` headers, Authorization, Cookie) are
         // marked sensitive before anything below can print a request.
         .layer(SetSensitiveRequestHeadersLayer::from_shared(sensitive))
+        // The layers below are composed statically: one state machine, one allocation per
+        // request (see `layer`).
+        .layer(IntoTower)
         // Routing: one state snapshot for the whole request (a reload mid-request changes
         // nothing for it) and the ingress decided once; every layer below reads them.
-        .layer(FnLayer(Route { state, peer }))
+        .layer(Then(Route { state, peer }))
         // One span, one set of metrics and one log line per request, for every ingress. Above
         // the panic guard, so that a panic's 500 is counted and logged like any answer.
-        .layer(FnLayer(Observe))
+        .layer(Then(Observe))
         // Panic guard: a panic below answers 500 in the caller's dialect and is counted; the
         // connection lives on.
-        .layer(FnLayer(Guard))
+        .layer(Then(Guard))
         // Answers given before the body was read close the connection (the unread rest of a
         // body would be taken for the next request).
-        .layer(FnLayer(CloseUnread))
+        .layer(Then(CloseUnread))
         // Shedding before any work: at `max_in_flight` a dialect or SCIM request is a 503
         // with `Retry-After`, and costs no credential check and no body read.
-        .layer(FnLayer(Shed))
+        .layer(Then(Shed))
         // Credentials (401) and roles (403) before the body, as the dialects' contracts order
         // them: an unknown caller cannot make the gateway read a body.
-        .layer(FnLayer(Authenticate))
+        .layer(Then(Authenticate))
         // The body: media type (415), size (413), and arrival within the request timeout
         // (408) — the request is whole in memory below this layer.
-        .layer(FnLayer(ReadBody))
+        .layer(Then(ReadBody))
         // Idempotency needs the caller and the whole body: a retried write with the same key
         // and body gets the first answer, before any handler work.
-        .layer(FnLayer(Idempotent))
+        .layer(Then(Idempotent))
         .service(handler)
 }
 
@@ -136,31 +118,22 @@ struct Route {
     peer: SocketAddr,
 }
 
-impl<S> Middleware<Incoming, S> for Route
-where
-    S: tower::Service<
-            Request<Incoming>,
-            Response = Response<Body>,
-            Error = std::convert::Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send,
-{
-    fn call(&self, req: Request<Incoming>, next: Next<S>) -> Answer {
-        let (state, peer) = (self.state.load_full(), self.peer);
-        Box::pin(async move { Ok(route(state, peer, req, next).await) })
+impl<S: Handler<Incoming>> Middleware<Incoming, S> for Route {
+    fn call(
+        &self,
+        req: Request<Incoming>,
+        next: &S,
+    ) -> impl std::future::Future<Output = Response<Body>> + Send {
+        route(self.state.load_full(), self.peer, req, next)
     }
 }
 
-async fn route<S>(
+async fn route<S: Handler<Incoming>>(
     state: Arc<State>,
     peer: SocketAddr,
     mut req: Request<Incoming>,
-    next: Next<S>,
-) -> Response<Body>
-where
-    S: Rest<Incoming>,
-{
+    next: &S,
+) -> Response<Body> {
     let ingress = decide(&state, req.method(), req.uri().path());
     let routed = Routed {
         ingress,
@@ -171,7 +144,7 @@ where
         state,
     };
     req.extensions_mut().insert(Arc::new(routed));
-    next.run(req).await
+    next.handle(req).await
 }
 
 middleware!(
@@ -179,12 +152,9 @@ middleware!(
     Observe, Incoming, observe
 );
 
-async fn observe<S>(req: Request<Incoming>, next: Next<S>) -> Response<Body>
-where
-    S: Rest<Incoming>,
-{
+async fn observe<S: Handler<Incoming>>(req: Request<Incoming>, next: &S) -> Response<Body> {
     let Some(r) = routed(&req) else {
-        return next.run(req).await;
+        return next.handle(req).await;
     };
     let (dialect, route, operation) = match &r.ingress {
         Ingress::Dialect(e) => (
@@ -200,11 +170,11 @@ where
         _ => (None, None, ""),
     };
     let Some(dialect) = dialect else {
-        return next.run(req).await;
+        return next.handle(req).await;
     };
     let _in_flight = r.state.metrics.in_flight();
     let span = tracing::info_span!("request", request_id = %r.request_id, dialect = %dialect);
-    let resp = next.run(req).instrument(span).await;
+    let resp = next.handle(req).instrument(span).await;
     let status = resp.status().as_u16();
     let took = r.started.elapsed();
     let caller = resp
@@ -249,12 +219,9 @@ middleware!(
     Guard, Incoming, guard
 );
 
-async fn guard<S>(req: Request<Incoming>, next: Next<S>) -> Response<Body>
-where
-    S: Rest<Incoming>,
-{
+async fn guard<S: Handler<Incoming>>(req: Request<Incoming>, next: &S) -> Response<Body> {
     let r = routed(&req);
-    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+    match AssertUnwindSafe(next.handle(req)).catch_unwind().await {
         Ok(resp) => resp,
         Err(panic) => {
             let what = panic
@@ -277,12 +244,9 @@ middleware!(
     CloseUnread, Incoming, close_unread
 );
 
-async fn close_unread<S>(req: Request<Incoming>, next: Next<S>) -> Response<Body>
-where
-    S: Rest<Incoming>,
-{
+async fn close_unread<S: Handler<Incoming>>(req: Request<Incoming>, next: &S) -> Response<Body> {
     let announced = announces_body(req.headers());
-    let mut resp = next.run(req).await;
+    let mut resp = next.handle(req).await;
     if announced && answers_before_reading(resp.status()) {
         resp.headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -308,17 +272,14 @@ middleware!(
     Shed, Incoming, shed
 );
 
-async fn shed<S>(req: Request<Incoming>, next: Next<S>) -> Response<Body>
-where
-    S: Rest<Incoming>,
-{
+async fn shed<S: Handler<Incoming>>(req: Request<Incoming>, next: &S) -> Response<Body> {
     let Some(r) = routed(&req).filter(|r| r.is_served()) else {
-        return next.run(req).await;
+        return next.handle(req).await;
     };
     let Ok(_permit) = r.state.in_flight.try_acquire() else {
         return refuse(&r, &Rejection::at_capacity(), About::default());
     };
-    next.run(req).await
+    next.handle(req).await
 }
 
 middleware!(
@@ -326,12 +287,12 @@ middleware!(
     Authenticate, Incoming, authenticate
 );
 
-async fn authenticate<S>(mut req: Request<Incoming>, next: Next<S>) -> Response<Body>
-where
-    S: Rest<Incoming>,
-{
+async fn authenticate<S: Handler<Incoming>>(
+    mut req: Request<Incoming>,
+    next: &S,
+) -> Response<Body> {
     let Some(r) = routed(&req).filter(|r| r.is_served()) else {
-        return next.run(req).await;
+        return next.handle(req).await;
     };
     let creds = &r.state.config.credentials;
     let found = match &r.ingress {
@@ -342,7 +303,7 @@ where
     };
     let caller = match found {
         Err(rej) => return refuse(&r, &rej, About::default()),
-        Ok(None) => return next.run(req).await,
+        Ok(None) => return next.handle(req).await,
         Ok(Some(c)) => creds.iter().position(|x| std::ptr::eq(x, c)).map(Caller),
     };
     // The credential found is one of `creds`; were it not, it would be no caller at all.
@@ -350,7 +311,7 @@ where
         return refuse(&r, &Rejection::bad_credentials(), About::default());
     };
     req.extensions_mut().insert(caller);
-    let mut resp = next.run(req).await;
+    let mut resp = next.handle(req).await;
     resp.extensions_mut().insert(caller);
     resp
 }
@@ -378,10 +339,7 @@ middleware!(
     ReadBody, Incoming => Bytes, body
 );
 
-async fn body<S>(req: Request<Incoming>, next: Next<S>) -> Response<Body>
-where
-    S: Rest<Bytes>,
-{
+async fn body<S: Handler<Bytes>>(req: Request<Incoming>, next: &S) -> Response<Body> {
     let (parts, incoming) = req.into_parts();
     let Some(r) = parts
         .extensions
@@ -389,7 +347,7 @@ where
         .cloned()
         .filter(|r| r.takes_body(&parts.method))
     else {
-        return next.run(Request::from_parts(parts, Bytes::new())).await;
+        return next.handle(Request::from_parts(parts, Bytes::new())).await;
     };
     if !is_json(&parts.headers) {
         return refuse(&r, &Rejection::not_json(), About::default());
@@ -412,7 +370,7 @@ where
         }
         Err(BodyError::Io) => return refuse(&r, &Rejection::unreadable_body(), About::default()),
     };
-    next.run(Request::from_parts(parts, bytes)).await
+    next.handle(Request::from_parts(parts, bytes)).await
 }
 
 middleware!(
@@ -420,15 +378,12 @@ middleware!(
     Idempotent, Bytes, idempotent
 );
 
-async fn idempotent<S>(req: Request<Bytes>, next: Next<S>) -> Response<Body>
-where
-    S: Rest<Bytes>,
-{
+async fn idempotent<S: Handler<Bytes>>(req: Request<Bytes>, next: &S) -> Response<Body> {
     let Some(r) = routed(&req).filter(|r| r.writes()) else {
-        return next.run(req).await;
+        return next.handle(req).await;
     };
     let Some(value) = req.headers().get(idempotency::HEADER) else {
-        return next.run(req).await;
+        return next.handle(req).await;
     };
     let Some(key) = value
         .to_str()
@@ -451,7 +406,7 @@ where
         }
         Begin::Fresh(g) => g,
     };
-    let resp = next.run(req).await;
+    let resp = next.handle(req).await;
     guard.finish(Kept {
         status: resp.status().as_u16(),
         content_type: resp.headers().get(hyper::header::CONTENT_TYPE).cloned(),

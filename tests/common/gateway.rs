@@ -8,7 +8,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use userbridge::config::{BackendConfig, Config, Flags, OutboundConfig};
 use userbridge::mapping::MappingSet;
-use userbridge::server::{State, handle, serve_with};
+use userbridge::server::layer::Handler;
+use userbridge::server::{Handle, State, serve_with};
 
 use super::peers::{ScimServer, WebhookReceiver};
 
@@ -84,25 +85,14 @@ pub async fn start_on(kind: Kind) -> Gateway {
 /// Serves `config` (its mappings compiled, its backend opened) on a loopback port: the base
 /// URL, and the sender that stops it.
 pub async fn serve_config(config: Config) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let handler = tower::service_fn(|req| async { Ok(handle(req).await) });
-    serve_config_with(config, handler).await
+    serve_config_with(config, Handle).await
 }
 
 /// [`serve_config`] with `handler` as the innermost service of the stack.
-pub async fn serve_config_with<H>(
+pub async fn serve_config_with<H: Handler<bytes::Bytes>>(
     config: Config,
     handler: H,
-) -> (String, tokio::sync::oneshot::Sender<()>)
-where
-    H: tower::Service<
-            http::Request<bytes::Bytes>,
-            Response = http::Response<userbridge::server::http::Body>,
-            Error = std::convert::Infallible,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + 'static,
-{
+) -> (String, tokio::sync::oneshot::Sender<()>) {
     let set = MappingSet::load_dir(&config.mappings.dir, None, &config.mapping_vars()).unwrap();
     let state = State::new(config, set).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
