@@ -11,7 +11,6 @@ use serde_json::Map;
 use super::http::{Body, from_dialect};
 use super::ingress::Routed;
 use super::respond::{About, refuse};
-use super::stack::Seen;
 use crate::canonical::{Identity, Operation, UserDoc, location};
 use crate::config::Credential;
 use crate::exchange::Exchange;
@@ -27,8 +26,7 @@ pub async fn handle(
     let state = &routed.state;
     let limits = &state.config.limits;
     let (parts, bytes) = req.into_parts();
-    let mut seen = Seen::default();
-    let mut resp = 'answer: {
+    'answer: {
         let translation = match exchange.translate(&parts.headers, &bytes, limits) {
             Ok(t) => t,
             Err(rej) => break 'answer refuse(routed, &rej, About::default()),
@@ -36,20 +34,20 @@ pub async fn handle(
         let mut unknown = 0;
         for note in &translation.notes {
             unknown += u64::from(matches!(note, Note::UnknownMember(_)));
-            tracing::debug!(request_id = %routed.request_id, dialect = %exchange.mapping.dialect, "{note}");
+            tracing::debug!(request_id = %routed.request_id(), dialect = %exchange.mapping.dialect, "{note}");
         }
         state
             .metrics
             .unknown_members(&exchange.mapping.dialect, unknown);
         let op = translation.op;
-        seen.user = user_label(&op);
+        if let Some(user) = user_label(&op) {
+            let _ = routed.user.set(user);
+        }
         if let Err(rej) = exchange.step_up(&op, caller) {
             break 'answer refuse(routed, &rej, About::default());
         }
         write(routed, exchange, caller, op).await
-    };
-    resp.extensions_mut().insert(seen);
-    resp
+    }
 }
 
 /// The backend write, its answer and its audit record.
@@ -86,7 +84,7 @@ async fn write(
     };
     if let Some(prepared) = audited {
         let ctx = crate::audit::Context {
-            request_id: &routed.request_id,
+            request_id: routed.request_id(),
             caller: &caller.name,
             route: exchange.route_name(),
         };

@@ -64,15 +64,6 @@ pub fn text_with(status: StatusCode, content_type: &'static str, body: String) -
     resp
 }
 
-/// The request id: `X-Request-Id` as the request-id layer left it (the caller's, or one it
-/// made), or empty.
-pub fn request_id(headers: &HeaderMap) -> &str {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-}
-
 /// True for `application/json` and `application/*+json`, with no charset or UTF-8.
 pub fn is_json(headers: &HeaderMap) -> bool {
     let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {

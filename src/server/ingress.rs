@@ -2,10 +2,11 @@
 //! layer after it: which ingress the request is for (health, metrics, `/scim/v2`, a dialect
 //! route), with the state snapshot it is served from.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use hyper::Method;
+use hyper::header::HeaderValue;
 
 use super::State;
 use crate::exchange::{Exchange, Unrouted};
@@ -44,17 +45,40 @@ pub struct Routed {
     pub state: Arc<State>,
     /// The ingress.
     pub ingress: Ingress,
-    /// The request's path, for error bodies.
-    pub path: Box<str>,
+    /// The request's URI (its path, for error bodies).
+    pub uri: http::Uri,
     /// The request id (the caller's `X-Request-Id`, or the one the stack made).
-    pub request_id: Box<str>,
+    pub request_id: Option<HeaderValue>,
     /// The peer's address.
     pub peer: std::net::SocketAddr,
     /// When the request arrived.
     pub started: Instant,
+    /// The caller the credentials layer found: an index into `config.credentials`.
+    pub caller: OnceLock<usize>,
+    /// The user the request is about (its userName, else what its target names), as the
+    /// handler found it, for the request's log line.
+    pub user: OnceLock<String>,
 }
 
 impl Routed {
+    /// The request's path.
+    pub fn path(&self) -> &str {
+        self.uri.path()
+    }
+
+    /// The request id, or empty.
+    pub fn request_id(&self) -> &str {
+        self.request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The caller's credential, once the credentials layer found one.
+    pub fn caller(&self) -> Option<&crate::config::Credential> {
+        self.state.config.credentials.get(*self.caller.get()?)
+    }
+
     /// The dialect label for metrics and logs (`scim` for `/scim/v2`, empty otherwise).
     pub fn dialect(&self) -> Option<&Arc<str>> {
         match &self.ingress {

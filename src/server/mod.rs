@@ -175,10 +175,7 @@ pub async fn handle(req: Request<Bytes>) -> Response<Body> {
     let Some(routed) = req.extensions().get::<Arc<ingress::Routed>>().cloned() else {
         return http::text(hyper::StatusCode::INTERNAL_SERVER_ERROR, "not routed\n");
     };
-    let caller = req
-        .extensions()
-        .get::<stack::Caller>()
-        .and_then(|c| routed.state.config.credentials.get(c.0));
+    let caller = routed.caller();
     match (&routed.ingress, caller) {
         (Ingress::Health, _) => health::handle(&routed.state, req.method(), req.uri().path()).await,
         (Ingress::Metrics, _) => http::text_with(

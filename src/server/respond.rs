@@ -34,8 +34,8 @@ pub fn refuse(routed: &Routed, rej: &Rejection, about: About<'_>) -> Response<Bo
         Ingress::Dialect(exchange) => {
             metrics.rejection(&exchange.mapping.dialect, rej.rule);
             let ctx = ErrorContext {
-                path: &routed.path,
-                request_id: &routed.request_id,
+                path: routed.path(),
+                request_id: routed.request_id(),
                 target: about.target,
                 user: about.user,
             };
@@ -43,8 +43,8 @@ pub fn refuse(routed: &Routed, rej: &Rejection, about: About<'_>) -> Response<Bo
         }
         Ingress::Unrouted(Unrouted::MethodNotAllowed { mapping, .. }) => {
             let ctx = ErrorContext {
-                path: &routed.path,
-                request_id: &routed.request_id,
+                path: routed.path(),
+                request_id: routed.request_id(),
                 ..ErrorContext::default()
             };
             from_dialect(mapping.error_response(rej, &ctx))
@@ -74,7 +74,7 @@ pub fn refuse(routed: &Routed, rej: &Rejection, about: About<'_>) -> Response<Bo
     }
     if rej.outcome != Outcome::Validation {
         tracing::info!(
-            request_id = %routed.request_id,
+            request_id = %routed.request_id(),
             dialect = routed.dialect().map_or("scim", |d| &**d),
             outcome = rej.outcome.as_str(),
             rule = rej.rule,
@@ -125,16 +125,16 @@ fn plain(rej: &Rejection) -> Response<Body> {
 /// The answer for a request no route takes: the dialect's 405 (with `Allow`), or a 404.
 pub fn unrouted(routed: &Routed, method: &hyper::Method) -> Response<Body> {
     let Ingress::Unrouted(u) = &routed.ingress else {
-        return not_found(&routed.path);
+        return not_found(routed.path());
     };
     let ctx = ErrorContext {
-        path: &routed.path,
-        request_id: &routed.request_id,
+        path: routed.path(),
+        request_id: routed.request_id(),
         ..ErrorContext::default()
     };
     match u.answer(method, &ctx) {
         Some(r) => from_dialect(r),
-        None => not_found(&routed.path),
+        None => not_found(routed.path()),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,19 +24,6 @@ use super::layer::{Handler, IntoTower, Middleware, Then, middleware};
 use super::respond::{About, refuse};
 use super::{Shared, State};
 use crate::rejection::Rejection;
-
-/// The caller the credentials layer found: an index into `config.credentials`. Put on the
-/// request for the handler, and on the answer for the request's log line.
-#[derive(Debug, Clone, Copy)]
-pub struct Caller(pub usize);
-
-/// What a handler tells the observing layer about the request it answered: the user it is
-/// about (its userName, else what its target names).
-#[derive(Debug, Clone, Default)]
-pub struct Seen {
-    /// The user's label.
-    pub user: Option<String>,
-}
 
 /// The stack for one connection from `peer`, around `handler` (the gateway's is
 /// [`super::Handle`]; tests put others there).
@@ -137,10 +124,13 @@ async fn route<S: Handler<Incoming>>(
     let ingress = decide(&state, req.method(), req.uri().path());
     let routed = Routed {
         ingress,
-        path: req.uri().path().into(),
-        request_id: super::http::request_id(req.headers()).into(),
+        uri: req.uri().clone(),
+        // As the request-id layer above left it: the caller's, or the one it made.
+        request_id: req.headers().get("x-request-id").cloned(),
         peer,
         started: Instant::now(),
+        caller: OnceLock::new(),
+        user: OnceLock::new(),
         state,
     };
     req.extensions_mut().insert(Arc::new(routed));
@@ -173,20 +163,12 @@ async fn observe<S: Handler<Incoming>>(req: Request<Incoming>, next: &S) -> Resp
         return next.handle(req).await;
     };
     let _in_flight = r.state.metrics.in_flight();
-    let span = tracing::info_span!("request", request_id = %r.request_id, dialect = %dialect);
+    let span = tracing::info_span!("request", request_id = %r.request_id(), dialect = %dialect);
     let resp = next.handle(req).instrument(span).await;
     let status = resp.status().as_u16();
     let took = r.started.elapsed();
-    let caller = resp
-        .extensions()
-        .get::<Caller>()
-        .and_then(|c| r.state.config.credentials.get(c.0))
-        .map_or("", |c| c.name.as_str());
-    let user = resp
-        .extensions()
-        .get::<Seen>()
-        .and_then(|s| s.user.as_deref())
-        .unwrap_or("");
+    let caller = r.caller().map_or("", |c| c.name.as_str());
+    let user = r.user.get().map_or("", String::as_str);
     let route_label: &str = match (&r.ingress, &route) {
         (Ingress::Scim(c), _) => c.route,
         (_, Some(name)) => name,
@@ -200,7 +182,7 @@ async fn observe<S: Handler<Incoming>>(req: Request<Incoming>, next: &S) -> Resp
         None => r.state.metrics.scim_request(operation, status, took),
     }
     tracing::info!(
-        request_id = %r.request_id,
+        request_id = %r.request_id(),
         peer = %r.peer,
         dialect = %dialect,
         route = route_label,
@@ -287,10 +269,7 @@ middleware!(
     Authenticate, Incoming, authenticate
 );
 
-async fn authenticate<S: Handler<Incoming>>(
-    mut req: Request<Incoming>,
-    next: &S,
-) -> Response<Body> {
+async fn authenticate<S: Handler<Incoming>>(req: Request<Incoming>, next: &S) -> Response<Body> {
     let Some(r) = routed(&req).filter(|r| r.is_served()) else {
         return next.handle(req).await;
     };
@@ -304,16 +283,14 @@ async fn authenticate<S: Handler<Incoming>>(
     let caller = match found {
         Err(rej) => return refuse(&r, &rej, About::default()),
         Ok(None) => return next.handle(req).await,
-        Ok(Some(c)) => creds.iter().position(|x| std::ptr::eq(x, c)).map(Caller),
+        Ok(Some(c)) => creds.iter().position(|x| std::ptr::eq(x, c)),
     };
     // The credential found is one of `creds`; were it not, it would be no caller at all.
     let Some(caller) = caller else {
         return refuse(&r, &Rejection::bad_credentials(), About::default());
     };
-    req.extensions_mut().insert(caller);
-    let mut resp = next.handle(req).await;
-    resp.extensions_mut().insert(caller);
-    resp
+    let _ = r.caller.set(caller);
+    next.handle(req).await
 }
 
 /// The `scim` credential presented as [`super::scim::auth`] says; a write needs the role
@@ -393,10 +370,8 @@ async fn idempotent<S: Handler<Bytes>>(req: Request<Bytes>, next: &S) -> Respons
     else {
         return refuse(&r, &Rejection::bad_idempotency_key(), About::default());
     };
-    let caller: Arc<str> = req
-        .extensions()
-        .get::<Caller>()
-        .and_then(|c| r.state.config.credentials.get(c.0))
+    let caller: Arc<str> = r
+        .caller()
         .map_or_else(|| Arc::from(""), |c| Arc::from(c.name.as_str()));
     let guard = match r.state.idempotency.begin(&caller, &key, req.body()) {
         Begin::Replay(kept) => return replay(kept),

@@ -92,7 +92,7 @@ pub async fn handle(
     let call = Call {
         state,
         caller: caller.map_or("scim", |c| c.name.as_str()),
-        request_id: &routed.request_id,
+        request_id: routed.request_id(),
     };
     match (&parts.method, rest) {
         (&Method::GET, "/ServiceProviderConfig") => {
