@@ -21,11 +21,11 @@ use userbridge::server::layer::HandlerFn;
 /// Serves `config` with the gateway's handler, except that a request with `X-Test-Panic`
 /// makes the handler panic.
 async fn serve_panicking(config: Config) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let handler = HandlerFn(|req: http::Request<bytes::Bytes>| async move {
+    let handler = HandlerFn(|req: Box<http::Request<bytes::Bytes>>| async move {
         if req.headers().contains_key("x-test-panic") {
             panic!("a handler bug");
         }
-        handle(req).await
+        handle(*req).await
     });
     common::gateway::serve_config_with(config, handler).await
 }

@@ -17,20 +17,25 @@ use tower::{Layer, Service};
 
 use super::http::Body;
 
+/// A request as the layers pass it on: boxed, so that each layer's future holds a pointer and
+/// not a copy of the request (an async function keeps its arguments for its whole life, and
+/// the layers' futures nest: unboxed, the request took a few hundred bytes at every level).
+pub type Req<B> = Box<Request<B>>;
+
 /// What answers a request with a body of type `B`: a chain of layers, or the handler under it.
 pub trait Handler<B>: Clone + Send + Sync + 'static {
     /// The answer to `req`.
-    fn handle(&self, req: Request<B>) -> impl Future<Output = Response<Body>> + Send;
+    fn handle(&self, req: Req<B>) -> impl Future<Output = Response<Body>> + Send;
 }
 
 /// One layer's function over requests with bodies of type `B`, in front of the rest of the
 /// stack `S`.
 pub trait Middleware<B, S>: Clone + Send + Sync + 'static {
     /// Handles `req`, calling `next` for the rest of the stack where it goes on.
-    fn call(&self, req: Request<B>, next: &S) -> impl Future<Output = Response<Body>> + Send;
+    fn call(&self, req: Req<B>, next: &S) -> impl Future<Output = Response<Body>> + Send;
 }
 
-/// Declares `$name`, the [`Middleware`] of the async fn `$f(Request<$body>, &S)`; with
+/// Declares `$name`, the [`Middleware`] of the async fn `$f(Req<$body>, &S)`; with
 /// `$body => $inner`, the rest of the stack takes requests of body `$inner`.
 macro_rules! middleware {
     ($(#[$doc:meta])* $name:ident, $body:ty, $f:path) => {
@@ -46,7 +51,7 @@ macro_rules! middleware {
         {
             fn call(
                 &self,
-                req: hyper::Request<$body>,
+                req: $crate::server::layer::Req<$body>,
                 next: &S,
             ) -> impl std::future::Future<Output = hyper::Response<$crate::server::http::Body>> + Send
             {
@@ -84,7 +89,7 @@ where
     M: Middleware<B, S>,
     S: Clone + Send + Sync + 'static,
 {
-    fn handle(&self, req: Request<B>) -> impl Future<Output = Response<Body>> + Send {
+    fn handle(&self, req: Req<B>) -> impl Future<Output = Response<Body>> + Send {
         self.m.call(req, &self.rest)
     }
 }
@@ -95,10 +100,10 @@ pub struct HandlerFn<F>(pub F);
 
 impl<B, F, Fut> Handler<B> for HandlerFn<F>
 where
-    F: Fn(Request<B>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Req<B>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send,
 {
-    fn handle(&self, req: Request<B>) -> impl Future<Output = Response<Body>> + Send {
+    fn handle(&self, req: Req<B>) -> impl Future<Output = Response<Body>> + Send {
         (self.0)(req)
     }
 }
@@ -131,6 +136,7 @@ impl<B: Send + 'static, H: Handler<B>> Service<Request<B>> for Tower<H> {
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let h = self.0.clone();
+        let req = Box::new(req);
         Box::pin(async move { Ok(h.handle(req).await) })
     }
 }

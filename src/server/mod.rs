@@ -163,9 +163,9 @@ pub struct Handle;
 impl layer::Handler<Bytes> for Handle {
     fn handle(
         &self,
-        req: Request<Bytes>,
+        req: layer::Req<Bytes>,
     ) -> impl std::future::Future<Output = Response<Body>> + Send {
-        handle(req)
+        handle(*req)
     }
 }
 

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use super::http::{Body, BodyError, is_json, read_body};
 use super::idempotency::{self, Begin, Kept};
 use super::ingress::{Ingress, Routed, decide};
-use super::layer::{Handler, IntoTower, Middleware, Then, middleware};
+use super::layer::{Handler, IntoTower, Middleware, Req, Then, middleware};
 use super::respond::{About, refuse};
 use super::{Shared, State};
 use crate::rejection::Rejection;
@@ -108,7 +108,7 @@ struct Route {
 impl<S: Handler<Incoming>> Middleware<Incoming, S> for Route {
     fn call(
         &self,
-        req: Request<Incoming>,
+        req: Req<Incoming>,
         next: &S,
     ) -> impl std::future::Future<Output = Response<Body>> + Send {
         route(self.state.load_full(), self.peer, req, next)
@@ -118,7 +118,7 @@ impl<S: Handler<Incoming>> Middleware<Incoming, S> for Route {
 async fn route<S: Handler<Incoming>>(
     state: Arc<State>,
     peer: SocketAddr,
-    mut req: Request<Incoming>,
+    mut req: Req<Incoming>,
     next: &S,
 ) -> Response<Body> {
     let ingress = decide(&state, req.method(), req.uri().path());
@@ -142,7 +142,7 @@ middleware!(
     Observe, Incoming, observe
 );
 
-async fn observe<S: Handler<Incoming>>(req: Request<Incoming>, next: &S) -> Response<Body> {
+async fn observe<S: Handler<Incoming>>(req: Req<Incoming>, next: &S) -> Response<Body> {
     let Some(r) = routed(&req) else {
         return next.handle(req).await;
     };
@@ -201,7 +201,7 @@ middleware!(
     Guard, Incoming, guard
 );
 
-async fn guard<S: Handler<Incoming>>(req: Request<Incoming>, next: &S) -> Response<Body> {
+async fn guard<S: Handler<Incoming>>(req: Req<Incoming>, next: &S) -> Response<Body> {
     let r = routed(&req);
     match AssertUnwindSafe(next.handle(req)).catch_unwind().await {
         Ok(resp) => resp,
@@ -226,7 +226,7 @@ middleware!(
     CloseUnread, Incoming, close_unread
 );
 
-async fn close_unread<S: Handler<Incoming>>(req: Request<Incoming>, next: &S) -> Response<Body> {
+async fn close_unread<S: Handler<Incoming>>(req: Req<Incoming>, next: &S) -> Response<Body> {
     let announced = announces_body(req.headers());
     let mut resp = next.handle(req).await;
     if announced && answers_before_reading(resp.status()) {
@@ -254,7 +254,7 @@ middleware!(
     Shed, Incoming, shed
 );
 
-async fn shed<S: Handler<Incoming>>(req: Request<Incoming>, next: &S) -> Response<Body> {
+async fn shed<S: Handler<Incoming>>(req: Req<Incoming>, next: &S) -> Response<Body> {
     let Some(r) = routed(&req).filter(|r| r.is_served()) else {
         return next.handle(req).await;
     };
@@ -269,7 +269,7 @@ middleware!(
     Authenticate, Incoming, authenticate
 );
 
-async fn authenticate<S: Handler<Incoming>>(req: Request<Incoming>, next: &S) -> Response<Body> {
+async fn authenticate<S: Handler<Incoming>>(req: Req<Incoming>, next: &S) -> Response<Body> {
     let Some(r) = routed(&req).filter(|r| r.is_served()) else {
         return next.handle(req).await;
     };
@@ -316,15 +316,17 @@ middleware!(
     ReadBody, Incoming => Bytes, body
 );
 
-async fn body<S: Handler<Bytes>>(req: Request<Incoming>, next: &S) -> Response<Body> {
-    let (parts, incoming) = req.into_parts();
+async fn body<S: Handler<Bytes>>(req: Req<Incoming>, next: &S) -> Response<Body> {
+    let (parts, incoming) = (*req).into_parts();
     let Some(r) = parts
         .extensions
         .get::<Arc<Routed>>()
         .cloned()
         .filter(|r| r.takes_body(&parts.method))
     else {
-        return next.handle(Request::from_parts(parts, Bytes::new())).await;
+        return next
+            .handle(Box::new(Request::from_parts(parts, Bytes::new())))
+            .await;
     };
     if !is_json(&parts.headers) {
         return refuse(&r, &Rejection::not_json(), About::default());
@@ -347,7 +349,8 @@ async fn body<S: Handler<Bytes>>(req: Request<Incoming>, next: &S) -> Response<B
         }
         Err(BodyError::Io) => return refuse(&r, &Rejection::unreadable_body(), About::default()),
     };
-    next.handle(Request::from_parts(parts, bytes)).await
+    next.handle(Box::new(Request::from_parts(parts, bytes)))
+        .await
 }
 
 middleware!(
@@ -355,7 +358,7 @@ middleware!(
     Idempotent, Bytes, idempotent
 );
 
-async fn idempotent<S: Handler<Bytes>>(req: Request<Bytes>, next: &S) -> Response<Body> {
+async fn idempotent<S: Handler<Bytes>>(req: Req<Bytes>, next: &S) -> Response<Body> {
     let Some(r) = routed(&req).filter(|r| r.writes()) else {
         return next.handle(req).await;
     };
