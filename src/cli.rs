@@ -197,7 +197,9 @@ fn serve(config: Option<&Path>, flags: Flags, log_format: LogFormat) -> i32 {
             return 1;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Requests are served on the workers' runtimes (`server::workers`); this one keeps the
+    // signals, reloads and the mirror's copying.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

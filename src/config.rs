@@ -61,12 +61,28 @@ pub struct ServerConfig {
     /// Address to listen on.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Serving threads, each with its own listener on `listen` (`SO_REUSEPORT`), its own
+    /// runtime and its own backend connections, so that no request crosses threads. `0`: one
+    /// per CPU the process may run on.
+    #[serde(default)]
+    pub workers: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            workers: 0,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The number of serving threads: `workers`, or one per available CPU.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
         }
     }
 }

@@ -18,15 +18,36 @@ use crate::config::OutboundConfig;
 use crate::redact::Secret;
 use crate::rejection::{Outcome, Rejection};
 
+type LeanClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<Bytes>,
+>;
+
 /// The plain-HTTP transport: hyper's pooled client straight, without reqwest's layers (URL
 /// handling, retry and redirect services). Used for `http://` backends without a proxy.
+///
+/// One pool per thread: a serving worker (`server::workers`) drives its own backend
+/// connections on its own runtime, so that a request's backend call stays on its thread.
 struct Lean {
-    client: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        http_body_util::Full<Bytes>,
-    >,
+    clients: thread_local::ThreadLocal<LeanClient>,
+    connect_timeout: Duration,
     base_uri: http::Uri,
     timeout: Duration,
+}
+
+impl Lean {
+    /// This thread's client (made on its first call here).
+    fn client(&self) -> &LeanClient {
+        self.clients.get_or(|| {
+            let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            connector.set_connect_timeout(Some(self.connect_timeout));
+            connector.set_nodelay(true);
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .build(connector)
+        })
+    }
 }
 
 /// A configured remote endpoint.
@@ -148,20 +169,13 @@ impl Outbound {
             None => None,
         };
         let lean = if url.scheme() == "http" && cfg.proxy.is_none() {
-            let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            connector.set_connect_timeout(Some(Duration::from_millis(cfg.connect_timeout_ms)));
-            connector.set_nodelay(true);
-            let client =
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_secs(30))
-                    .pool_timer(hyper_util::rt::TokioTimer::new())
-                    .build(connector);
             let base_uri = url
                 .as_str()
                 .parse::<http::Uri>()
                 .map_err(|e| format!("backend url `{base}`: {e}"))?;
             Some(Lean {
-                client,
+                clients: thread_local::ThreadLocal::new(),
+                connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
                 base_uri,
                 timeout: Duration::from_millis(cfg.timeout_ms),
             })
@@ -287,7 +301,7 @@ impl Outbound {
                 .map_err(|e| BackendError::Failed(format!("cannot build the request: {e}")))?;
             let max = self.max_reply_bytes;
             let exchange = async {
-                let resp = lean.client.request(req).await.map_err(Fault::Send)?;
+                let resp = lean.client().request(req).await.map_err(Fault::Send)?;
                 let status = resp.status();
                 let etag = etag(resp.headers());
                 let body = http_body_util::Limited::new(resp.into_body(), max)

@@ -56,6 +56,11 @@ struct BackendErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkerLabels {
+    worker: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -75,6 +80,7 @@ pub struct Metrics {
     unknown: Family<DialectLabels, Counter>,
     backend_errors: Family<BackendErrorLabels, Counter>,
     in_flight: Gauge,
+    connections: Family<WorkerLabels, Gauge>,
     reloads: Family<OutcomeLabels, Counter>,
     panics: Counter,
     /// `scim`, the dialect and route label of `/scim/v2` requests.
@@ -98,6 +104,7 @@ impl Metrics {
         let unknown = Family::<DialectLabels, Counter>::default();
         let backend_errors = Family::<BackendErrorLabels, Counter>::default();
         let in_flight = Gauge::default();
+        let connections = Family::<WorkerLabels, Gauge>::default();
         let reloads = Family::<OutcomeLabels, Counter>::default();
         let panics = Counter::default();
         registry.register(
@@ -141,6 +148,11 @@ impl Metrics {
             in_flight.clone(),
         );
         registry.register(
+            "connections",
+            "Client connections open, by the serving worker that accepted them",
+            connections.clone(),
+        );
+        registry.register(
             "config_reloads",
             "Config and mapping reloads, by outcome",
             reloads.clone(),
@@ -154,6 +166,7 @@ impl Metrics {
             unknown,
             backend_errors,
             in_flight,
+            connections,
             reloads,
             panics,
             scim: Arc::from("scim"),
@@ -253,6 +266,13 @@ impl Metrics {
     pub fn in_flight(&self) -> InFlight {
         self.in_flight.inc();
         InFlight(self.in_flight.clone())
+    }
+
+    /// The open-connections gauge of serving worker `worker`.
+    pub fn connections(&self, worker: u32) -> Gauge {
+        self.connections
+            .get_or_create(&WorkerLabels { worker })
+            .clone()
     }
 
     /// The OpenMetrics text of every metric, and of the backend's own figures.

@@ -17,6 +17,7 @@ pub mod reload;
 pub mod respond;
 pub mod scim;
 pub mod stack;
+pub mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,12 +105,31 @@ pub async fn serve_with<H: layer::Handler<Bytes>>(
     drain: Duration,
     handler: H,
 ) {
+    let connections = Arc::new(tokio::sync::Semaphore::new(
+        state.load().config.limits.max_connections,
+    ));
+    accept(listener, state, shutdown, drain, handler, connections, 0).await;
+}
+
+/// The accept loop of one listener: a connection per permit of `connections` (at
+/// `max_connections`, accepting stops and new connections wait in the kernel's backlog), each
+/// served through the stack on this thread's runtime; after `shutdown`, the drain. `worker`
+/// labels the connections gauge.
+async fn accept<H: layer::Handler<Bytes>>(
+    listener: TcpListener,
+    state: Shared,
+    shutdown: impl std::future::Future<Output = ()>,
+    drain: Duration,
+    handler: H,
+    connections: Arc<tokio::sync::Semaphore>,
+    worker: u32,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // The metrics are kept across reloads: the gauge handle is resolved once.
+    let open = state.load().metrics.connections(worker);
     let mut shutdown = std::pin::pin!(shutdown);
     let limits = state.load().config.limits.clone();
     let header_timeout = Duration::from_millis(limits.header_read_timeout_ms);
-    // At `max_connections`, stop accepting: new connections wait in the kernel's backlog.
-    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
         let permit = tokio::select! {
             p = Arc::clone(&connections).acquire_owned() => match p {
@@ -142,10 +162,13 @@ pub async fn serve_with<H: layer::Handler<Bytes>>(
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
             .into_owned();
         let conn = graceful.watch(conn);
+        let open = open.clone();
+        open.inc();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, %peer, "connection ended");
             }
+            open.dec();
             drop(permit);
         });
     }
@@ -196,8 +219,10 @@ pub async fn handle(req: Request<Bytes>) -> Response<Body> {
     }
 }
 
-/// `userbridge serve`: loads config and mappings, opens the backend, listens until SIGINT or
-/// SIGTERM, then drains. SIGHUP reloads config and mappings through `load`.
+/// `userbridge serve`: loads config and mappings, opens the backend, serves on
+/// `server.workers` threads ([`workers`]) until SIGINT or SIGTERM, then drains. SIGHUP reloads
+/// config and mappings through `load`. This runtime keeps what is not a request: signals,
+/// reloads, the mirror's copying.
 pub async fn run(
     config: Config,
     mappings: MappingSet,
@@ -211,18 +236,21 @@ pub async fn run(
         .ready()
         .await
         .map_err(|e| format!("backend not ready: {e}"))?;
-    let listener = TcpListener::bind(&listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, backend = state.backend.kind(), dialects = state.mappings.mappings.len(), "listening");
+    let n = state.config.server.worker_count();
+    let listeners = workers::bind(&listen, n).await?;
+    let addr = listeners.addr;
     let drain = Duration::from_millis(state.config.limits.request_timeout_ms);
     let shared: Shared = Arc::new(ArcSwap::new(state));
+    let running = workers::Workers::start(listeners, &shared, drain)?;
+    let state = shared.load();
+    tracing::info!(%addr, workers = n, backend = state.backend.kind(), dialects = state.mappings.mappings.len(), "listening");
+    drop(state);
     #[cfg(unix)]
     let reloader = tokio::spawn(reload::on_sighup(Arc::clone(&shared), load));
     #[cfg(not(unix))]
     drop(load);
-    serve(listener, Arc::clone(&shared), shutdown_signal(), drain).await;
+    shutdown_signal().await;
+    running.stop().await;
     // Requests have drained: their audit records are in the queue; write them out.
     shared.load().audit.flush().await;
     #[cfg(unix)]
