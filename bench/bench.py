@@ -40,7 +40,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 PORTS = {"backend": 9100, "nginx-1w": 9101, "nginx-auto": 9102, "haproxy": 9103, "userbridge": 9104,
-         "userbridge-b": 9105}
+         "userbridge-b": 9105, "callgrind": 9106}
 ADMIN_PASSWORD = "bench-admin-password"
 
 
@@ -241,6 +241,78 @@ def wrk(url, script, seconds, conns, pinned):
     return {"rps": rps, "requests": total, "p50": to_ms(lat["50"]), "p99": to_ms(lat["99"])}
 
 
+def perf_counts(pids, measure):
+    """Syscalls and context switches of `pids` (all their threads) while `measure()` runs:
+    `perf stat` with the raw_syscalls tracepoint and the context-switches software event
+    (both work without hardware counters). None when perf cannot count here."""
+    if not shutil.which("perf"):
+        return None, measure()
+    perf = subprocess.Popen(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter,context-switches",
+                             "-p", ",".join(map(str, pids))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    try:
+        res = measure()
+    finally:
+        perf.send_signal(signal.SIGINT)
+        _, err = perf.communicate(timeout=10)
+    counts = {}
+    for line in err.splitlines():
+        f = line.split(",")
+        if len(f) > 2 and f[0].strip().isdigit():
+            counts[f[2]] = int(f[0])
+    if "raw_syscalls:sys_enter" not in counts:
+        return None, res
+    return counts, res
+
+
+def instructions_per_request(binary, config, port, method, path, headers, body, n):
+    """Instructions the whole gateway executes per request (callgrind; one worker, so that the
+    count is one thread's path): warm up, zero the counters, send `n` requests on one
+    keep-alive connection, dump, divide. Repeatable for one binary whatever the machine does."""
+    import http.client
+    out = tempfile.mktemp(prefix="userbridge-callgrind-")
+    env = dict(os.environ, USERBRIDGE_LOG="warn", USERBRIDGE_SERVER__WORKERS="1")
+    vg = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p",
+                           binary, "serve", "--config", config],
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, timeout=60)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+        def send(k):
+            for _ in range(k):
+                conn.request(method, path, body=body, headers=headers)
+                r = conn.getresponse()
+                r.read()
+                if r.status >= 300:
+                    raise RuntimeError(f"{path}: {r.status} under callgrind")
+        send(200)
+        subprocess.run(["callgrind_control", "--zero", str(vg.pid)], check=True, capture_output=True)
+        send(n)
+        subprocess.run(["callgrind_control", "--dump", str(vg.pid)], check=True, capture_output=True)
+        conn.close()
+    finally:
+        vg.send_signal(signal.SIGTERM)
+        try:
+            vg.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            vg.kill()
+    total = 0
+    for dump in [f for f in os.listdir(os.path.dirname(out)) if f.startswith(os.path.basename(out))]:
+        path_ = os.path.join(os.path.dirname(out), dump)
+        with open(path_) as f:
+            text = f.read()
+        # Dump part 1 (`.1`), made after the measured requests, holds their count (the
+        # counters were zeroed before them); the last part is the shutdown.
+        if dump.endswith(".1"):
+            m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+            if m:
+                total = max(total, int(m.group(1)))
+        os.unlink(path_)
+    return total / n
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
@@ -251,6 +323,8 @@ def main():
     ap.add_argument("--userbridge-b", help="a second userbridge binary, measured beside the first (A/B)")
     ap.add_argument("--backend", default=os.path.join(ROOT, "target/release/examples/bench-backend"))
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--callgrind", type=int, default=2000,
+                    help="requests counted under callgrind for each userbridge target (0: skip)")
     args = ap.parse_args()
 
     for name, port in PORTS.items():
@@ -326,11 +400,36 @@ def main():
                 results[name].append(res)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
 
+        # Syscalls and context switches per request: one more run per target, counted by perf.
+        per_req = {}
+        for name, proc, port, req, path in targets:
+            pids = [p for p in family(procs[proc].pid)]
+            counts, res = perf_counts(pids, lambda: wrk(f"http://127.0.0.1:{port}{path}", scripts[req],
+                                                        args.seconds, args.connections, args.pin))
+            if counts:
+                per_req[name] = {k: v / max(res["requests"], 1) for k, v in counts.items()}
+
         # Peak memory at 256 concurrent keep-alive connections.
         rss = {}
         for name, proc, port, req, path in targets:
             wrk(f"http://127.0.0.1:{port}{path}", scripts[req], 2, 256, args.pin)
             rss[name] = peak_rss_kib(family(procs[proc].pid)) / 1024
+
+        # Instructions per request of the whole gateway path (userbridge only), under callgrind.
+        instr = {}
+        if args.callgrind and shutil.which("valgrind"):
+            for name, proc, port, req, path in targets:
+                if not proc.startswith("userbridge"):
+                    continue
+                m, _, h, b = reqs[req]
+                binary = args.userbridge if proc == "userbridge" else args.userbridge_b
+                cg_port = PORTS["callgrind"]
+                cfg = os.path.join(work, f"{proc}-callgrind.toml")
+                with open(os.path.join(work, f"{proc}.toml")) as f:
+                    text = f.read().replace(f"127.0.0.1:{PORTS[proc]}", f"127.0.0.1:{cg_port}")
+                with open(cfg, "w") as f:
+                    f.write(text)
+                instr[name] = instructions_per_request(binary, cfg, cg_port, m, path, h, b, args.callgrind)
 
         med = {n: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99", "cpu_us")} for n, rs in results.items()}
         best_pass = max(med[n]["rps"] for n in ("nginx-1w", "nginx-auto", "haproxy"))
@@ -340,16 +439,21 @@ def main():
               f"userbridge ready {ready_ms:.0f} ms after exec"
               + (f" ({args.userbridge}); -b: {args.userbridge_b}, ready {ready['userbridge-b']:.0f} ms" if args.userbridge_b else "")
               + "\n")
-        print("| target | req/s | p50 ms | p99 ms | CPU µs/req (target) | peak RSS MiB @256 conns | req/s ÷ best pass-through |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print("| target | req/s | p50 ms | p99 ms | CPU µs/req (target) | syscalls/req | ctx switches/req | instructions/req | peak RSS MiB @256 conns | req/s ÷ best pass-through |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for n in results:
             m = med[n]
             cpu = "—" if n == "direct" else f"{m['cpu_us']:.1f}"
-            print(f"| {n} | {m['rps']:,.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {cpu} | {rss[n]:.1f} | {m['rps'] / best_pass:.2f}x |")
+            pr = per_req.get(n)
+            sc = f"{pr['raw_syscalls:sys_enter']:.1f}" if pr else "—"
+            cs = f"{pr.get('context-switches', 0):.2f}" if pr else "—"
+            ins = f"{instr[n]:,.0f}" if n in instr else "—"
+            print(f"| {n} | {m['rps']:,.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {cpu} | {sc} | {cs} | {ins} | {rss[n]:.1f} | {m['rps'] / best_pass:.2f}x |")
         print(f"\nbest pass-through: {best_name}; CPU of direct is the backend's alone: {med['direct']['cpu_us']:.1f} µs/req")
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"mode": mode, "ready_ms": ready_ms, "median": med, "rss_mib": rss, "rounds": results}, f, indent=1)
+                json.dump({"mode": mode, "ready_ms": ready_ms, "median": med, "rss_mib": rss, "per_request": per_req,
+                           "instructions": instr, "rounds": results}, f, indent=1)
     finally:
         for p in procs.values():
             try:

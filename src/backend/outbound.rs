@@ -209,6 +209,17 @@ impl Outbound {
             })?)),
             None => None,
         };
+        self.call_bytes(method, path, body, if_match).await
+    }
+
+    /// [`Outbound::call`] with the body already encoded (`content_type`).
+    pub async fn call_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        if_match: Option<&str>,
+    ) -> Result<Reply, BackendError> {
         if let Some(lean) = &self.lean {
             return self.call_lean(lean, method, path, body, if_match).await;
         }

@@ -11,12 +11,14 @@
 //! Secrets travel in clear (the receiver must set them): use https and a token. The caller's
 //! own password is checked by the gateway and never sent.
 
+use bytes::Bytes;
 use reqwest::Method;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::outbound::Outbound;
 use super::{Backend, BackendError, BoxFuture, Store};
-use crate::canonical::{OpKind, Operation, UserDoc, with_schemas};
+use crate::canonical::{DocJson, GroupChange, OpKind, Operation, UserDoc};
 use crate::config::OutboundConfig;
 use crate::redact::Secret;
 
@@ -33,8 +35,15 @@ impl Webhook {
         })
     }
 
-    async fn post(&self, body: &Value) -> Result<UserDoc, BackendError> {
-        let r = self.http.call(Method::POST, "", Some(body), None).await?;
+    async fn post(&self, body: &(impl Serialize + ?Sized)) -> Result<UserDoc, BackendError> {
+        let body = Bytes::from(
+            serde_json::to_vec(body)
+                .map_err(|e| BackendError::Failed(format!("cannot encode the request: {e}")))?,
+        );
+        let r = self
+            .http
+            .call_bytes(Method::POST, "", Some(body), None)
+            .await?;
         if !r.status.is_success() {
             return Err(r.error());
         }
@@ -48,25 +57,26 @@ impl Webhook {
 }
 
 /// The wire form of an operation: secrets in clear, no caller password, no conditions (the
-/// gateway resolved them).
-fn wire(op: Operation) -> Value {
-    let mut m = Map::with_capacity(5);
-    m.insert(
-        "operation".into(),
-        Value::String(op.operation.as_str().into()),
-    );
-    m.insert("dialect".into(), Value::String(op.dialect.to_string()));
-    if let Some(t) = op.target {
-        m.insert("target".into(), Value::Object(t.0));
+/// gateway resolved them). Written straight from the operation, without building a document.
+#[derive(Serialize)]
+struct Wire<'a> {
+    operation: &'static str,
+    dialect: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<&'a Map<String, Value>>,
+    user: DocJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    groups: Option<&'a GroupChange>,
+}
+
+fn wire(op: &Operation) -> Wire<'_> {
+    Wire {
+        operation: op.operation.as_str(),
+        dialect: &op.dialect,
+        target: op.target.as_ref().map(|t| &t.0),
+        user: DocJson::exposed_with_schemas(&op.user.0),
+        groups: op.groups.as_ref(),
     }
-    m.insert("user".into(), Value::Object(with_schemas(op.user.0)));
-    if let Some(g) = op.groups {
-        m.insert(
-            "groups".into(),
-            serde_json::to_value(g).unwrap_or(Value::Null),
-        );
-    }
-    Value::Object(m)
 }
 
 impl Backend for Webhook {
@@ -87,7 +97,7 @@ impl Backend for Webhook {
                 }
                 op.target = Some(UserDoc(pinned));
             }
-            self.post(&wire(op)).await
+            self.post(&wire(&op)).await
         })
     }
 

@@ -21,9 +21,11 @@ pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:ente
 pub const EXT_SCHEMA: &str = "urn:userbridge:params:scim:schemas:extension:2.0:User";
 
 mod identity;
+mod json;
 mod operation;
 
 pub use identity::{Identity, Target};
+pub use json::DocJson;
 pub use operation::{
     Completion, GroupChange, GroupOp, GroupRef, OpKind, Operation, PendingJoin, Precondition,
 };
@@ -339,13 +341,16 @@ fn redact_at(doc: &mut Map<String, Value>, steps: &[Step]) {
 
 impl fmt::Debug for UserDoc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", Value::Object(self.redacted()))
+        match serde_json::to_string(&DocJson::redacted(&self.0)) {
+            Ok(text) => f.write_str(&text),
+            Err(_) => f.write_str("{}"),
+        }
     }
 }
 
 impl Serialize for UserDoc {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.redacted().serialize(s)
+        DocJson::redacted(&self.0).serialize(s)
     }
 }
 

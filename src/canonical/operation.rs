@@ -9,7 +9,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::{UserDoc, with_schemas};
+use super::UserDoc;
 use crate::redact::Secret;
 use crate::rejection::{Outcome, Rejection};
 
@@ -225,7 +225,7 @@ impl Serialize for Operation {
         if let Some(t) = &self.target {
             m.serialize_entry("target", t)?;
         }
-        m.serialize_entry("user", &with_schemas(self.user.redacted()))?;
+        m.serialize_entry("user", &super::DocJson::redacted_with_schemas(&self.user.0))?;
         if let Some(g) = &self.groups {
             m.serialize_entry("groups", g)?;
         }

@@ -2,16 +2,17 @@
 //! shed, authenticated and read the request — translate (400), step-up password, backend
 //! (404, 400/409, then 502/503/504), the answer in the caller's dialect, the audit record.
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::{Request, Response};
-use serde_json::Map;
+use serde_json::{Map, Value};
 
 use super::http::{Body, from_dialect};
 use super::ingress::Routed;
 use super::respond::{About, refuse};
-use crate::canonical::{Identity, Operation, UserDoc, location};
+use crate::canonical::{Identity, Operation, Step, UserDoc, get, location};
 use crate::config::Credential;
 use crate::exchange::Exchange;
 use crate::mapping::Note;
@@ -40,7 +41,10 @@ pub async fn handle(
             .metrics
             .unknown_members(&exchange.mapping.dialect, unknown);
         let op = translation.op;
-        if let Some(user) = user_label(&op) {
+        // Only the request's log line names the user: not worked out when it is not written.
+        if tracing::enabled!(target: "userbridge::server::stack", tracing::Level::INFO)
+            && let Some(user) = user_label(&op)
+        {
             let _ = routed.user.set(user);
         }
         if let Err(rej) = exchange.step_up(&op, caller) {
@@ -60,7 +64,7 @@ async fn write(
     let state = &routed.state;
     // What error messages may name: the target and the user's identifying attributes only.
     let target = op.target.clone();
-    let who = identifying(&op.user);
+    let who = Identifying::of(&op.user);
     let audited = state.audit.prepare(&op);
     let timeout = Duration::from_millis(state.config.limits.request_timeout_ms);
     let started = Instant::now();
@@ -75,6 +79,7 @@ async fn write(
     let resp = match result {
         Ok(stored) => from_dialect(exchange.answer(&stored)),
         Err(e) => {
+            let who = who.doc();
             let about = About {
                 target: target.as_ref(),
                 user: Some(&who),
@@ -112,13 +117,26 @@ fn user_label(op: &Operation) -> Option<String> {
     op.target_key().map(|t| t.label())
 }
 
-/// The identifying attributes of a user, for error messages (never a secret).
-fn identifying(user: &UserDoc) -> UserDoc {
-    let mut m = Map::new();
-    for name in ["userName", "ext.authenticator"] {
-        if let Some(v) = user.attr(name) {
-            crate::canonical::set(&mut m, &location(name), v.clone());
-        }
+/// The identifying attributes of a user, kept for an error message (never a secret); the
+/// document is built only when there is an error to word.
+struct Identifying([Option<Value>; 2]);
+
+/// Where the identifying attributes live (resolved once).
+static IDENTIFYING: LazyLock<[Vec<Step>; 2]> =
+    LazyLock::new(|| [location("userName"), location("ext.authenticator")]);
+
+impl Identifying {
+    fn of(user: &UserDoc) -> Self {
+        Self(IDENTIFYING.each_ref().map(|loc| get(&user.0, loc).cloned()))
     }
-    UserDoc(m)
+
+    fn doc(self) -> UserDoc {
+        let mut m = Map::new();
+        for (loc, v) in IDENTIFYING.iter().zip(self.0) {
+            if let Some(v) = v {
+                crate::canonical::set(&mut m, loc, v);
+            }
+        }
+        UserDoc(m)
+    }
 }
