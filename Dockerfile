@@ -18,6 +18,9 @@ COPY mappings ./mappings
 COPY schemas ./schemas
 COPY --from=build --chown=65532:65532 /out/data ./data
 ENV USERBRIDGE_SERVER__LISTEN=0.0.0.0:8080
+# mimalloc commits arena memory as it is used, not ahead: 13 MiB less peak RSS at 256
+# connections at no measurable CPU cost (docs/performance.md).
+ENV MIMALLOC_ARENA_EAGER_COMMIT=0
 USER 65532:65532
 EXPOSE 8080
 VOLUME ["/app/data"]

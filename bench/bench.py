@@ -321,6 +321,8 @@ def main():
     ap.add_argument("--pin", action="store_true", help="wrk on CPU 0; proxies and backend on CPU 1")
     ap.add_argument("--userbridge", default=os.path.join(ROOT, "target/release/userbridge"))
     ap.add_argument("--userbridge-b", help="a second userbridge binary, measured beside the first (A/B)")
+    ap.add_argument("--env-b", action="append", default=[], metavar="NAME=VALUE",
+                    help="an environment variable for the second userbridge only (allocator settings, say)")
     ap.add_argument("--backend", default=os.path.join(ROOT, "target/release/examples/bench-backend"))
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--callgrind", type=int, default=2000,
@@ -352,8 +354,9 @@ def main():
         ready = {}
         for name, binary in builds:
             started = time.monotonic()
+            env_of = dict(env, **dict(e.split("=", 1) for e in args.env_b)) if name == "userbridge-b" else env
             procs[name] = subprocess.Popen(pin([binary, "serve", "--config", os.path.join(work, f"{name}.toml")], "1", args.pin),
-                                           env=env)
+                                           env=env_of)
             while True:
                 try:
                     urllib.request.urlopen(f"http://127.0.0.1:{PORTS[name]}/healthz", timeout=0.5).read()

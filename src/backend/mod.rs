@@ -6,6 +6,7 @@
 //! [`Operation::complete`] once it has found the user, inside its own transaction — and returns
 //! the stored user. No backend sees a mapping.
 
+pub mod http1;
 pub mod index;
 pub mod merge;
 pub mod mirror;

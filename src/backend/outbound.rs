@@ -13,41 +13,16 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, HeaderValue, IF
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use super::BackendError;
+use super::{BackendError, http1};
 use crate::config::OutboundConfig;
 use crate::redact::Secret;
 use crate::rejection::{Outcome, Rejection};
 
-type LeanClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    http_body_util::Full<Bytes>,
->;
-
-/// The plain-HTTP transport: hyper's pooled client straight, without reqwest's layers (URL
-/// handling, retry and redirect services). Used for `http://` backends without a proxy.
-///
-/// One pool per thread: a serving worker (`server::workers`) drives its own backend
-/// connections on its own runtime, so that a request's backend call stays on its thread.
+/// The plain-HTTP transport ([`http1`]): the request driven in its own task over this
+/// thread's connections. Used for `http://` backends without a proxy.
 struct Lean {
-    clients: thread_local::ThreadLocal<LeanClient>,
-    connect_timeout: Duration,
-    base_uri: http::Uri,
+    http: http1::Http1,
     timeout: Duration,
-}
-
-impl Lean {
-    /// This thread's client (made on its first call here).
-    fn client(&self) -> &LeanClient {
-        self.clients.get_or(|| {
-            let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            connector.set_connect_timeout(Some(self.connect_timeout));
-            connector.set_nodelay(true);
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(30))
-                .pool_timer(hyper_util::rt::TokioTimer::new())
-                .build(connector)
-        })
-    }
 }
 
 /// A configured remote endpoint.
@@ -169,14 +144,15 @@ impl Outbound {
             None => None,
         };
         let lean = if url.scheme() == "http" && cfg.proxy.is_none() {
-            let base_uri = url
-                .as_str()
-                .parse::<http::Uri>()
-                .map_err(|e| format!("backend url `{base}`: {e}"))?;
+            let auth = auth.as_ref().and_then(|a| a.to_str().ok());
             Some(Lean {
-                clients: thread_local::ThreadLocal::new(),
-                connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
-                base_uri,
+                http: http1::Http1::new(
+                    &url,
+                    auth,
+                    content_type,
+                    Duration::from_millis(cfg.connect_timeout_ms),
+                    cfg.max_reply_bytes,
+                )?,
                 timeout: Duration::from_millis(cfg.timeout_ms),
             })
         } else {
@@ -280,73 +256,45 @@ impl Outbound {
         body: Option<Bytes>,
         if_match: Option<&str>,
     ) -> Result<Reply, BackendError> {
-        use http_body_util::BodyExt;
-        let uri = if path.is_empty() {
-            lean.base_uri.clone()
-        } else {
-            format!("{}{}", self.base, path)
-                .parse::<http::Uri>()
-                .map_err(|e| BackendError::Failed(format!("bad backend path: {e}")))?
-        };
+        let request = lean
+            .http
+            .request(
+                &method,
+                path,
+                body.as_deref().map(|b| (self.content_type, b)),
+                if_match,
+            )
+            .map_err(|f| self.fault(&method, f))?;
+        let head_only = method == Method::HEAD;
         let mut attempt = 0;
         loop {
-            let mut b = http::Request::builder()
-                .method(method.clone())
-                .uri(uri.clone())
-                .header(ACCEPT, self.content_type)
-                .header(
-                    http::header::USER_AGENT,
-                    concat!("userbridge/", env!("CARGO_PKG_VERSION")),
-                );
-            if let Some(a) = &self.auth {
-                b = b.header(AUTHORIZATION, a.clone());
-            }
-            if let Some(m) = if_match {
-                b = b.header(IF_MATCH, m);
-            }
-            if body.is_some() {
-                b = b.header(CONTENT_TYPE, self.content_type);
-            }
-            let req = b
-                .body(http_body_util::Full::new(body.clone().unwrap_or_default()))
-                .map_err(|e| BackendError::Failed(format!("cannot build the request: {e}")))?;
-            let max = self.max_reply_bytes;
-            let exchange = async {
-                let resp = lean.client().request(req).await.map_err(Fault::Send)?;
-                let status = resp.status();
-                let etag = etag(resp.headers());
-                let body = http_body_util::Limited::new(resp.into_body(), max)
-                    .collect()
-                    .await
-                    .map_err(|e| Fault::Body(e.to_string()))?
-                    .to_bytes();
-                Ok::<_, Fault>(Reply { status, etag, body })
-            };
-            match tokio::time::timeout(lean.timeout, exchange).await {
+            match tokio::time::timeout(lean.timeout, lean.http.send(&request, head_only)).await {
                 Err(_) => return Err(BackendError::Timeout),
-                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Ok(a)) => {
+                    return Ok(Reply {
+                        status: a.status,
+                        etag: a.etag,
+                        body: a.body,
+                    });
+                }
                 // Connect failed: nothing was sent, so trying again cannot double a write.
-                Ok(Err(Fault::Send(e))) if e.is_connect() && attempt < self.connect_retries => {
+                Ok(Err(http1::Fault::Connect(_))) if attempt < self.connect_retries => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(50 << attempt.min(4))).await;
                 }
-                Ok(Err(Fault::Send(e))) if e.is_connect() => {
-                    return Err(BackendError::Unavailable(format!(
-                        "cannot connect to {}",
-                        self.base
-                    )));
-                }
-                Ok(Err(Fault::Send(e))) => {
-                    return Err(BackendError::Failed(format!(
-                        "{method} {}: {e}{}",
-                        self.base,
-                        causes(&e)
-                    )));
-                }
-                Ok(Err(Fault::Body(m))) => {
-                    return Err(BackendError::Failed(format!("reading the answer: {m}")));
-                }
+                Ok(Err(f)) => return Err(self.fault(&method, f)),
             }
+        }
+    }
+
+    /// What a failed plain-HTTP exchange means for the caller.
+    fn fault(&self, method: &Method, f: http1::Fault) -> BackendError {
+        match f {
+            http1::Fault::Connect(_) => {
+                BackendError::Unavailable(format!("cannot connect to {}", self.base))
+            }
+            http1::Fault::Io(m) => BackendError::Failed(format!("{method} {}: {m}", self.base)),
+            http1::Fault::Answer(m) => BackendError::Failed(format!("{method} {}: {m}", self.base)),
         }
     }
 
@@ -381,12 +329,6 @@ impl Outbound {
             body: body.freeze(),
         })
     }
-}
-
-/// How a plain-HTTP exchange failed.
-enum Fault {
-    Send(hyper_util::client::legacy::Error),
-    Body(String),
 }
 
 /// The `ETag` header, if any.
