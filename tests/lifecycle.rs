@@ -51,14 +51,7 @@ fn sigterm_stops_accepting_finishes_the_request_in_flight_and_exits_0() {
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
     assert!(got.contains("\"drained\""), "{got}");
 
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = gw.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = gw.wait_exit(10);
     assert!(status.success(), "{status}");
     // Its write is in the store.
     let db = rusqlite::Connection::open(gw.dir.path().join("store.db")).unwrap();

@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A keep-alive connection of its own.
 struct Conn {
@@ -59,12 +59,7 @@ impl Conn {
 
 /// The open-connections gauge of each worker, from `/metrics`.
 async fn connections_by_worker(base: &str) -> Vec<(String, i64)> {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::gateway::metrics_text(base).await;
     text.lines()
         .filter_map(|l| l.strip_prefix("userbridge_connections{worker=\""))
         .map(|l| {
@@ -116,14 +111,7 @@ async fn workers_share_the_load_a_reload_and_the_drain() {
 
     // SIGTERM: every worker drains its idle connections and the process exits 0.
     common::binary::signal(gw.child.id(), "-TERM");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = gw.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(started.elapsed() < Duration::from_secs(15), "did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = gw.wait_exit(15);
     assert!(status.success(), "{status}");
     let db = rusqlite::Connection::open(gw.dir.path().join("store.db")).unwrap();
     let n: i64 = db

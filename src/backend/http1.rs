@@ -20,6 +20,8 @@ use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::outbound::Reply;
+
 /// Idle connections kept per serving thread.
 const MAX_IDLE: usize = 64;
 /// How long an idle connection is kept.
@@ -38,17 +40,6 @@ pub enum Fault {
     Io(String),
     /// The answer is not HTTP, or breaks a bound.
     Answer(String),
-}
-
-/// A backend's answer.
-#[derive(Debug)]
-pub struct Answer {
-    /// The status.
-    pub status: StatusCode,
-    /// The `ETag` header, if any.
-    pub etag: Option<String>,
-    /// The body.
-    pub body: Bytes,
 }
 
 struct Idle {
@@ -175,7 +166,7 @@ impl Http1 {
     }
 
     /// Sends `request` (from [`Http1::request`]) and reads the answer.
-    pub async fn send(&self, request: &[u8], head_only: bool) -> Result<Answer, Fault> {
+    pub async fn send(&self, request: &[u8], head_only: bool) -> Result<Reply, Fault> {
         let mut stream = match self.checkout() {
             Some(s) => s,
             None => self.connect().await?,
@@ -242,18 +233,12 @@ impl Http1 {
 
     /// Reads one answer: the head, then the body by its length, its chunks, or to the end.
     /// Says whether the connection may carry another request.
-    async fn read(&self, stream: &mut TcpStream, head_only: bool) -> Result<(Answer, bool), Fault> {
+    async fn read(&self, stream: &mut TcpStream, head_only: bool) -> Result<(Reply, bool), Fault> {
         let mut buf = BytesMut::with_capacity(4096);
         let mut parse_now = false;
         let (status, etag, framing, mut reusable, head_len) = loop {
             // What is already here after an interim answer is parsed before reading more.
-            if !std::mem::take(&mut parse_now)
-                && stream
-                    .read_buf(&mut buf)
-                    .await
-                    .map_err(|e| Fault::Io(format!("reading the answer: {e}")))?
-                    == 0
-            {
+            if !std::mem::take(&mut parse_now) && !fill(stream, &mut buf).await? {
                 return Err(Fault::Io(if buf.is_empty() {
                     "the backend closed the connection without answering".into()
                 } else {
@@ -295,18 +280,9 @@ impl Http1 {
                 if n > self.max_reply_bytes {
                     return Err(self.too_large());
                 }
+                buf.reserve(n.saturating_sub(buf.len()));
                 while buf.len() < n {
-                    buf.reserve(n - buf.len());
-                    if stream
-                        .read_buf(&mut buf)
-                        .await
-                        .map_err(|e| Fault::Io(format!("reading the answer: {e}")))?
-                        == 0
-                    {
-                        return Err(Fault::Io(
-                            "the backend closed the connection inside the answer".into(),
-                        ));
-                    }
+                    more(stream, &mut buf).await?;
                 }
                 // Bytes past the answer are not ours to read: the connection is not reused.
                 reusable &= buf.len() == n;
@@ -323,19 +299,14 @@ impl Http1 {
                     if buf.len() > self.max_reply_bytes {
                         return Err(self.too_large());
                     }
-                    if stream
-                        .read_buf(&mut buf)
-                        .await
-                        .map_err(|e| Fault::Io(format!("reading the answer: {e}")))?
-                        == 0
-                    {
+                    if !fill(stream, &mut buf).await? {
                         break;
                     }
                 }
                 buf.freeze()
             }
         };
-        Ok((Answer { status, etag, body }, reusable))
+        Ok((Reply { status, etag, body }, reusable))
     }
 
     async fn read_chunked(
@@ -350,7 +321,7 @@ impl Http1 {
                 match httparse::parse_chunk_size(buf) {
                     Ok(httparse::Status::Complete((used, size))) => break (size, used),
                     Ok(httparse::Status::Partial) if buf.len() < 1024 => {
-                        self.more(stream, buf).await?;
+                        more(stream, buf).await?;
                     }
                     _ => return Err(Fault::Answer("a chunked answer that is not".into())),
                 }
@@ -369,30 +340,19 @@ impl Http1 {
                             return Ok(body.freeze());
                         }
                         Some(n) if n < 8192 => buf.advance(n + 2),
-                        Some(_) => return Err(Fault::Answer("trailers too large".into())),
-                        None => self.more(stream, buf).await?,
+                        None if buf.len() < 8192 => more(stream, buf).await?,
+                        _ => return Err(Fault::Answer("trailers too large".into())),
                     }
                 }
             }
             while buf.len() < size + 2 {
-                self.more(stream, buf).await?;
+                more(stream, buf).await?;
             }
             body.extend_from_slice(&buf[..size]);
             if &buf[size..size + 2] != b"\r\n" {
                 return Err(Fault::Answer("a chunk without its end".into()));
             }
             buf.advance(size + 2);
-        }
-    }
-
-    async fn more(&self, stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), Fault> {
-        buf.reserve(4096);
-        match stream.read_buf(buf).await {
-            Ok(0) => Err(Fault::Io(
-                "the backend closed the connection inside the answer".into(),
-            )),
-            Ok(_) => Ok(()),
-            Err(e) => Err(Fault::Io(format!("reading the answer: {e}"))),
         }
     }
 
@@ -455,6 +415,26 @@ fn framing(resp: &httparse::Response<'_, '_>, no_body: bool) -> Result<(Framing,
         Some(n) => (Framing::Length(n), keep),
         None => (Framing::ToEnd, false),
     })
+}
+
+/// Reads what the backend sent next into `buf`; false at the end of the connection.
+async fn fill(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<bool, Fault> {
+    buf.reserve(4096);
+    match stream.read_buf(buf).await {
+        Ok(n) => Ok(n > 0),
+        Err(e) => Err(Fault::Io(format!("reading the answer: {e}"))),
+    }
+}
+
+/// [`fill`], where the answer is not whole yet: its end is an error.
+async fn more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), Fault> {
+    if fill(stream, buf).await? {
+        Ok(())
+    } else {
+        Err(Fault::Io(
+            "the backend closed the connection inside the answer".into(),
+        ))
+    }
 }
 
 fn find_crlf(buf: &[u8]) -> Option<usize> {

@@ -179,12 +179,7 @@ impl Outbound {
         body: Option<&Value>,
         if_match: Option<&str>,
     ) -> Result<Reply, BackendError> {
-        let body = match body {
-            Some(v) => Some(Bytes::from(serde_json::to_vec(v).map_err(|e| {
-                BackendError::Failed(format!("cannot encode the request: {e}"))
-            })?)),
-            None => None,
-        };
+        let body = body.map(encode).transpose()?;
         self.call_bytes(method, path, body, if_match).await
     }
 
@@ -270,13 +265,7 @@ impl Outbound {
         loop {
             match tokio::time::timeout(lean.timeout, lean.http.send(&request, head_only)).await {
                 Err(_) => return Err(BackendError::Timeout),
-                Ok(Ok(a)) => {
-                    return Ok(Reply {
-                        status: a.status,
-                        etag: a.etag,
-                        body: a.body,
-                    });
-                }
+                Ok(Ok(reply)) => return Ok(reply),
                 // Connect failed: nothing was sent, so trying again cannot double a write.
                 Ok(Err(http1::Fault::Connect(_))) if attempt < self.connect_retries => {
                     attempt += 1;
@@ -293,8 +282,9 @@ impl Outbound {
             http1::Fault::Connect(_) => {
                 BackendError::Unavailable(format!("cannot connect to {}", self.base))
             }
-            http1::Fault::Io(m) => BackendError::Failed(format!("{method} {}: {m}", self.base)),
-            http1::Fault::Answer(m) => BackendError::Failed(format!("{method} {}: {m}", self.base)),
+            http1::Fault::Io(m) | http1::Fault::Answer(m) => {
+                BackendError::Failed(format!("{method} {}: {m}", self.base))
+            }
         }
     }
 
@@ -329,6 +319,13 @@ impl Outbound {
             body: body.freeze(),
         })
     }
+}
+
+/// A request body as JSON.
+pub fn encode(body: &(impl serde::Serialize + ?Sized)) -> Result<Bytes, BackendError> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|e| BackendError::Failed(format!("cannot encode the request: {e}")))
 }
 
 /// The `ETag` header, if any.

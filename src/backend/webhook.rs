@@ -11,12 +11,11 @@
 //! Secrets travel in clear (the receiver must set them): use https and a token. The caller's
 //! own password is checked by the gateway and never sent.
 
-use bytes::Bytes;
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::outbound::Outbound;
+use super::outbound::{self, Outbound};
 use super::{Backend, BackendError, BoxFuture, Store};
 use crate::canonical::{DocJson, GroupChange, OpKind, Operation, UserDoc};
 use crate::config::OutboundConfig;
@@ -36,13 +35,9 @@ impl Webhook {
     }
 
     async fn post(&self, body: &(impl Serialize + ?Sized)) -> Result<UserDoc, BackendError> {
-        let body = Bytes::from(
-            serde_json::to_vec(body)
-                .map_err(|e| BackendError::Failed(format!("cannot encode the request: {e}")))?,
-        );
         let r = self
             .http
-            .call_bytes(Method::POST, "", Some(body), None)
+            .call_bytes(Method::POST, "", Some(outbound::encode(body)?), None)
             .await?;
         if !r.status.is_success() {
             return Err(r.error());

@@ -42,7 +42,7 @@ pub async fn handle(
             .unknown_members(&exchange.mapping.dialect, unknown);
         let op = translation.op;
         // Only the request's log line names the user: not worked out when it is not written.
-        if tracing::enabled!(target: "userbridge::server::stack", tracing::Level::INFO)
+        if tracing::enabled!(target: super::stack::LOG_TARGET, tracing::Level::INFO)
             && let Some(user) = user_label(&op)
         {
             let _ = routed.user.set(user);

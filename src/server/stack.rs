@@ -25,6 +25,10 @@ use super::respond::{About, refuse};
 use super::{Shared, State};
 use crate::rejection::Rejection;
 
+/// The target of the per-request log line (`observe`), for code that asks whether it is
+/// written.
+pub const LOG_TARGET: &str = module_path!();
+
 /// The stack for one connection from `peer`, around `handler` (the gateway's is
 /// [`super::Handle`]; tests put others there).
 pub fn stack<H: Handler<Bytes>>(

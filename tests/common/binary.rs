@@ -28,6 +28,18 @@ impl Drop for Running {
 }
 
 impl Running {
+    /// Waits until the process exits, at most `secs` seconds (then the test fails).
+    pub fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(std::time::Instant::now() < deadline, "did not exit");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Waits until a log line contains `what`; false after `secs` seconds.
     pub fn wait_for_log(&self, what: &str, secs: u64) -> bool {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);

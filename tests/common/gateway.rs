@@ -140,14 +140,19 @@ async fn launch(
     }
 }
 
-/// The value of the metric `name` (an exact series name) at `base`'s `/metrics`; -1 when absent.
-pub async fn metric(base: &str, name: &str) -> i64 {
-    let text = reqwest::get(format!("{base}/metrics"))
+/// The text of `base`'s `/metrics`.
+pub async fn metrics_text(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The value of the metric `name` (an exact series name) at `base`'s `/metrics`; -1 when absent.
+pub async fn metric(base: &str, name: &str) -> i64 {
+    let text = metrics_text(base).await;
     text.lines()
         .find_map(|l| {
             let (k, v) = l.split_once(' ')?;
