@@ -266,7 +266,7 @@ def perf_counts(pids, measure):
     return counts, res
 
 
-def instructions_per_request(binary, config, port, method, path, headers, body, n):
+def instructions_per_request(binary, config, port, method, path, headers, body, n, keep=None):
     """Instructions the whole gateway executes per request (callgrind; one worker, so that the
     count is one thread's path): warm up, zero the counters, send `n` requests on one
     keep-alive connection, dump, divide. Repeatable for one binary whatever the machine does."""
@@ -309,6 +309,8 @@ def instructions_per_request(binary, config, port, method, path, headers, body, 
             m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
             if m:
                 total = max(total, int(m.group(1)))
+            if keep:
+                shutil.copy(path_, keep)
         os.unlink(path_)
     return total / n
 
@@ -327,6 +329,8 @@ def main():
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--callgrind", type=int, default=2000,
                     help="requests counted under callgrind for each userbridge target (0: skip)")
+    ap.add_argument("--callgrind-keep", metavar="DIR",
+                    help="keep each target's callgrind profile as DIR/<target>.callgrind (for callgrind_annotate)")
     args = ap.parse_args()
 
     for name, port in PORTS.items():
@@ -432,7 +436,11 @@ def main():
                     text = f.read().replace(f"127.0.0.1:{PORTS[proc]}", f"127.0.0.1:{cg_port}")
                 with open(cfg, "w") as f:
                     f.write(text)
-                instr[name] = instructions_per_request(binary, cfg, cg_port, m, path, h, b, args.callgrind)
+                keep = None
+                if args.callgrind_keep:
+                    os.makedirs(args.callgrind_keep, exist_ok=True)
+                    keep = os.path.join(args.callgrind_keep, f"{name}.callgrind")
+                instr[name] = instructions_per_request(binary, cfg, cg_port, m, path, h, b, args.callgrind, keep)
 
         med = {n: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99", "cpu_us")} for n, rs in results.items()}
         best_pass = max(med[n]["rps"] for n in ("nginx-1w", "nginx-auto", "haproxy"))
