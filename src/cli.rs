@@ -469,7 +469,14 @@ fn reverse(
             return 1;
         }
     };
-    print_response(&exchange.answer(&crate::canonical::UserDoc(user)));
+    let stored = crate::backend::Stored::from_doc(crate::canonical::UserDoc(user));
+    match exchange.answer(&stored) {
+        Ok(r) => print_response(&r),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    }
     0
 }
 

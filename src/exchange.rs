@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, Stored};
 use crate::canonical::{Operation, UserDoc};
 use crate::config::{Credential, Limits};
 use crate::dialect::route::Params;
@@ -172,7 +172,7 @@ impl Exchange {
         backend: &dyn Backend,
         op: Operation,
         timeout: Duration,
-    ) -> Result<UserDoc, BackendError> {
+    ) -> Result<Stored, BackendError> {
         match tokio::time::timeout(timeout, backend.apply(op)).await {
             Ok(r) => r,
             Err(_) => Err(BackendError::Timeout),
@@ -185,9 +185,15 @@ impl Exchange {
         from_backend(e, groups)
     }
 
-    /// The success answer, rendered from the stored user (secrets never rendered).
-    pub fn answer(&self, stored: &UserDoc) -> DialectResponse {
-        self.mapping.success_response(stored)
+    /// The success answer, rendered from the stored user where the dialect returns it
+    /// (secrets never rendered); a stored user answered as JSON is parsed only then. A stored
+    /// user that cannot be read is the backend's failure (502).
+    pub fn answer(&self, stored: &Stored) -> Result<DialectResponse, BackendError> {
+        if self.mapping.renders_user() {
+            let doc = stored.doc()?;
+            return Ok(self.mapping.success_response(&doc));
+        }
+        Ok(self.mapping.success_response(&UserDoc::default()))
     }
 
     /// The refusal `rej` in the dialect's error shape.

@@ -67,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
         translation,
     } = dry_run(&SET.1, &SET.0.limits, req, None)
     {
-        let _ = exchange.answer(&translation.op.user);
         let _ = serde_json::to_string(&translation.op);
+        let _ = exchange.answer(&userbridge::backend::Stored::from_doc(translation.op.user));
     }
 });

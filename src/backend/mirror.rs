@@ -18,7 +18,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
-use super::{Backend, BackendError, BoxFuture, Gauge, Store};
+use super::{Backend, BackendError, BoxFuture, Gauge, Store, Stored};
 use crate::audit::Audit;
 use crate::canonical::Identity;
 use crate::canonical::{
@@ -251,10 +251,7 @@ impl Inner {
 
     /// Makes the shadow's user equal to `doc`: an update setting every attribute (and
     /// clearing the ones `doc` lacks), or a create when the shadow has no such user.
-    async fn copy(
-        &self,
-        e: &Entry,
-    ) -> Result<(Operation, UserDoc), (Option<Operation>, BackendError)> {
+    async fn copy(&self, e: &Entry) -> Result<Operation, (Option<Operation>, BackendError)> {
         let Some(who) = Identity::of(&e.doc) else {
             return Err((
                 None,
@@ -312,7 +309,7 @@ impl Inner {
             pending: Vec::new(),
         };
         match self.shadow.apply(update.clone()).await {
-            Ok(u) => Ok((update, u)),
+            Ok(_) => Ok(update),
             Err(BackendError::NotFound) => {
                 let create = Operation {
                     operation: OpKind::Create,
@@ -321,7 +318,7 @@ impl Inner {
                     ..update
                 };
                 match self.shadow.apply(create.clone()).await {
-                    Ok(u) => Ok((create, u)),
+                    Ok(_) => Ok(create),
                     Err(e) => Err((Some(create), e)),
                 }
             }
@@ -335,7 +332,7 @@ impl Inner {
         who: &Identity,
         dialect: Arc<str>,
         e: &Entry,
-    ) -> Result<(Operation, UserDoc), (Option<Operation>, BackendError)> {
+    ) -> Result<Operation, (Option<Operation>, BackendError)> {
         // The audit trail records a delete as an update clearing nothing, with its target.
         let op = Operation {
             operation: OpKind::Update,
@@ -365,7 +362,7 @@ impl Inner {
                 return Err((Some(op), err));
             }
         }
-        Ok((op, UserDoc(Map::new())))
+        Ok(op)
     }
 
     async fn record(&self, e: &Entry, op: Option<&Operation>, status: u16, error: Option<&str>) {
@@ -419,7 +416,7 @@ async fn worker(inner: Weak<Inner>) {
             continue;
         }
         match me.copy(&entry).await {
-            Ok((op, _)) => {
+            Ok(op) => {
                 if let Err(e) = me.done(entry.seq).await {
                     tracing::error!(error = %e, "mirror queue: a copied entry stays queued");
                 }
@@ -460,17 +457,17 @@ impl Backend for Mirror {
         "mirror"
     }
 
-    fn apply(&self, op: Operation) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+    fn apply(&self, op: Operation) -> BoxFuture<'_, Result<Stored, BackendError>> {
         Box::pin(async move {
             let dialect = Arc::clone(&op.dialect);
-            let stored = self.inner.primary.apply(op).await?;
+            let stored = self.inner.primary.apply(op).await?.into_doc()?;
             // Acknowledged by the primary: queued before the client hears of it. A queue that
             // cannot take it fails the request loudly rather than lose the copy silently.
             self.inner.enqueue("put", &dialect, &stored).await.map_err(|e| {
                 tracing::error!(error = %e, "mirror: written to the primary but not queued for the shadow");
                 e
             })?;
-            Ok(stored)
+            Ok(Stored::from_doc(stored))
         })
     }
 

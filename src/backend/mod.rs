@@ -13,6 +13,7 @@ pub mod mirror;
 pub mod outbound;
 pub mod scim;
 pub mod sqlite;
+pub mod stored;
 pub mod webhook;
 
 use std::future::Future;
@@ -24,6 +25,8 @@ use serde_json::{Map, Value};
 use crate::canonical::{EXT_SCHEMA, Operation, UserDoc};
 use crate::config::{BackendConfig, GroupConfig};
 use crate::rejection::Rejection;
+
+pub use stored::Stored;
 
 /// A boxed, sendable future: what trait objects can return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -64,7 +67,7 @@ pub trait Backend: Send + Sync {
 
     /// Applies one operation, all or nothing, and returns the stored user (secrets included:
     /// the caller renders it through a mapping, which never renders a secret).
-    fn apply(&self, op: Operation) -> BoxFuture<'_, Result<UserDoc, BackendError>>;
+    fn apply(&self, op: Operation) -> BoxFuture<'_, Result<Stored, BackendError>>;
 
     /// Whether the backend answers now.
     fn ready(&self) -> BoxFuture<'_, Result<(), BackendError>>;

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::outbound::{self, Outbound};
-use super::{Backend, BackendError, BoxFuture, Store};
+use super::{Backend, BackendError, BoxFuture, Store, Stored};
 use crate::canonical::{DocJson, GroupChange, OpKind, Operation, UserDoc};
 use crate::config::OutboundConfig;
 use crate::redact::Secret;
@@ -34,7 +34,9 @@ impl Webhook {
         })
     }
 
-    async fn post(&self, body: &(impl Serialize + ?Sized)) -> Result<UserDoc, BackendError> {
+    /// Posts `body`; the stored user answered, checked but not parsed (most dialects never
+    /// render it).
+    async fn post(&self, body: &(impl Serialize + ?Sized)) -> Result<Stored, BackendError> {
         let r = self
             .http
             .call_bytes(Method::POST, "", Some(outbound::encode(body)?), None)
@@ -42,12 +44,13 @@ impl Webhook {
         if !r.status.is_success() {
             return Err(r.error());
         }
-        match r.json()? {
-            Some(Value::Object(user)) if user.contains_key("id") => Ok(UserDoc(user)),
-            _ => Err(BackendError::Failed(
-                "the webhook answered without the stored user".into(),
-            )),
-        }
+        Stored::from_json(r.body)
+    }
+
+    /// The stored user `target` names, as a document.
+    async fn lookup(&self, target: Value) -> Result<UserDoc, BackendError> {
+        let get = serde_json::json!({"operation": "get", "target": target});
+        self.post(&get).await?.into_doc()
     }
 }
 
@@ -79,12 +82,11 @@ impl Backend for Webhook {
         "webhook"
     }
 
-    fn apply(&self, mut op: Operation) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+    fn apply(&self, mut op: Operation) -> BoxFuture<'_, Result<Stored, BackendError>> {
         Box::pin(async move {
             if op.operation == OpKind::Update && op.is_conditional() {
                 let target = op.target.take().unwrap_or_default();
-                let get = serde_json::json!({"operation": "get", "target": target.0});
-                let stored = self.post(&get).await?;
+                let stored = self.lookup(Value::Object(target.0)).await?;
                 op.complete(&stored).map_err(BackendError::Rejected)?;
                 let mut pinned = Map::new();
                 if let Some(id) = stored.0.get("id") {
@@ -116,9 +118,9 @@ impl Backend for Webhook {
 /// Reads through the `get` operation; a webhook estate is written through the dialects.
 impl Store for Webhook {
     fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
-        let get = serde_json::json!({"operation": "get", "target": {"id": id}});
+        let target = serde_json::json!({"id": id});
         Box::pin(async move {
-            match self.post(&get).await {
+            match self.lookup(target).await {
                 Ok(u) => Ok(Some(u)),
                 Err(BackendError::NotFound) => Ok(None),
                 Err(e) => Err(e),
@@ -136,8 +138,8 @@ impl Store for Webhook {
             let Some(name) = user_name else {
                 return Err(BackendError::Unsupported("webhook", "list all users"));
             };
-            let get = serde_json::json!({"operation": "get", "target": {"userName": name}});
-            match self.post(&get).await {
+            let target = serde_json::json!({"userName": name});
+            match self.lookup(target).await {
                 Ok(u) if start == 0 => Ok((vec![u], 1)),
                 Ok(_) => Ok((Vec::new(), 1)),
                 Err(BackendError::NotFound) => Ok((Vec::new(), 0)),

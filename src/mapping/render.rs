@@ -140,6 +140,11 @@ impl Mapping {
         Value::Object(out)
     }
 
+    /// Whether the success answer renders the stored user (else `success_response` ignores it).
+    pub fn renders_user(&self) -> bool {
+        matches!(self.success.body, SuccessBody::User)
+    }
+
     /// The success answer, rendered from the stored user where the dialect returns it.
     pub fn success_response(&self, user: &UserDoc) -> DialectResponse {
         let (content_type, body) = match &self.success.body {

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use super::{drop_nulls, parse_line};
-use crate::backend::{Backend, BackendError, Store, merge::merge};
+use crate::backend::{Backend, BackendError, Store, Stored, merge::merge};
 use crate::canonical::{
     ATTRIBUTES, GroupChange, GroupOp, Identity, OpKind, Operation, UserDoc, location,
 };
@@ -252,7 +252,7 @@ impl Importer {
     }
 
     /// Applies `op` and records it in the audit trail.
-    async fn audited(&self, line_no: u64, op: Operation) -> Result<UserDoc, BackendError> {
+    async fn audited(&self, line_no: u64, op: Operation) -> Result<Stored, BackendError> {
         let prepared = self.audit.prepare(&op);
         let result = self.backend.apply(op).await;
         if let Some(prepared) = prepared {
@@ -278,7 +278,7 @@ impl Importer {
         line_no: u64,
         op: &Operation,
         who: &Identity,
-    ) -> Result<UserDoc, BackendError> {
+    ) -> Result<Stored, BackendError> {
         let mut user = op.user.exposed().clone();
         drop_nulls(&mut user);
         crate::backend::strip_server_owned(&mut user);

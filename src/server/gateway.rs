@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::http::{Body, from_dialect};
 use super::ingress::Routed;
 use super::respond::{About, refuse};
+use crate::backend::Stored;
 use crate::canonical::{Identity, Operation, Step, UserDoc, get, location};
 use crate::config::Credential;
 use crate::exchange::Exchange;
@@ -74,17 +75,19 @@ async fn write(
         started.elapsed(),
         result.as_ref().err(),
     );
-    let error = result.as_ref().err().map(ToString::to_string);
-    let stored_id = result.as_ref().ok().and_then(|u| u.id().map(str::to_owned));
-    let resp = match result {
-        Ok(stored) => from_dialect(exchange.answer(&stored)),
+    // The answer is rendered (and a stored user answered as JSON read) before the audit
+    // record, which names the stored id and the outcome the client hears.
+    let answered = result.and_then(|stored| Ok((exchange.answer(&stored)?, stored)));
+    let error = answered.as_ref().err().map(ToString::to_string);
+    let (resp, stored) = match answered {
+        Ok((answer, stored)) => (from_dialect(answer), Some(stored)),
         Err(e) => {
             let who = who.doc();
             let about = About {
                 target: target.as_ref(),
                 user: Some(&who),
             };
-            refuse(routed, &exchange.backend_rejection(e), about)
+            (refuse(routed, &exchange.backend_rejection(e), about), None)
         }
     };
     if let Some(prepared) = audited {
@@ -101,7 +104,7 @@ async fn write(
                 prepared,
                 status,
                 error.as_deref(),
-                stored_id.as_deref(),
+                stored.as_ref().and_then(Stored::id),
             )
             .await;
     }

@@ -27,7 +27,7 @@ use self::groups::{Group, Groups, quote};
 use super::index::Index;
 use super::merge::merge;
 use super::outbound::{Outbound, Reply};
-use super::{Backend, BackendError, BoxFuture, Store, strip_server_owned};
+use super::{Backend, BackendError, BoxFuture, Store, Stored, strip_server_owned};
 use crate::canonical::{
     self, ATTRIBUTES, EXT_SCHEMA, GroupChange, GroupOp, OpKind, Operation, Target, UserDoc,
     location,
@@ -550,15 +550,16 @@ impl Backend for Scim {
         "scim"
     }
 
-    fn apply(&self, op: Operation) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+    fn apply(&self, op: Operation) -> BoxFuture<'_, Result<Stored, BackendError>> {
         Box::pin(async move {
-            match op.operation {
+            let doc = match op.operation {
                 OpKind::Create => {
                     let change = op.groups;
                     self.create_user(op.user, change.as_ref()).await
                 }
                 OpKind::Update => self.update_user(op).await,
-            }
+            };
+            doc.map(Stored::from_doc)
         })
     }
 
