@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::backend::{Backend, BackendError, Stored};
+use crate::backend::{Backend, BackendError, Stored, Want};
 use crate::canonical::{Operation, UserDoc};
 use crate::config::{Credential, Limits};
 use crate::dialect::route::Params;
@@ -173,7 +173,12 @@ impl Exchange {
         op: Operation,
         timeout: Duration,
     ) -> Result<Stored, BackendError> {
-        match tokio::time::timeout(timeout, backend.apply(op)).await {
+        let want = if self.mapping.renders_user() {
+            Want::User
+        } else {
+            Want::Id
+        };
+        match tokio::time::timeout(timeout, backend.apply(op, want)).await {
             Ok(r) => r,
             Err(_) => Err(BackendError::Timeout),
         }

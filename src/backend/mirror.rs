@@ -18,7 +18,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
-use super::{Backend, BackendError, BoxFuture, Gauge, Store, Stored};
+use super::{Backend, BackendError, BoxFuture, Gauge, Store, Stored, Want};
 use crate::audit::Audit;
 use crate::canonical::Identity;
 use crate::canonical::{
@@ -308,7 +308,7 @@ impl Inner {
             preconditions: Vec::new(),
             pending: Vec::new(),
         };
-        match self.shadow.apply(update.clone()).await {
+        match self.shadow.apply(update.clone(), Want::Id).await {
             Ok(_) => Ok(update),
             Err(BackendError::NotFound) => {
                 let create = Operation {
@@ -317,7 +317,7 @@ impl Inner {
                     user: UserDoc(user),
                     ..update
                 };
-                match self.shadow.apply(create.clone()).await {
+                match self.shadow.apply(create.clone(), Want::Id).await {
                     Ok(_) => Ok(create),
                     Err(e) => Err((Some(create), e)),
                 }
@@ -457,10 +457,11 @@ impl Backend for Mirror {
         "mirror"
     }
 
-    fn apply(&self, op: Operation) -> BoxFuture<'_, Result<Stored, BackendError>> {
+    fn apply(&self, op: Operation, _: Want) -> BoxFuture<'_, Result<Stored, BackendError>> {
         Box::pin(async move {
             let dialect = Arc::clone(&op.dialect);
-            let stored = self.inner.primary.apply(op).await?.into_doc()?;
+            // The whole user: it is queued for the shadow.
+            let stored = self.inner.primary.apply(op, Want::User).await?.into_doc()?;
             // Acknowledged by the primary: queued before the client hears of it. A queue that
             // cannot take it fails the request loudly rather than lose the copy silently.
             self.inner.enqueue("put", &dialect, &stored).await.map_err(|e| {

@@ -26,7 +26,7 @@ use crate::canonical::{EXT_SCHEMA, Operation, UserDoc};
 use crate::config::{BackendConfig, GroupConfig};
 use crate::rejection::Rejection;
 
-pub use stored::Stored;
+pub use stored::{Stored, Want};
 
 /// A boxed, sendable future: what trait objects can return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -66,8 +66,9 @@ pub trait Backend: Send + Sync {
     fn kind(&self) -> &'static str;
 
     /// Applies one operation, all or nothing, and returns the stored user (secrets included:
-    /// the caller renders it through a mapping, which never renders a secret).
-    fn apply(&self, op: Operation) -> BoxFuture<'_, Result<Stored, BackendError>>;
+    /// the caller renders it through a mapping, which never renders a secret); `want` says
+    /// whether the caller needs the whole document or only its id.
+    fn apply(&self, op: Operation, want: Want) -> BoxFuture<'_, Result<Stored, BackendError>>;
 
     /// Whether the backend answers now.
     fn ready(&self) -> BoxFuture<'_, Result<(), BackendError>>;

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::{Map, Value};
 
 use super::merge::merge;
-use super::{Backend, BackendError, BoxFuture, Store, Stored, strip_server_owned};
+use super::{Backend, BackendError, BoxFuture, Store, Stored, Want, strip_server_owned};
 use crate::canonical::{self, GroupChange, GroupOp, OpKind, Operation, Target, UserDoc, location};
 use crate::config::GroupConfig;
 
@@ -128,7 +128,7 @@ impl Backend for Sqlite {
         "sqlite"
     }
 
-    fn apply(&self, op: Operation) -> BoxFuture<'_, Result<Stored, BackendError>> {
+    fn apply(&self, op: Operation, _: Want) -> BoxFuture<'_, Result<Stored, BackendError>> {
         self.blocking(move |conn| {
             let tx = conn.transaction().map_err(db)?;
             let stored = match op.operation {

@@ -1,7 +1,7 @@
 //! What a write returns: the stored user, as a document where the backend built one, or as the
-//! JSON a remote backend answered, checked but not parsed into a document until someone needs
-//! it. Most dialects answer a write with a fixed or an empty body; only those that render the
-//! stored user pay for building it.
+//! JSON a remote backend answered, checked and its `id` read but not built into a document.
+//! Most dialects answer a write with a fixed or an empty body: the caller says with [`Want`]
+//! whether it needs the document, and only those that render the stored user pay for it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -12,6 +12,16 @@ use serde_json::Value;
 
 use super::BackendError;
 use crate::canonical::UserDoc;
+
+/// What the caller of a write needs of the stored user: a backend that receives the user as
+/// JSON parses it into a document only for [`Want::User`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Its `id` only (the answer is fixed or empty; the audit trail names the id).
+    Id,
+    /// The whole document (the answer renders it, or it is copied on).
+    User,
+}
 
 /// The stored user a backend returned for a write.
 pub struct Stored {
@@ -26,6 +36,7 @@ enum Form {
 }
 
 const NO_USER: &str = "the webhook answered without the stored user";
+const NOT_JSON: &str = "a 2xx answer that is not JSON";
 
 impl Stored {
     /// A stored user the backend holds as a document.
@@ -41,8 +52,7 @@ impl Stored {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(BackendError::Failed(NO_USER.into()));
         }
-        let text = std::str::from_utf8(&body)
-            .map_err(|_| BackendError::Failed("a 2xx answer that is not JSON".into()))?;
+        let text = std::str::from_utf8(&body).map_err(|_| BackendError::Failed(NOT_JSON.into()))?;
         let mut de = serde_json::Deserializer::from_str(text);
         let found = de
             .deserialize_map(IdVisitor)
@@ -51,7 +61,7 @@ impl Stored {
                 if e.classify() == serde_json::error::Category::Data {
                     BackendError::Failed(NO_USER.into())
                 } else {
-                    BackendError::Failed("a 2xx answer that is not JSON".into())
+                    BackendError::Failed(NOT_JSON.into())
                 }
             })?;
         let Some(id) = found else {
@@ -60,6 +70,28 @@ impl Stored {
         Ok(Self {
             form: Form::Json { body, id },
         })
+    }
+
+    /// A stored user answered as JSON, parsed into a document at once (for a caller that
+    /// needs it whole): one object with an `id` member, else a 502.
+    pub fn user_from_json(body: &[u8]) -> Result<UserDoc, BackendError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(BackendError::Failed(NO_USER.into()));
+        }
+        match serde_json::from_slice(body) {
+            Ok(Value::Object(user)) if user.contains_key("id") => Ok(UserDoc(user)),
+            Ok(_) => Err(BackendError::Failed(NO_USER.into())),
+            Err(_) => Err(BackendError::Failed(NOT_JSON.into())),
+        }
+    }
+
+    /// The stored user answered as JSON, in the form `want` asks for: parsed once into a
+    /// document, or checked and its `id` read.
+    pub fn from_answer(body: Bytes, want: Want) -> Result<Self, BackendError> {
+        match want {
+            Want::User => Self::user_from_json(&body).map(Self::from_doc),
+            Want::Id => Self::from_json(body),
+        }
     }
 
     /// The stored user's canonical `id`, when it is a string.
@@ -74,7 +106,7 @@ impl Stored {
     pub fn doc(&self) -> Result<Cow<'_, UserDoc>, BackendError> {
         match &self.form {
             Form::Doc(d) => Ok(Cow::Borrowed(d)),
-            Form::Json { body, .. } => parse(body).map(Cow::Owned),
+            Form::Json { body, .. } => Self::user_from_json(body).map(Cow::Owned),
         }
     }
 
@@ -82,7 +114,7 @@ impl Stored {
     pub fn into_doc(self) -> Result<UserDoc, BackendError> {
         match self.form {
             Form::Doc(d) => Ok(d),
-            Form::Json { body, .. } => parse(&body),
+            Form::Json { body, .. } => Self::user_from_json(&body),
         }
     }
 }
@@ -91,13 +123,6 @@ impl fmt::Debug for Stored {
     /// The id only: the stored user holds secrets.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stored").field("id", &self.id()).finish()
-    }
-}
-
-fn parse(body: &[u8]) -> Result<UserDoc, BackendError> {
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(user)) => Ok(UserDoc(user)),
-        _ => Err(BackendError::Failed(NO_USER.into())),
     }
 }
 
@@ -160,6 +185,18 @@ mod tests {
         let doc = s.doc().unwrap();
         assert_eq!(doc.0["userName"], "ann");
         assert_eq!(s.into_doc().unwrap().id(), Some("u-1"));
+    }
+
+    #[test]
+    fn a_user_parsed_at_once_must_be_an_object_with_an_id() {
+        let u = Stored::user_from_json(br#"{"id":"u-3","userName":"bo"}"#).unwrap();
+        assert_eq!(u.id(), Some("u-3"));
+        for body in [&b""[..], b"{}", b"[]", b"{\"id\""] {
+            assert!(matches!(
+                Stored::user_from_json(body),
+                Err(BackendError::Failed(_))
+            ));
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::outbound::{self, Outbound};
-use super::{Backend, BackendError, BoxFuture, Store, Stored};
+use super::{Backend, BackendError, BoxFuture, Store, Stored, Want};
 use crate::canonical::{DocJson, GroupChange, OpKind, Operation, UserDoc};
 use crate::config::OutboundConfig;
 use crate::redact::Secret;
@@ -34,9 +34,8 @@ impl Webhook {
         })
     }
 
-    /// Posts `body`; the stored user answered, checked but not parsed (most dialects never
-    /// render it).
-    async fn post(&self, body: &(impl Serialize + ?Sized)) -> Result<Stored, BackendError> {
+    /// Posts `body`; the body of a successful answer.
+    async fn send(&self, body: &(impl Serialize + ?Sized)) -> Result<bytes::Bytes, BackendError> {
         let r = self
             .http
             .call_bytes(Method::POST, "", Some(outbound::encode(body)?), None)
@@ -44,13 +43,13 @@ impl Webhook {
         if !r.status.is_success() {
             return Err(r.error());
         }
-        Stored::from_json(r.body)
+        Ok(r.body)
     }
 
-    /// The stored user `target` names, as a document.
+    /// The stored user `target` names, as a document (parsed once).
     async fn lookup(&self, target: Value) -> Result<UserDoc, BackendError> {
         let get = serde_json::json!({"operation": "get", "target": target});
-        self.post(&get).await?.into_doc()
+        Stored::user_from_json(&self.send(&get).await?)
     }
 }
 
@@ -82,7 +81,7 @@ impl Backend for Webhook {
         "webhook"
     }
 
-    fn apply(&self, mut op: Operation) -> BoxFuture<'_, Result<Stored, BackendError>> {
+    fn apply(&self, mut op: Operation, want: Want) -> BoxFuture<'_, Result<Stored, BackendError>> {
         Box::pin(async move {
             if op.operation == OpKind::Update && op.is_conditional() {
                 let target = op.target.take().unwrap_or_default();
@@ -94,7 +93,7 @@ impl Backend for Webhook {
                 }
                 op.target = Some(UserDoc(pinned));
             }
-            self.post(&wire(&op)).await
+            Stored::from_answer(self.send(&wire(&op)).await?, want)
         })
     }
 

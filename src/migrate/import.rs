@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use super::{drop_nulls, parse_line};
-use crate::backend::{Backend, BackendError, Store, Stored, merge::merge};
+use crate::backend::{Backend, BackendError, Store, Stored, Want, merge::merge};
 use crate::canonical::{
     ATTRIBUTES, GroupChange, GroupOp, Identity, OpKind, Operation, UserDoc, location,
 };
@@ -254,7 +254,7 @@ impl Importer {
     /// Applies `op` and records it in the audit trail.
     async fn audited(&self, line_no: u64, op: Operation) -> Result<Stored, BackendError> {
         let prepared = self.audit.prepare(&op);
-        let result = self.backend.apply(op).await;
+        let result = self.backend.apply(op, Want::Id).await;
         if let Some(prepared) = prepared {
             let request_id = format!("{}:{line_no}", self.source);
             let ctx = crate::audit::Context {

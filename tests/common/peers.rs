@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 use userbridge::backend::sqlite::Sqlite;
-use userbridge::backend::{Backend, BackendError, Stored};
+use userbridge::backend::{Backend, BackendError, Stored, Want};
 use userbridge::canonical::{OpKind, Operation, UserDoc};
 use userbridge::config::GroupConfig;
 
@@ -179,7 +179,7 @@ async fn receive(req: Request<hyper::body::Incoming>, store: &Sqlite) -> Respons
                 preconditions: Vec::new(),
                 pending: Vec::new(),
             };
-            store.apply(op).await.and_then(Stored::into_doc)
+            store.apply(op, Want::User).await.and_then(Stored::into_doc)
         }
         _ => {
             return answer(

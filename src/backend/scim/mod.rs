@@ -27,7 +27,7 @@ use self::groups::{Group, Groups, quote};
 use super::index::Index;
 use super::merge::merge;
 use super::outbound::{Outbound, Reply};
-use super::{Backend, BackendError, BoxFuture, Store, Stored, strip_server_owned};
+use super::{Backend, BackendError, BoxFuture, Store, Stored, Want, strip_server_owned};
 use crate::canonical::{
     self, ATTRIBUTES, EXT_SCHEMA, GroupChange, GroupOp, OpKind, Operation, Target, UserDoc,
     location,
@@ -550,7 +550,7 @@ impl Backend for Scim {
         "scim"
     }
 
-    fn apply(&self, op: Operation) -> BoxFuture<'_, Result<Stored, BackendError>> {
+    fn apply(&self, op: Operation, _: Want) -> BoxFuture<'_, Result<Stored, BackendError>> {
         Box::pin(async move {
             let doc = match op.operation {
                 OpKind::Create => {
