@@ -48,7 +48,7 @@ impl Stored {
 
     /// A stored user answered as JSON: `body` must be one object with an `id` member (502
     /// otherwise). Its syntax is checked in full and its `id` read; no document is built.
-    pub fn from_json(body: Bytes) -> Result<Self, BackendError> {
+    fn from_json(body: Bytes) -> Result<Self, BackendError> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(BackendError::Failed(NO_USER.into()));
         }
