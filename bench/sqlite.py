@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,8 +55,8 @@ end
 """
 
 
-def config(work, db):
-    path = os.path.join(work, "userbridge.toml")
+def config(work, db, name="userbridge"):
+    path = os.path.join(work, f"{name}.toml")
     with open(path, "w") as f:
         f.write(bench.userbridge_toml(PORT, f'kind = "sqlite"\npath = "{db}"', work))
     return path
@@ -128,35 +129,60 @@ def durability(binary, cfg, db, threads=8, kill_after=1.5):
     return len(acked), len(missing)
 
 
+def gateway(binary, work, name, seconds, conns):
+    """Creates/s and updates/s through `binary` on a store of its own; the updates go to the
+    users it created."""
+    db = os.path.join(work, f"{name}.db")
+    cfg = config(work, db, name)
+    proc = start(binary, cfg)
+    try:
+        c_rps, created = wrk(CREATE_LUA, work, f"{name}-create.lua", seconds, conns)
+        u_rps, updated = wrk(UPDATE_LUA % created, work, f"{name}-update.lua", seconds, conns)
+    finally:
+        proc.terminate()
+        proc.wait()
+    return {"creates": c_rps, "updates": u_rps, "created": created, "updated": updated, "db": db, "cfg": cfg}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=1, help="rounds (A and B alternate in each)")
     ap.add_argument("--userbridge", default=os.path.join(ROOT, "target/release/userbridge"))
+    ap.add_argument("--userbridge-b", help="a second build, measured in the same rounds (A/B)")
     ap.add_argument("--loop", default=os.path.join(ROOT, "target/release/examples/bench-sqlite-loop"))
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="userbridge-sqlite-")
-    db = os.path.join(work, "gateway.db")
-    cfg = config(work, db)
+    builds = [("A", args.userbridge)] + ([("B", args.userbridge_b)] if args.userbridge_b else [])
+    runs = {label: [] for label, _ in builds}
+    for i in range(args.rounds):
+        order = builds if i % 2 == 0 else builds[::-1]
+        for label, binary in order:
+            runs[label].append(gateway(binary, work, f"{label.lower()}{i}", args.seconds, args.connections))
+    first = runs["A"][0]
+    ref = json.loads(subprocess.run([args.loop, os.path.join(work, "loop.db"), str(first["created"]),
+                                     str(first["updated"])], capture_output=True, text=True, check=True).stdout)
+    acked, missing = {}, {}
+    for label, binary in builds:
+        last = runs[label][-1]
+        acked[label], missing[label] = durability(binary, last["cfg"], last["db"])
 
-    proc = start(args.userbridge, cfg)
-    try:
-        c_rps, created = wrk(CREATE_LUA, work, "create.lua", args.seconds, args.connections)
-        u_rps, updated = wrk(UPDATE_LUA % created, work, "update.lua", args.seconds, args.connections)
-    finally:
-        proc.terminate()
-        proc.wait()
-    ref = json.loads(subprocess.run([args.loop, os.path.join(work, "loop.db"), str(created), str(updated)],
-                                    capture_output=True, text=True, check=True).stdout)
-    acked, missing = durability(args.userbridge, cfg, db)
+    def med(label, key):
+        return statistics.median(r[key] for r in runs[label])
 
-    print(f"\n{args.seconds}s per phase, {args.connections} connections; WAL, synchronous=NORMAL for both\n")
-    print("| measure | gateway (HTTP + translate + SQLite) | plain rusqlite loop | ratio |")
-    print("|---|---:|---:|---:|")
-    print(f"| creates/s | {c_rps:,.0f} | {ref['creates_per_s']:,.0f} | {c_rps / ref['creates_per_s']:.2f}x |")
-    print(f"| updates/s | {u_rps:,.0f} | {ref['updates_per_s']:,.0f} | {u_rps / ref['updates_per_s']:.2f}x |")
-    print(f"\nkill -9 during creates: {acked} acknowledged, {missing} missing from the store")
-    if missing:
+    print(f"\n{args.seconds}s per phase, {args.connections} connections, {args.rounds} round(s), medians; "
+          "WAL, synchronous=NORMAL for both\n")
+    for label, binary in builds:
+        if len(builds) > 1:
+            print(f"{label}: {binary}\n")
+        c, u = med(label, "creates"), med(label, "updates")
+        print("| measure | gateway (HTTP + translate + SQLite) | plain rusqlite loop | ratio |")
+        print("|---|---:|---:|---:|")
+        print(f"| creates/s | {c:,.0f} | {ref['creates_per_s']:,.0f} | {c / ref['creates_per_s']:.2f}x |")
+        print(f"| updates/s | {u:,.0f} | {ref['updates_per_s']:,.0f} | {u / ref['updates_per_s']:.2f}x |")
+        print(f"\nkill -9 during creates: {acked[label]} acknowledged, {missing[label]} missing from the store\n")
+    if any(missing.values()):
         sys.exit(1)
 
 

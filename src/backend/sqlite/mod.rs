@@ -2,20 +2,24 @@
 //!
 //! Every user has a canonical `id` (UUID) and an ext `numericId` (a positive int32, the row id),
 //! so that every dialect can address the same user. `userName` + ext `authenticator` are
-//! unique. Each operation is one transaction; the calls run on tokio's blocking pool, never on
-//! the async workers. Secret attributes are kept in their own column and never returned by a
+//! unique. Each operation is all or nothing (a savepoint of its own) and runs on the store's
+//! writer thread ([`writer`]), never on the async workers; the operations waiting together
+//! share one commit. Secret attributes are kept in their own column and never returned by a
 //! read of the `/scim/v2` ingress.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use super::merge::merge;
 use super::{Backend, BackendError, BoxFuture, Store, Stored, Want, strip_server_owned};
 use crate::canonical::{self, GroupChange, GroupOp, OpKind, Operation, Target, UserDoc, location};
 use crate::config::GroupConfig;
+
+mod writer;
+use writer::Writer;
 
 /// The schema, created or migrated at start. `PRAGMA user_version` holds its version.
 pub const SCHEMA: &str = "
@@ -45,7 +49,7 @@ PRAGMA user_version = 1;
 
 /// The SQLite backend.
 pub struct Sqlite {
-    conn: Arc<Mutex<Connection>>,
+    writer: Writer,
 }
 
 impl Sqlite {
@@ -78,40 +82,32 @@ impl Sqlite {
         }
         tx.commit().map_err(fail)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Writer::start(conn)?,
         })
     }
 
     /// The user a canonical target names (`id`, ext `numericId`, or `userName` + ext
     /// `authenticator`), secrets left out.
     pub fn lookup(&self, target: UserDoc) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
-        self.blocking(move |conn| {
-            let tx = conn.transaction().map_err(db)?;
-            match resolve(&tx, &target) {
-                Ok(r) => Ok(Some(UserDoc(read_doc(&tx, &r, false)?))),
-                Err(BackendError::NotFound) => Ok(None),
-                Err(e) => Err(e),
-            }
+        self.blocking(move |tx| match resolve(tx, &target) {
+            Ok(r) => Ok(Some(UserDoc(into_doc(tx, r, false)?))),
+            Err(BackendError::NotFound) => Ok(None),
+            Err(e) => Err(e),
         })
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` on the store's connection, inside a transaction shared with the operations
+    /// waiting beside it, and answers once that transaction committed.
     fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, BackendError> + Send + 'static,
+        f: impl FnOnce(&Connection) -> Result<T, BackendError> + Send + 'static,
     ) -> BoxFuture<'_, Result<T, BackendError>> {
-        let conn = Arc::clone(&self.conn);
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let mut guard = conn
-                    .lock()
-                    .map_err(|_| BackendError::Failed("store lock poisoned".into()))?;
-                f(&mut guard)
-            })
-            .await
-            .map_err(|e| BackendError::Failed(format!("store task: {e}")))?
-        })
+        Box::pin(self.writer.run(f))
     }
+}
+
+fn json(e: serde_json::Error) -> BackendError {
+    BackendError::Failed(format!("store: {e}"))
 }
 
 fn db(e: rusqlite::Error) -> BackendError {
@@ -129,13 +125,11 @@ impl Backend for Sqlite {
     }
 
     fn apply(&self, op: Operation, _: Want) -> BoxFuture<'_, Result<Stored, BackendError>> {
-        self.blocking(move |conn| {
-            let tx = conn.transaction().map_err(db)?;
+        self.blocking(move |tx| {
             let stored = match op.operation {
-                OpKind::Create => create(&tx, op)?,
-                OpKind::Update => update(&tx, op)?,
+                OpKind::Create => create(tx, op)?,
+                OpKind::Update => update(tx, op)?,
             };
-            tx.commit().map_err(db)?;
             Ok(Stored::from_doc(stored))
         })
     }
@@ -159,11 +153,10 @@ impl Sqlite {
         with_secrets: bool,
     ) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
         let id = id.to_owned();
-        self.blocking(move |conn| {
-            let tx = conn.transaction().map_err(db)?;
-            let row = find(&tx, "id = ?1", &[&id as &dyn rusqlite::ToSql])?;
+        self.blocking(move |tx| {
+            let row = find(tx, "id = ?1", &[&id as &dyn rusqlite::ToSql])?;
             match row {
-                Some(r) => Ok(Some(UserDoc(read_doc(&tx, &r, with_secrets)?))),
+                Some(r) => Ok(Some(UserDoc(into_doc(tx, r, with_secrets)?))),
                 None => Ok(None),
             }
         })
@@ -189,8 +182,7 @@ impl Store for Sqlite {
         start: usize,
         count: usize,
     ) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
-        self.blocking(move |conn| {
-            let tx = conn.transaction().map_err(db)?;
+        self.blocking(move |tx| {
             let (filter, args): (&str, Vec<&dyn rusqlite::ToSql>) = match &user_name {
                 Some(n) => ("WHERE user_name = ?1", vec![n]),
                 None => ("", vec![]),
@@ -215,16 +207,15 @@ impl Store for Sqlite {
                 .map_err(db)?;
             drop(stmt);
             let mut users = Vec::with_capacity(rows.len());
-            for r in &rows {
-                users.push(UserDoc(read_doc(&tx, r, false)?));
+            for r in rows {
+                users.push(UserDoc(into_doc(tx, r, false)?));
             }
             Ok((users, usize::try_from(total).unwrap_or(0)))
         })
     }
 
     fn create(&self, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
-        self.blocking(move |conn| {
-            let tx = conn.transaction().map_err(db)?;
+        self.blocking(move |tx| {
             let op = Operation {
                 operation: OpKind::Create,
                 dialect: Arc::from("scim"),
@@ -235,17 +226,15 @@ impl Store for Sqlite {
                 preconditions: Vec::new(),
                 pending: Vec::new(),
             };
-            let stored = create(&tx, op)?;
-            tx.commit().map_err(db)?;
+            let stored = create(tx, op)?;
             Ok(stored)
         })
     }
 
     fn replace(&self, id: &str, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
         let id = id.to_owned();
-        self.blocking(move |conn| {
-            let tx = conn.transaction().map_err(db)?;
-            let Some(r) = find(&tx, "id = ?1", &[&id as &dyn rusqlite::ToSql])? else {
+        self.blocking(move |tx| {
+            let Some(r) = find(tx, "id = ?1", &[&id as &dyn rusqlite::ToSql])? else {
                 return Err(BackendError::NotFound);
             };
             let mut doc = user.0;
@@ -254,10 +243,8 @@ impl Store for Sqlite {
             // client cannot restate them).
             let mut secrets = r.secrets.clone();
             secrets.extend(take_secrets(&mut doc));
-            write_row(&tx, &r, doc, secrets)?;
-            let out = read_doc(&tx, &find_by_numeric(&tx, r.numeric_id)?, false)?;
-            tx.commit().map_err(db)?;
-            Ok(UserDoc(out))
+            let written = write_row(tx, r, doc, secrets)?;
+            Ok(UserDoc(into_doc(tx, written, false)?))
         })
     }
 
@@ -302,7 +289,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
 }
 
 fn find(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     cond: &str,
     args: &[&dyn rusqlite::ToSql],
 ) -> Result<Option<Row>, BackendError> {
@@ -315,12 +302,12 @@ fn find(
     .map_err(db)
 }
 
-fn find_by_numeric(tx: &Transaction<'_>, n: i64) -> Result<Row, BackendError> {
+fn find_by_numeric(tx: &Connection, n: i64) -> Result<Row, BackendError> {
     find(tx, "numeric_id = ?1", &[&n as &dyn rusqlite::ToSql])?.ok_or(BackendError::NotFound)
 }
 
 /// The user a target names, or `NotFound`.
-fn resolve(tx: &Transaction<'_>, target: &UserDoc) -> Result<Row, BackendError> {
+fn resolve(tx: &Connection, target: &UserDoc) -> Result<Row, BackendError> {
     let found = match Target::of(target).ok_or(BackendError::NotFound)? {
         Target::Id(id) => find(tx, "id = ?1", &[&id as &dyn rusqlite::ToSql])?,
         Target::NumericId(n) => return find_by_numeric(tx, n),
@@ -370,7 +357,7 @@ fn name_and_authenticator(doc: &Map<String, Value>) -> Result<(String, String), 
     Ok((name.to_owned(), auth.to_owned()))
 }
 
-fn create(tx: &Transaction<'_>, op: Operation) -> Result<UserDoc, BackendError> {
+fn create(tx: &Connection, op: Operation) -> Result<UserDoc, BackendError> {
     let mut doc = op.user.0;
     doc.retain(|_, v| !v.is_null());
     strip_server_owned(&mut doc);
@@ -398,8 +385,8 @@ fn create(tx: &Transaction<'_>, op: Operation) -> Result<UserDoc, BackendError> 
         id,
         name,
         auth,
-        Value::Object(doc).to_string(),
-        Value::Object(secrets).to_string(),
+        serde_json::to_string(&doc).map_err(json)?,
+        serde_json::to_string(&secrets).map_err(json)?,
         ts
     ])
     .map_err(db)?;
@@ -410,20 +397,28 @@ fn create(tx: &Transaction<'_>, op: Operation) -> Result<UserDoc, BackendError> 
     if let Some(g) = &op.groups {
         apply_groups(tx, numeric_id, g)?;
     }
-    Ok(UserDoc(read_doc(
-        tx,
-        &find_by_numeric(tx, numeric_id)?,
-        true,
-    )?))
+    // The stored user is what was just written: no read back.
+    let written = Row {
+        numeric_id,
+        id,
+        doc,
+        secrets,
+        modified: ts.clone(),
+        created: ts,
+        version: 1,
+    };
+    Ok(UserDoc(into_doc(tx, written, true)?))
 }
 
-fn update(tx: &Transaction<'_>, mut op: Operation) -> Result<UserDoc, BackendError> {
+fn update(tx: &Connection, mut op: Operation) -> Result<UserDoc, BackendError> {
     let target = op.target.clone().unwrap_or_default();
-    let r = resolve(tx, &target)?;
-    let stored = UserDoc(read_doc(tx, &r, true)?);
-    op.complete(&stored).map_err(BackendError::Rejected)?;
-    let mut doc = r.doc.clone();
-    let mut secrets = r.secrets.clone();
+    let mut r = resolve(tx, &target)?;
+    if op.is_conditional() {
+        let stored = UserDoc(into_doc(tx, r.clone(), true)?);
+        op.complete(&stored).map_err(BackendError::Rejected)?;
+    }
+    let mut doc = std::mem::take(&mut r.doc);
+    let mut secrets = std::mem::take(&mut r.secrets);
     let mut changes = op.user.0;
     strip_server_owned(&mut changes);
     for (k, v) in take_secrets(&mut changes) {
@@ -449,40 +444,50 @@ fn update(tx: &Transaction<'_>, mut op: Operation) -> Result<UserDoc, BackendErr
     if taken.is_some() {
         return Err(BackendError::Conflict("the new userName is taken".into()));
     }
-    write_row(tx, &r, doc, secrets)?;
+    let numeric_id = r.numeric_id;
+    let written = write_row(tx, r, doc, secrets)?;
     if let Some(g) = &op.groups {
-        apply_groups(tx, r.numeric_id, g)?;
+        apply_groups(tx, numeric_id, g)?;
     }
-    Ok(UserDoc(read_doc(
-        tx,
-        &find_by_numeric(tx, r.numeric_id)?,
-        true,
-    )?))
+    Ok(UserDoc(into_doc(tx, written, true)?))
 }
 
-/// Writes a row's document (without the store's own members) and secrets.
+/// Writes a row's document (without the store's own members) and secrets; the row as it now
+/// is in the store.
 fn write_row(
-    tx: &Transaction<'_>,
-    r: &Row,
+    tx: &Connection,
+    r: Row,
     doc: Map<String, Value>,
     secrets: Map<String, Value>,
-) -> Result<(), BackendError> {
+) -> Result<Row, BackendError> {
     let (name, auth) = name_and_authenticator(&doc)?;
-    let text = Value::Object(doc).to_string();
-    let secrets = Value::Object(secrets).to_string();
+    let modified = now();
     tx.prepare_cached(
         "UPDATE users SET user_name = ?2, authenticator = ?3, doc = ?4, secrets = ?5,
                 modified = ?6, version = version + 1
          WHERE numeric_id = ?1",
     )
     .map_err(db)?
-    .execute(params![r.numeric_id, name, auth, text, secrets, now()])
+    .execute(params![
+        r.numeric_id,
+        name,
+        auth,
+        serde_json::to_string(&doc).map_err(json)?,
+        serde_json::to_string(&secrets).map_err(json)?,
+        modified
+    ])
     .map_err(db)?;
-    Ok(())
+    Ok(Row {
+        doc,
+        secrets,
+        modified,
+        version: r.version + 1,
+        ..r
+    })
 }
 
 /// Resolves group references to known group ids; an unknown one is an error naming it.
-fn group_ids(tx: &Transaction<'_>, g: &GroupChange) -> Result<Vec<i64>, BackendError> {
+fn group_ids(tx: &Connection, g: &GroupChange) -> Result<Vec<i64>, BackendError> {
     let mut ids = Vec::with_capacity(g.values.len());
     for v in &g.values {
         let by_id: Option<(i64, String)> = match &v.value {
@@ -526,7 +531,7 @@ fn group_ids(tx: &Transaction<'_>, g: &GroupChange) -> Result<Vec<i64>, BackendE
     Ok(ids)
 }
 
-fn apply_groups(tx: &Transaction<'_>, user: i64, g: &GroupChange) -> Result<(), BackendError> {
+fn apply_groups(tx: &Connection, user: i64, g: &GroupChange) -> Result<(), BackendError> {
     let ids = group_ids(tx, g)?;
     if g.op == GroupOp::Replace {
         tx.prepare_cached("DELETE FROM members WHERE user_numeric_id = ?1")
@@ -551,24 +556,22 @@ fn apply_groups(tx: &Transaction<'_>, user: i64, g: &GroupChange) -> Result<(), 
 
 /// The full canonical document of a row: its attributes, the store's members (`id`,
 /// `numericId`, `meta`, `groups`, `schemas`) and, when `with_secrets`, its secrets.
-fn read_doc(
-    tx: &Transaction<'_>,
-    r: &Row,
+fn into_doc(
+    tx: &Connection,
+    r: Row,
     with_secrets: bool,
 ) -> Result<Map<String, Value>, BackendError> {
     let mut doc = Map::with_capacity(r.doc.len() + 4);
-    doc.insert("id".into(), Value::String(r.id.clone()));
-    for (k, v) in &r.doc {
-        doc.insert(k.clone(), v.clone());
-    }
+    doc.insert("id".into(), Value::String(r.id));
+    doc.extend(r.doc);
     canonical::set(
         &mut doc,
         &location("ext.numericId"),
         Value::from(r.numeric_id),
     );
     if with_secrets {
-        for (k, v) in &r.secrets {
-            canonical::set(&mut doc, &location(k), v.clone());
+        for (k, v) in r.secrets {
+            canonical::set(&mut doc, &location(&k), v);
         }
     }
     let mut stmt = tx
