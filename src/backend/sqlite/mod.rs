@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use super::merge::merge;
-use super::{Backend, BackendError, BoxFuture, Store, Stored, Want, strip_server_owned};
+use super::{Backend, BackendError, BoxFuture, Gauge, Store, Stored, Want, strip_server_owned};
 use crate::canonical::{self, GroupChange, GroupOp, OpKind, Operation, Target, UserDoc, location};
 use crate::config::GroupConfig;
 
@@ -63,6 +63,9 @@ impl Sqlite {
         let mut conn = Connection::open(path).map_err(fail)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(fail)?;
+        // Every statement the store runs stays prepared (rusqlite keeps 16 by default; the
+        // store has more, and an evicted one is parsed again on its next use).
+        conn.set_prepared_statement_cache_capacity(64);
         // WAL: readers do not block the writer; an acknowledged commit survives a process kill.
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(fail)?;
@@ -143,6 +146,27 @@ impl Backend for Sqlite {
 
     fn store(&self) -> Option<&dyn Store> {
         Some(self)
+    }
+
+    fn gauges(&self) -> Vec<Gauge> {
+        let c = self.writer.counts();
+        let count = |a: &std::sync::atomic::AtomicU64| {
+            i64::try_from(a.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(i64::MAX)
+        };
+        vec![
+            Gauge {
+                name: "sqlite_commits",
+                help: "Transactions the store committed (operations waiting together share one)",
+                value: count(&c.commits),
+                counter: true,
+            },
+            Gauge {
+                name: "sqlite_operations",
+                help: "Operations the store ran in committed transactions",
+                value: count(&c.operations),
+                counter: true,
+            },
+        ]
     }
 }
 
@@ -554,6 +578,11 @@ fn apply_groups(tx: &Connection, user: i64, g: &GroupChange) -> Result<(), Backe
     Ok(())
 }
 
+/// A user's groups. Written as a subquery: the join ordered by group (`… JOIN … ORDER BY`) is
+/// prepared anew on every run by this SQLite build (STAT4), a tenth of the store's time.
+const USER_GROUPS: &str = "SELECT g.id, g.name FROM groups g
+    WHERE g.id IN (SELECT group_id FROM members WHERE user_numeric_id = ?1) ORDER BY g.id";
+
 /// The full canonical document of a row: its attributes, the store's members (`id`,
 /// `numericId`, `meta`, `groups`, `schemas`) and, when `with_secrets`, its secrets.
 fn into_doc(
@@ -574,12 +603,7 @@ fn into_doc(
             canonical::set(&mut doc, &location(&k), v);
         }
     }
-    let mut stmt = tx
-        .prepare_cached(
-            "SELECT g.id, g.name FROM members m JOIN groups g ON g.id = m.group_id
-             WHERE m.user_numeric_id = ?1 ORDER BY g.id",
-        )
-        .map_err(db)?;
+    let mut stmt = tx.prepare_cached(USER_GROUPS).map_err(db)?;
     let groups: Vec<Value> = stmt
         .query_map(params![r.numeric_id], |row| {
             let id: i64 = row.get(0)?;
@@ -602,4 +626,54 @@ fn into_doc(
         }),
     );
     Ok(canonical::with_schemas(doc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> Operation {
+        let mut doc = Map::new();
+        doc.insert("userName".into(), Value::String(name.into()));
+        Operation {
+            operation: OpKind::Create,
+            dialect: Arc::from("scim"),
+            target: None,
+            user: UserDoc(doc),
+            groups: None,
+            caller_password: None,
+            preconditions: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Every statement a write runs is prepared once: none is prepared again on each run.
+    #[test]
+    fn the_write_path_statements_are_not_prepared_again() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.execute(
+            "INSERT INTO groups (id, name) VALUES (1, 'a'), (2, 'b')",
+            [],
+        )
+        .unwrap();
+        for i in 0..5 {
+            let created = create(&conn, user(&format!("u{i}"))).unwrap();
+            let n = created.0.len();
+            assert!(n > 2, "{created:?}");
+        }
+        let cached = [
+            USER_GROUPS,
+            "SELECT numeric_id FROM users WHERE user_name = ?1 AND authenticator = ?2",
+        ];
+        for sql in cached {
+            let st = conn.prepare_cached(sql).unwrap();
+            assert!(st.get_status(rusqlite::StatementStatus::Run) >= 5, "{sql}");
+            assert_eq!(
+                st.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "{sql}"
+            );
+        }
+    }
 }
