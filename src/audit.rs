@@ -267,14 +267,9 @@ struct Writer {
 
 impl Writer {
     fn open(path: &Path, max_bytes: u64, keep: usize) -> Result<Self, String> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::private_fs::create_parent(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let file =
+            crate::private_fs::append(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(Self {
             path: path.to_owned(),
@@ -312,7 +307,7 @@ impl Writer {
         } else {
             let _ = std::fs::remove_file(&self.path);
         }
-        match std::fs::File::create(&self.path) {
+        match crate::private_fs::create(&self.path) {
             Ok(f) => {
                 self.file = std::io::BufWriter::new(f);
                 self.size = 0;
@@ -377,5 +372,12 @@ mod tests {
         let ns: Vec<i64> = all.iter().map(|v| v["n"].as_i64().unwrap()).collect();
         // Two lines per file, three files: the six newest, in order.
         assert_eq!(ns, [4, 5, 6, 7, 8, 9]);
+        // The trail, its rotations and the directory made for it are the owner's alone.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for p in [cfg.path.clone(), rotated(&cfg.path, 1), rotated(&cfg.path, 2)] {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
     }
 }

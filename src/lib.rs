@@ -18,6 +18,7 @@ pub mod load;
 pub mod mapping;
 pub mod migrate;
 pub mod openapi;
+pub mod private_fs;
 pub mod redact;
 pub mod rejection;
 pub mod server;

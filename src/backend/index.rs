@@ -34,10 +34,8 @@ fn db(e: rusqlite::Error) -> BackendError {
 impl Index {
     /// Opens (creating when needed) the index at `path`.
     pub fn open(path: &Path) -> Result<Self, String> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
+        crate::private_fs::sqlite_file(path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let fail = |e: rusqlite::Error| format!("{}: {e}", path.display());
         let conn = Connection::open(path).map_err(fail)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))

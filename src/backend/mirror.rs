@@ -93,10 +93,8 @@ impl Mirror {
         queue: &Path,
         audit: Audit,
     ) -> Result<Self, String> {
-        if let Some(dir) = queue.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
+        crate::private_fs::sqlite_file(queue)
+            .map_err(|e| format!("cannot create {}: {e}", queue.display()))?;
         let fail = |e: rusqlite::Error| format!("{}: {e}", queue.display());
         let conn = Connection::open(queue).map_err(fail)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;

@@ -292,7 +292,7 @@ fn export_inner(args: ExportArgs) -> Result<i32, String> {
         let skipped = |name: &str, why: &str| eprintln!("export: {name} left out: {why}");
         let r = match &args.out {
             Some(p) => {
-                let f = tokio::fs::File::create(p)
+                let f = crate::private_fs::create_async(p)
                     .await
                     .map_err(|e| format!("{}: {e}", p.display()))?;
                 let mut w = tokio::io::BufWriter::new(f);
@@ -331,7 +331,7 @@ fn convert_inner(args: ConvertArgs) -> Result<i32, String> {
     };
     let input =
         std::fs::File::open(&args.input).map_err(|e| format!("{}: {e}", args.input.display()))?;
-    let output = std::fs::File::create(&args.output)
+    let output = crate::private_fs::create(&args.output)
         .map_err(|e| format!("{}: {e}", args.output.display()))?;
     let mut reader = std::io::BufReader::new(input);
     let mut writer = std::io::BufWriter::new(output);

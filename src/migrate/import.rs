@@ -97,7 +97,7 @@ impl Importer {
             .await
             .map_err(|e| format!("{}: {e}", input.display()))?;
         let mut reader = tokio::io::BufReader::new(file);
-        let out = tokio::fs::File::create(rejects)
+        let out = crate::private_fs::create_async(rejects)
             .await
             .map_err(|e| format!("{}: {e}", rejects.display()))?;
         let mut out = tokio::io::BufWriter::new(out);

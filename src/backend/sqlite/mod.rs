@@ -55,10 +55,8 @@ pub struct Sqlite {
 impl Sqlite {
     /// Opens (creating when needed) the database at `path` and declares `groups`.
     pub fn open(path: &Path, groups: &[GroupConfig]) -> Result<Self, String> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
+        crate::private_fs::sqlite_file(path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let fail = |e: rusqlite::Error| format!("{}: {e}", path.display());
         let mut conn = Connection::open(path).map_err(fail)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
@@ -645,6 +643,22 @@ mod tests {
             preconditions: Vec::new(),
             pending: Vec::new(),
         }
+    }
+
+    /// The store, its WAL and shared-memory files and the directory made for them are the
+    /// owner's alone, whatever the umask.
+    #[tokio::test]
+    async fn the_store_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("data/userbridge.db");
+        let store = Sqlite::open(&path, &[]).unwrap();
+        store.apply(user("ann"), Want::Id).await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for f in ["userbridge.db", "userbridge.db-wal", "userbridge.db-shm"] {
+            assert_eq!(mode(&root.path().join("data").join(f)), 0o600, "{f}");
+        }
+        assert_eq!(mode(&root.path().join("data")), 0o700);
     }
 
     /// Every statement a write runs is prepared once: none is prepared again on each run.
