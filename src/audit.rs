@@ -375,7 +375,11 @@ mod tests {
         // The trail, its rotations and the directory made for it are the owner's alone.
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        for p in [cfg.path.clone(), rotated(&cfg.path, 1), rotated(&cfg.path, 2)] {
+        for p in [
+            cfg.path.clone(),
+            rotated(&cfg.path, 1),
+            rotated(&cfg.path, 2),
+        ] {
             assert_eq!(mode(&p), 0o600, "{}", p.display());
         }
         assert_eq!(mode(&dir.path().join("a")), 0o700);
