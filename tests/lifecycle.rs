@@ -103,3 +103,56 @@ async fn the_drain_deadline_bounds_a_stuck_client() {
     assert!(took >= Duration::from_millis(250), "{took:?}");
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
+
+/// A webhook backend that is down at start: the gateway starts anyway, is not ready and
+/// answers writes 503 + Retry-After, then becomes ready by itself once the backend is up.
+#[tokio::test]
+async fn a_backend_down_at_start_delays_readiness_not_the_start() {
+    let port = common::peers::free_port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let gw = common::binary::start_with(
+        "info",
+        |c| {
+            let at = c.find("kind = \"sqlite\"").unwrap();
+            let end = at + c[at..].find("\npath = ").unwrap() + 1;
+            let end = end + c[end..].find('\n').unwrap();
+            format!(
+                "{}kind = \"webhook\"\nurl = \"{url}\"{}",
+                &c[..at],
+                &c[end..]
+            )
+        },
+        &[],
+    );
+    assert!(
+        gw.wait_for_log("the backend is not ready", 5),
+        "{}",
+        gw.log.lock().unwrap()
+    );
+    let c = reqwest::Client::new();
+    let r = c.get(format!("{}/readyz", gw.base)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("webhook"));
+    let create = || {
+        c.put(format!("{}/user-service/v1/user", gw.base))
+            .bearer_auth("demo-vc-token")
+            .json(&serde_json::json!({"userKey": {"username": "late", "authenticator": "LOCAL"}}))
+            .send()
+    };
+    let r = create().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+
+    let _receiver =
+        common::peers::WebhookReceiver::start_at(&format!("127.0.0.1:{port}"), &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c.get(format!("{}/readyz", gw.base)).send().await.unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(create().await.unwrap().status(), 200);
+}

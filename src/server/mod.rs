@@ -219,7 +219,8 @@ pub async fn handle(req: Request<Bytes>) -> Response<Body> {
     }
 }
 
-/// `userbridge serve`: loads config and mappings, opens the backend, serves on
+/// `userbridge serve`: loads config and mappings, opens the backend (serving even when it does
+/// not answer yet: readiness waits for it, not the start), serves on
 /// `server.workers` threads ([`workers`]) until SIGINT or SIGTERM, then drains. SIGHUP reloads
 /// config and mappings through `load`. This runtime keeps what is not a request: signals,
 /// reloads, the mirror's copying.
@@ -231,11 +232,12 @@ pub async fn run(
     let listen = config.server.listen.clone();
     raise_open_files(config.limits.max_connections);
     let state = Arc::new(State::new(config, mappings)?);
-    state
-        .backend
-        .ready()
-        .await
-        .map_err(|e| format!("backend not ready: {e}"))?;
+    // A backend that is down delays readiness, not the start (a config error still stops it):
+    // `/readyz` answers 503 and writes get the dialect's 503 until the backend answers.
+    if let Err(e) = state.backend.ready().await {
+        tracing::warn!(backend = state.backend.kind(), error = %e,
+            "the backend is not ready; serving, /readyz answers 503 until it is");
+    }
     let n = state.config.server.worker_count();
     let listeners = workers::bind(&listen, n).await?;
     let addr = listeners.addr;

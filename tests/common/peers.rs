@@ -119,9 +119,14 @@ pub struct WebhookReceiver {
 impl WebhookReceiver {
     /// Starts the receiver; its store declares `groups`.
     pub async fn start(groups: &[GroupConfig]) -> WebhookReceiver {
+        Self::start_at("127.0.0.1:0", groups).await
+    }
+
+    /// [`WebhookReceiver::start`] on `addr` (a port a gateway was told before it listened).
+    pub async fn start_at(addr: &str, groups: &[GroupConfig]) -> WebhookReceiver {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Sqlite::open(&dir.path().join("estate.db"), groups).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
