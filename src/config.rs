@@ -382,14 +382,71 @@ pub struct Credential {
     pub name: String,
     /// The dialect it is valid for.
     pub dialect: String,
-    /// The token the caller presents.
+    /// The token the caller presents (or give `token_file`).
+    #[serde(default)]
+    #[schemars(transform = no_default)]
     pub token: Secret,
+    /// A file holding the token (a mounted container secret), read at start and on reload;
+    /// a trailing newline is not part of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
     /// Roles granted.
     #[serde(default)]
     pub roles: Vec<String>,
     /// The caller's own password, for step-up checks (`callerPassword`).
     #[serde(default)]
     pub password: Option<Secret>,
+    /// A file holding that password, as `token_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads the credentials' `token_file` and `password_file` into their secrets; the problems
+    /// name the credential and the file, never what a file holds.
+    fn read_secret_files(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, c) in self.credentials.iter_mut().enumerate() {
+            let what = format!("credentials[{i}] ({})", c.name);
+            if let Some(f) = &c.token_file {
+                if !c.token.expose().is_empty() {
+                    out.push(format!("{what} gives both token and token_file: keep one"));
+                }
+                match read_secret_file(f) {
+                    Ok(s) => c.token = s,
+                    Err(e) => out.push(format!("{what}: token_file {e}")),
+                }
+            }
+            if let Some(f) = &c.password_file {
+                if c.password.is_some() {
+                    out.push(format!(
+                        "{what} gives both password and password_file: keep one"
+                    ));
+                }
+                match read_secret_file(f) {
+                    Ok(s) => c.password = Some(s),
+                    Err(e) => out.push(format!("{what}: password_file {e}")),
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Drops a schema's `default` (a secret's default would show as `***`).
+fn no_default(schema: &mut schemars::Schema) {
+    schema.remove("default");
+}
+
+/// A secret kept in a file: its text without the trailing line break.
+fn read_secret_file(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let value = text.trim_end_matches(['\n', '\r']);
+    if value.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(Secret::new(value))
 }
 
 impl Credential {
@@ -461,12 +518,15 @@ impl Config {
             fig = fig.merge(Serialized::default("server.listen", l));
         }
         let where_ = path.clone().unwrap_or_else(|| PathBuf::from("<defaults>"));
-        let cfg: Config = fig.extract().map_err(|e| {
+        let mut cfg: Config = fig.extract().map_err(|e| {
             e.into_iter()
                 .map(|e| Diagnostic::file(&where_, redact_figment(&e)))
                 .collect::<Vec<_>>()
         })?;
-        let problems = cfg.validate();
+        let mut problems = cfg.read_secret_files();
+        if problems.is_empty() {
+            problems = cfg.validate();
+        }
         if !problems.is_empty() {
             return Err(problems
                 .into_iter()
@@ -529,7 +589,10 @@ impl Config {
         }
         for (i, c) in self.credentials.iter().enumerate() {
             if c.token.expose().is_empty() {
-                out.push(format!("credentials[{i}] ({}) has an empty token", c.name));
+                out.push(format!(
+                    "credentials[{i}] ({}) has an empty token (give token or token_file)",
+                    c.name
+                ));
             }
             if self.credentials[..i]
                 .iter()
@@ -646,6 +709,53 @@ mod tests {
         let (cfg, _) = Config::load(Some(&p), &Flags::default()).unwrap();
         assert!(
             matches!(&cfg.backend, BackendConfig::Sqlite { path } if path == Path::new("x.db"))
+        );
+    }
+
+    #[test]
+    fn credential_secrets_can_come_from_files_and_errors_never_show_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tok, pw) = (dir.path().join("token"), dir.path().join("pw"));
+        std::fs::write(&tok, "file-token-123\n").unwrap();
+        std::fs::write(&pw, "file-password\r\n").unwrap();
+        let p = dir.path().join("c.toml");
+        let cred = |extra: &str| {
+            format!(
+                "[[credentials]]\nname = \"x\"\ndialect = \"d\"\ntoken_file = \"{}\"\npassword_file = \"{}\"\n{extra}",
+                tok.display(),
+                pw.display()
+            )
+        };
+        std::fs::write(&p, cred("")).unwrap();
+        let (cfg, _) = Config::load(Some(&p), &Flags::default()).unwrap();
+        let c = &cfg.credentials[0];
+        assert!(c.token.ct_eq(b"file-token-123"));
+        assert!(c.password.as_ref().unwrap().ct_eq(b"file-password"));
+
+        std::fs::write(&p, cred("token = \"inline\"\n")).unwrap();
+        let errs = Config::load(Some(&p), &Flags::default()).unwrap_err();
+        let text = format!("{errs:?}");
+        assert!(text.contains("both token and token_file"), "{text}");
+        assert!(
+            !text.contains("file-token-123") && !text.contains("inline"),
+            "{text}"
+        );
+
+        std::fs::write(&tok, "\n").unwrap();
+        std::fs::write(&p, cred("")).unwrap();
+        let text = format!(
+            "{:?}",
+            Config::load(Some(&p), &Flags::default()).unwrap_err()
+        );
+        assert!(text.contains("is empty"), "{text}");
+        std::fs::remove_file(&tok).unwrap();
+        let text = format!(
+            "{:?}",
+            Config::load(Some(&p), &Flags::default()).unwrap_err()
+        );
+        assert!(
+            text.contains("token_file") && text.contains("cannot read"),
+            "{text}"
         );
     }
 
