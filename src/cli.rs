@@ -108,6 +108,9 @@ pub enum Command {
         /// Which schema.
         which: SchemaKind,
     },
+    /// Read a token from standard input (one line) and print the `token_sha256 = "…"` line
+    /// that lets a credential's config hold its digest instead of the token.
+    HashSecret,
 }
 
 /// How `serve` writes its logs.
@@ -152,6 +155,7 @@ pub fn run(cli: Cli) -> i32 {
             body.as_deref(),
         ),
         Command::Schema { which } => schema(which),
+        Command::HashSecret => hash_secret(),
         Command::Audit { config, user, json } => audit(config.as_deref(), &user, json),
         Command::Import(a) => crate::migrate::cli::import(a),
         Command::Export(a) => crate::migrate::cli::export(a),
@@ -165,6 +169,22 @@ pub fn run(cli: Cli) -> i32 {
             log_format,
         } => serve(config.as_deref(), Flags { listen }, log_format),
     }
+}
+
+fn hash_secret() -> i32 {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("hash-secret: cannot read standard input: {e}");
+        return 2;
+    }
+    let token = line.trim_end_matches(['\n', '\r']);
+    if token.is_empty() {
+        eprintln!("hash-secret: no token on standard input");
+        return 2;
+    }
+    let digest = crate::config::hex(&crate::config::sha256(token.as_bytes()));
+    println!("token_sha256 = \"{digest}\"");
+    0
 }
 
 fn print_diags(diags: &[Diagnostic]) {

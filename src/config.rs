@@ -375,7 +375,7 @@ pub struct GroupConfig {
 }
 
 /// One caller credential.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credential {
     /// Who this is (logs say this, never the token).
@@ -390,6 +390,14 @@ pub struct Credential {
     /// a trailing newline is not part of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+    /// Instead of the token, its SHA-256 as 64 hex digits (`userbridge hash-secret` prints it):
+    /// the config then holds nothing a caller could present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
+    /// `token_sha256`, decoded at load.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub digest: Option<[u8; 32]>,
     /// Roles granted.
     #[serde(default)]
     pub roles: Vec<String>,
@@ -408,6 +416,17 @@ impl Config {
         let mut out = Vec::new();
         for (i, c) in self.credentials.iter_mut().enumerate() {
             let what = format!("credentials[{i}] ({})", c.name);
+            if let Some(h) = &c.token_sha256 {
+                if !c.token.expose().is_empty() || c.token_file.is_some() {
+                    out.push(format!(
+                        "{what} gives token_sha256 with token or token_file: keep one"
+                    ));
+                }
+                match unhex32(h) {
+                    Some(d) => c.digest = Some(d),
+                    None => out.push(format!("{what}: token_sha256 must be 64 hex digits")),
+                }
+            }
             if let Some(f) = &c.token_file {
                 if !c.token.expose().is_empty() {
                     out.push(format!("{what} gives both token and token_file: keep one"));
@@ -433,6 +452,36 @@ impl Config {
     }
 }
 
+/// The SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// `bytes` as lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// 64 hex digits as 32 bytes.
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 /// Drops a schema's `default` (a secret's default would show as `***`).
 fn no_default(schema: &mut schemars::Schema) {
     schema.remove("default");
@@ -450,6 +499,18 @@ fn read_secret_file(path: &Path) -> Result<Secret, String> {
 }
 
 impl Credential {
+    /// Whether `presented` is this credential's token, in constant time (against its SHA-256
+    /// when the config gives the digest; `sha` computes the presented token's once per request).
+    pub fn matches(&self, presented: &[u8], sha: &mut Option<[u8; 32]>) -> bool {
+        match &self.digest {
+            Some(d) => {
+                let got = sha.get_or_insert_with(|| sha256(presented));
+                crate::redact::constant_time_eq(got, d)
+            }
+            None => self.token.ct_eq(presented),
+        }
+    }
+
     /// Whether the credential was granted `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
@@ -588,15 +649,19 @@ impl Config {
             }
         }
         for (i, c) in self.credentials.iter().enumerate() {
-            if c.token.expose().is_empty() {
+            if c.token.expose().is_empty() && c.digest.is_none() {
                 out.push(format!(
-                    "credentials[{i}] ({}) has an empty token (give token or token_file)",
+                    "credentials[{i}] ({}) has an empty token (give token, token_file or token_sha256)",
                     c.name
                 ));
             }
+            let digest = |c: &Credential| {
+                c.digest
+                    .unwrap_or_else(|| sha256(c.token.expose().as_bytes()))
+            };
             if self.credentials[..i]
                 .iter()
-                .any(|o| o.dialect == c.dialect && o.token == c.token)
+                .any(|o| o.dialect == c.dialect && digest(o) == digest(c))
             {
                 out.push(format!(
                     "credentials[{i}] ({}) repeats the token of an earlier credential",
@@ -757,6 +822,32 @@ mod tests {
             text.contains("token_file") && text.contains("cannot read"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_token_digest_must_be_64_hex_digits_and_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        let cred = |extra: &str| format!("[[credentials]]\nname = \"x\"\ndialect = \"d\"\n{extra}");
+        let hex64 = hex(&sha256(b"t0ken"));
+        std::fs::write(&p, cred(&format!("token_sha256 = \"{hex64}\"\n"))).unwrap();
+        let (cfg, _) = Config::load(Some(&p), &Flags::default()).unwrap();
+        let c = &cfg.credentials[0];
+        assert!(c.matches(b"t0ken", &mut None) && !c.matches(b"t0kem", &mut None));
+        for (extra, want) in [
+            ("token_sha256 = \"abc\"\n".to_owned(), "64 hex digits"),
+            (
+                format!("token_sha256 = \"{hex64}\"\ntoken = \"t\"\n"),
+                "keep one",
+            ),
+        ] {
+            std::fs::write(&p, cred(&extra)).unwrap();
+            let text = format!(
+                "{:?}",
+                Config::load(Some(&p), &Flags::default()).unwrap_err()
+            );
+            assert!(text.contains(want), "{text}");
+        }
     }
 
     #[test]

@@ -215,8 +215,9 @@ pub fn credential<'c>(
     token: &str,
 ) -> Option<&'c Credential> {
     let mut found = None;
+    let mut sha = None;
     for c in credentials {
-        if c.dialect == dialect && c.token.ct_eq(token.as_bytes()) && found.is_none() {
+        if c.dialect == dialect && c.matches(token.as_bytes(), &mut sha) && found.is_none() {
             found = Some(c);
         }
     }

@@ -156,3 +156,44 @@ async fn a_backend_down_at_start_delays_readiness_not_the_start() {
     }
     assert_eq!(create().await.unwrap().status(), 200);
 }
+
+/// A credential given as the SHA-256 `hash-secret` prints: the config holds no token, the
+/// token still signs in, another does not.
+#[tokio::test]
+async fn a_credential_given_as_its_digest_signs_in_with_the_token() {
+    use std::io::Write as _;
+    let mut hash = std::process::Command::new(env!("CARGO_BIN_EXE_userbridge"))
+        .arg("hash-secret")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    hash.stdin
+        .take()
+        .unwrap()
+        .write_all(b"demo-vc-token\n")
+        .unwrap();
+    let out = hash.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(line.starts_with("token_sha256 = \""), "{line}");
+    let gw = common::binary::start_with(
+        "info",
+        |c| c.replace("token = \"demo-vc-token\"", line.trim()),
+        &[],
+    );
+    let cfg = std::fs::read_to_string(&gw.config).unwrap();
+    assert!(
+        !cfg.contains("demo-vc-token"),
+        "the config still holds the token"
+    );
+    let c = reqwest::Client::new();
+    let create = |token: &'static str| {
+        c.put(format!("{}/user-service/v1/user", gw.base))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"userKey": {"username": "dig", "authenticator": "LOCAL"}}))
+            .send()
+    };
+    assert_eq!(create("demo-vc-tokem").await.unwrap().status(), 401);
+    assert_eq!(create("demo-vc-token").await.unwrap().status(), 200);
+}

@@ -535,10 +535,7 @@ async fn scim_ingress_needs_a_scim_credential_and_writes_need_the_role() {
         name: "scim-reader".into(),
         dialect: "scim".into(),
         token: userbridge::redact::Secret::new("reader-token"),
-        token_file: None,
-        roles: vec![],
-        password: None,
-        password_file: None,
+        ..Default::default()
     });
     let (base, _stop) = common::gateway::serve_config(config).await;
     let c = reqwest::Client::new();
