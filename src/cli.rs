@@ -177,11 +177,10 @@ fn hash_secret() -> i32 {
         eprintln!("hash-secret: cannot read standard input: {e}");
         return 2;
     }
-    let token = line.trim_end_matches(['\n', '\r']);
-    if token.is_empty() {
+    let Some(token) = crate::config::secret_line(&line) else {
         eprintln!("hash-secret: no token on standard input");
         return 2;
-    }
+    };
     let digest = crate::config::hex(&crate::config::sha256(token.as_bytes()));
     println!("token_sha256 = \"{digest}\"");
     0

@@ -487,15 +487,19 @@ fn no_default(schema: &mut schemars::Schema) {
     schema.remove("default");
 }
 
-/// A secret kept in a file: its text without the trailing line break.
+/// A secret as a file or standard input gives it: the text without its trailing line break;
+/// `None` when nothing is left.
+pub fn secret_line(text: &str) -> Option<&str> {
+    Some(text.trim_end_matches(['\n', '\r'])).filter(|s| !s.is_empty())
+}
+
+/// A secret kept in a file (see [`secret_line`]).
 fn read_secret_file(path: &Path) -> Result<Secret, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let value = text.trim_end_matches(['\n', '\r']);
-    if value.is_empty() {
-        return Err(format!("{} is empty", path.display()));
-    }
-    Ok(Secret::new(value))
+    secret_line(&text)
+        .map(Secret::new)
+        .ok_or_else(|| format!("{} is empty", path.display()))
 }
 
 impl Credential {
@@ -648,6 +652,15 @@ impl Config {
                 ));
             }
         }
+        // Each token's digest once (a digest given in the config is the token's own).
+        let digests: Vec<[u8; 32]> = self
+            .credentials
+            .iter()
+            .map(|c| {
+                c.digest
+                    .unwrap_or_else(|| sha256(c.token.expose().as_bytes()))
+            })
+            .collect();
         for (i, c) in self.credentials.iter().enumerate() {
             if c.token.expose().is_empty() && c.digest.is_none() {
                 out.push(format!(
@@ -655,13 +668,10 @@ impl Config {
                     c.name
                 ));
             }
-            let digest = |c: &Credential| {
-                c.digest
-                    .unwrap_or_else(|| sha256(c.token.expose().as_bytes()))
-            };
             if self.credentials[..i]
                 .iter()
-                .any(|o| o.dialect == c.dialect && digest(o) == digest(c))
+                .zip(&digests)
+                .any(|(o, d)| o.dialect == c.dialect && *d == digests[i])
             {
                 out.push(format!(
                     "credentials[{i}] ({}) repeats the token of an earlier credential",

@@ -73,14 +73,7 @@ pub async fn create_async(path: &Path) -> io::Result<tokio::fs::File> {
 /// and narrows the ones that exist.
 pub fn sqlite_file(path: &Path) -> io::Result<()> {
     create_parent(path)?;
-    drop(
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(FILE_MODE)
-            .open(path)
-            .and_then(|f| narrow(&f).map(|()| f))?,
-    );
+    drop(append(path)?);
     for suffix in ["-wal", "-shm", "-journal"] {
         let mut side = path.as_os_str().to_owned();
         side.push(suffix);

@@ -492,20 +492,19 @@ impl Backend for Mirror {
             Gauge {
                 name: "mirror_copies",
                 help: "Copies the shadow backend acknowledged since start",
-                value: i64::try_from(self.inner.copied.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+                value: Gauge::value_of(&self.inner.copied),
                 counter: true,
             },
             Gauge {
                 name: "mirror_copy_failures",
                 help: "Copies the shadow backend failed (each is retried with backoff)",
-                value: i64::try_from(self.inner.retried.load(Ordering::Relaxed))
-                    .unwrap_or(i64::MAX),
+                value: Gauge::value_of(&self.inner.retried),
                 counter: true,
             },
             Gauge {
                 name: "mirror_set_aside",
                 help: "Copies the shadow refused for good, kept in the queue's dead table",
-                value: i64::try_from(self.inner.dead.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+                value: Gauge::value_of(&self.inner.dead),
                 counter: false,
             },
         ]

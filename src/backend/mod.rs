@@ -97,6 +97,13 @@ pub struct Gauge {
     pub counter: bool,
 }
 
+impl Gauge {
+    /// The value of a figure a backend keeps in an atomic (saturating at `i64::MAX`).
+    pub fn value_of(a: &std::sync::atomic::AtomicU64) -> i64 {
+        i64::try_from(a.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(i64::MAX)
+    }
+}
+
 /// A canonical user store that can also be read and edited directly (the `/scim/v2` ingress,
 /// export, diff).
 pub trait Store: Send + Sync {

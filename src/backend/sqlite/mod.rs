@@ -148,20 +148,17 @@ impl Backend for Sqlite {
 
     fn gauges(&self) -> Vec<Gauge> {
         let c = self.writer.counts();
-        let count = |a: &std::sync::atomic::AtomicU64| {
-            i64::try_from(a.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(i64::MAX)
-        };
         vec![
             Gauge {
                 name: "sqlite_commits",
                 help: "Transactions the store committed (operations waiting together share one)",
-                value: count(&c.commits),
+                value: Gauge::value_of(&c.commits),
                 counter: true,
             },
             Gauge {
                 name: "sqlite_operations",
                 help: "Operations the store ran in committed transactions",
-                value: count(&c.operations),
+                value: Gauge::value_of(&c.operations),
                 counter: true,
             },
         ]
