@@ -489,7 +489,7 @@ fn reverse(
         }
     };
     let stored = crate::backend::Stored::from_doc(crate::canonical::UserDoc(user));
-    match exchange.answer(&stored) {
+    match exchange.answer(&stored, "") {
         Ok(r) => print_response(&r),
         Err(e) => {
             eprintln!("error: {e}");

@@ -171,6 +171,10 @@ pub struct Limits {
     /// Most `Idempotency-Key`s kept at once (the oldest go first).
     #[serde(default = "default_idempotency_keys")]
     pub idempotency_max_keys: usize,
+    /// Most users a dialect's list route answers at once (a smaller limit the client asks for
+    /// is honoured; the dialect's paging, where it has one, reaches the rest).
+    #[serde(default = "default_max_list")]
+    pub max_list: usize,
 }
 
 impl Default for Limits {
@@ -186,10 +190,14 @@ impl Default for Limits {
             max_in_flight: default_max_in_flight(),
             idempotency_window_s: default_idempotency_window(),
             idempotency_max_keys: default_idempotency_keys(),
+            max_list: default_max_list(),
         }
     }
 }
 
+fn default_max_list() -> usize {
+    1000
+}
 fn default_body() -> usize {
     64 * 1024
 }

@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::backend::{Backend, BackendError, Stored, Want};
-use crate::canonical::{Operation, UserDoc};
+use crate::backend::{Backend, BackendError, Search, Store, Stored, Want};
+use crate::canonical::{OpKind, Operation, UserDoc};
 use crate::config::{Credential, Limits};
 use crate::dialect::route::Params;
-use crate::mapping::render::ErrorContext;
-use crate::mapping::{DialectResponse, Mapping, MappingSet, Route, RouteMatch, Translation};
+use crate::mapping::render::{Answered, ErrorContext};
+use crate::mapping::{
+    DialectResponse, Lookup, Mapping, MappingSet, Route, RouteKind, RouteMatch, Translation,
+};
 use crate::rejection::{Outcome, Rejection};
 
 /// A request matched to one route of one dialect.
@@ -28,6 +30,17 @@ pub struct Exchange {
     pub route: usize,
     /// The path parameters the route's template took.
     pub params: Params,
+    /// The query string (without `?`), kept only for the routes that read it.
+    pub query: Option<Box<str>>,
+}
+
+/// What a read route found, to answer.
+#[derive(Debug)]
+pub enum Found {
+    /// A get's user.
+    One(UserDoc),
+    /// A list's page, and how many users matched in all.
+    Many(Vec<UserDoc>, usize),
 }
 
 /// Why a request has no exchange.
@@ -80,7 +93,24 @@ impl Exchange {
             mapping,
             route,
             params,
+            query: None,
         }
+    }
+
+    /// The exchange with the request's query string (`None` or empty: none). Only routes
+    /// without a body read it; the others do not keep it.
+    pub fn with_query(mut self, query: Option<&str>) -> Self {
+        if let Some(q) = query.filter(|q| !q.is_empty())
+            && !self.kind().takes_body()
+        {
+            self.query = Some(q.into());
+        }
+        self
+    }
+
+    /// What the route does.
+    pub fn kind(&self) -> RouteKind {
+        self.spec().map_or(RouteKind::Update, |r| r.kind)
     }
 
     /// The route's compiled plan.
@@ -127,6 +157,23 @@ impl Exchange {
         if body.len() > limits.max_body_bytes {
             return Err(Rejection::too_large(limits.max_body_bytes));
         }
+        if self.kind() == RouteKind::Delete {
+            // A delete names its user in the path or the query; a body is not read.
+            let lookup = self.lookup(headers)?;
+            return Ok(Translation {
+                op: Operation {
+                    operation: OpKind::Delete,
+                    dialect: Arc::clone(&self.mapping.dialect),
+                    target: lookup.target,
+                    user: UserDoc::default(),
+                    groups: None,
+                    caller_password: None,
+                    preconditions: Vec::new(),
+                    pending: Vec::new(),
+                },
+                notes: Vec::new(),
+            });
+        }
         self.mapping.translate(
             self.route,
             &self.params,
@@ -134,6 +181,66 @@ impl Exchange {
             body,
             limits.max_json_depth,
         )
+    }
+
+    /// What a route without a body names: the target of a get or delete, a list's search.
+    pub fn lookup(&self, headers: &http::HeaderMap) -> Result<Lookup, Rejection> {
+        self.mapping.lookup(
+            self.route,
+            &self.params,
+            self.query.as_deref().unwrap_or(""),
+            headers,
+        )
+    }
+
+    /// Runs a read route against `store` within `timeout`: the user a get names (404 when
+    /// none), or the page of a list, at most `max_list` users.
+    pub async fn read(
+        &self,
+        store: &dyn Store,
+        lookup: Lookup,
+        max_list: usize,
+        timeout: Duration,
+    ) -> Result<Found, BackendError> {
+        let work = async {
+            match self.kind() {
+                RouteKind::List => {
+                    let contains = self
+                        .spec()
+                        .and_then(|r| r.search.as_ref())
+                        .map(|s| s.contains.clone())
+                        .unwrap_or_default();
+                    let search = Search {
+                        text: lookup.text,
+                        contains,
+                        offset: lookup.offset,
+                        limit: lookup.limit.unwrap_or(max_list).min(max_list),
+                    };
+                    let (users, total) = store.search(search).await?;
+                    Ok(Found::Many(users, total))
+                }
+                _ => {
+                    let target = lookup.target.unwrap_or_default();
+                    match store.find(&target).await? {
+                        Some(u) => Ok(Found::One(u)),
+                        None => Err(BackendError::NotFound),
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(BackendError::Timeout),
+        }
+    }
+
+    /// The answer to a read route, secrets never rendered.
+    pub fn answer_found(&self, found: &Found, request_id: &str) -> DialectResponse {
+        let users = match found {
+            Found::One(u) => Answered::One(u),
+            Found::Many(list, total) => Answered::Many(list, *total),
+        };
+        self.mapping.route_response(self.route, users, request_id)
     }
 
     /// Translates a body parsed already (an import or convert line).
@@ -173,7 +280,7 @@ impl Exchange {
         op: Operation,
         timeout: Duration,
     ) -> Result<Stored, BackendError> {
-        let want = if self.mapping.renders_user() {
+        let want = if self.mapping.route_renders_user(self.route) {
             Want::User
         } else {
             Want::Id
@@ -193,12 +300,20 @@ impl Exchange {
     /// The success answer, rendered from the stored user where the dialect returns it
     /// (secrets never rendered); a stored user answered as JSON is parsed only then. A stored
     /// user that cannot be read is the backend's failure (502).
-    pub fn answer(&self, stored: &Stored) -> Result<DialectResponse, BackendError> {
-        if self.mapping.renders_user() {
+    pub fn answer(
+        &self,
+        stored: &Stored,
+        request_id: &str,
+    ) -> Result<DialectResponse, BackendError> {
+        if self.mapping.route_renders_user(self.route) {
             let doc = stored.doc()?;
-            return Ok(self.mapping.success_response(&doc));
+            return Ok(self
+                .mapping
+                .route_response(self.route, Answered::One(&doc), request_id));
         }
-        Ok(self.mapping.success_response(&UserDoc::default()))
+        Ok(self
+            .mapping
+            .route_response(self.route, Answered::Nothing, request_id))
     }
 
     /// The refusal `rej` in the dialect's error shape.
@@ -268,14 +383,17 @@ pub fn dry_run(
     req: Offline<'_>,
     stored: Option<&UserDoc>,
 ) -> DryRun {
-    let path = req.path.split('?').next().unwrap_or(req.path);
+    let (path, query) = match req.path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (req.path, None),
+    };
     let ctx = ErrorContext {
         path,
         request_id: req.request_id,
         ..ErrorContext::default()
     };
     let exchange = match Exchange::route(set, req.method, path) {
-        Ok(e) => e,
+        Ok(e) => e.with_query(query),
         Err(u) => {
             return match (&u, u.answer(req.method, &ctx)) {
                 (Unrouted::MethodNotAllowed { allow, .. }, Some(answer)) => DryRun::Refused {

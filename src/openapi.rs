@@ -51,20 +51,28 @@ pub fn document(file: &Path, vars: &BTreeMap<String, String>) -> Result<Value, S
     let error_ct = spec.errors.content_type.clone();
     let mut paths = Map::new();
     for (i, r) in spec.routes.iter().enumerate() {
-        let op_kind = r.operation;
+        let kind = r.operation;
+        // Field rules filter by the canonical operation; a read filters as an update does.
+        let op_kind = kind.write().unwrap_or(crate::canonical::OpKind::Update);
         let body = request_schema(&spec.fields, op_kind);
+        let answer = r.answer.as_ref().unwrap_or(&spec.success);
         for raw in &r.paths {
             let (path, mut params) = path_template(raw.get_ref(), &all_vars);
             constrain_params(&mut params, &spec.fields, op_kind);
+            if !kind.takes_body() {
+                params.extend(query_params(&spec.fields, r));
+            }
             let mut responses = Map::new();
-            let success = match &spec.success.body {
+            let success = match &answer.body {
                 BodySpec::Empty => json!({"description": "done; no body"}),
                 BodySpec::User => json!({"description": "the stored user, in the dialect",
                     "content": {"application/json": {"schema": {"type": "object"}}}}),
                 BodySpec::Json(v) => json!({"description": "done",
                     "content": {"application/json": {"schema": literal_schema(v)}}}),
+                BodySpec::Template(v) => json!({"description": "the answer, in the dialect",
+                    "content": {"application/json": {"schema": template_schema(v)}}}),
             };
-            responses.insert(spec.success.status.to_string(), success);
+            responses.insert(answer.status.to_string(), success);
             for o in Outcome::ALL {
                 let status = spec
                     .errors
@@ -91,14 +99,17 @@ pub fn document(file: &Path, vars: &BTreeMap<String, String>) -> Result<Value, S
                 "431".into(),
                 json!({"description": "request header fields too large"}),
             );
-            let op = json!({
+            let mut op = json!({
                 "operationId": format!("{}-{}", r.name.clone().unwrap_or_else(|| format!("route-{i}")), paths.len()),
-                "summary": format!("{} ({})", r.name.clone().unwrap_or_default(), op_kind.as_str()),
+                "summary": format!("{} ({})", r.name.clone().unwrap_or_default(), kind.as_str()),
                 "parameters": params,
                 "security": [{"credentials": []}],
-                "requestBody": {"required": true, "content": {"application/json": {"schema": body}}},
                 "responses": responses,
             });
+            if kind.takes_body() {
+                op["requestBody"] =
+                    json!({"required": true, "content": {"application/json": {"schema": body}}});
+            }
             let method = r.method.get_ref().to_ascii_lowercase();
             let entry = paths.entry(path).or_insert_with(|| json!({}));
             if let Value::Object(m) = entry {
@@ -159,6 +170,60 @@ fn path_template(raw: &str, vars: &BTreeMap<String, String>) -> (String, Vec<Val
     }
     out.push_str(rest);
     (out, params)
+}
+
+/// The query parameters a route without a body reads: its rules' `query:NAME` sources and
+/// its search's.
+fn query_params(fields: &[FieldSpec], r: &crate::mapping::spec::RouteSpec) -> Vec<Value> {
+    let mut names: Vec<(String, Option<&FieldSpec>)> = Vec::new();
+    for f in fields {
+        if let Some(q) = f
+            .source
+            .as_ref()
+            .and_then(|s| s.get_ref().strip_prefix("query:"))
+        {
+            names.push((q.to_owned(), Some(f)));
+        }
+    }
+    if let Some(sp) = &r.search {
+        for s in [&sp.source, &sp.offset, &sp.limit].into_iter().flatten() {
+            if let Some(q) = s.get_ref().strip_prefix("query:") {
+                names.push((q.to_owned(), None));
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|(name, f)| {
+            let mut schema = Map::from_iter([("type".into(), json!("string"))]);
+            if let Some(f) = f {
+                schema.extend(input_constraints(f));
+            }
+            json!({"name": name, "in": "query", "required": false, "schema": schema})
+        })
+        .collect()
+}
+
+/// The schema of a success template: placeholders of the rendered user(s) are objects and
+/// arrays of objects, everything else as written.
+fn template_schema(v: &Value) -> Value {
+    match v {
+        Value::String(s) if s == "{users}" => json!({"type": "array", "items": {"type": "object"}}),
+        Value::String(s) if s == "{user}" => json!({"type": "object"}),
+        Value::String(s) if s.starts_with('{') && s.ends_with('}') => json!({}),
+        Value::Object(m) => {
+            let props: Map<String, Value> = m
+                .iter()
+                .map(|(k, v)| (k.clone(), template_schema(v)))
+                .collect();
+            json!({"type": "object", "properties": props})
+        }
+        Value::Array(items) => match items.first() {
+            Some(first) => json!({"type": "array", "items": template_schema(first)}),
+            None => json!({"type": "array"}),
+        },
+        other => literal_schema(other),
+    }
 }
 
 /// Adds to each path parameter the checks of the field reading it (`param:NAME`).

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use userbridge::canonical::UserDoc;
 use userbridge::exchange::{DryRun, Offline, dry_run};
-use userbridge::mapping::MappingSet;
+use userbridge::mapping::render::Answered;
+use userbridge::mapping::{MappingSet, RouteKind};
 use userbridge::rejection::Outcome;
 
 fn mappings() -> MappingSet {
@@ -30,7 +31,13 @@ fn run_case(set: &MappingSet, case: &Value) -> Value {
     if let Some(user) = case.get("render") {
         let m = set.get(dialect).expect("dialect");
         let user = UserDoc(user.as_object().cloned().unwrap_or_default());
-        let r = m.success_response(&user);
+        // The answer of the route the case names, else of the dialect's update route.
+        let route = case["route"]
+            .as_str()
+            .and_then(|n| m.routes.iter().position(|r| &*r.name == n))
+            .or_else(|| m.routes.iter().position(|r| r.kind == RouteKind::Update))
+            .expect("route");
+        let r = m.route_response(route, Answered::One(&user), "");
         let body: Value = if r.body.is_empty() {
             Value::Null
         } else {

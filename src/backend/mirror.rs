@@ -18,7 +18,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
-use super::{Backend, BackendError, BoxFuture, Gauge, Store, Stored, Want};
+use super::{Backend, BackendError, BoxFuture, Gauge, Search, Store, Stored, Want};
 use crate::audit::Audit;
 use crate::canonical::Identity;
 use crate::canonical::{
@@ -258,7 +258,7 @@ impl Inner {
         };
         let dialect: Arc<str> = Arc::from(e.dialect.as_str());
         if e.op == "delete" {
-            return self.delete_copy(&who, dialect, e).await;
+            return self.delete_copy(dialect, e).await;
         }
         let mut user = e.doc.clone();
         let groups = user.get("groups").and_then(Value::as_array).map(|g| {
@@ -324,16 +324,14 @@ impl Inner {
         }
     }
 
-    /// Removes the shadow's user `who` (already gone counts as done).
+    /// Removes the shadow's user the entry names (already gone counts as done).
     async fn delete_copy(
         &self,
-        who: &Identity,
         dialect: Arc<str>,
         e: &Entry,
     ) -> Result<Operation, (Option<Operation>, BackendError)> {
-        // The audit trail records a delete as an update clearing nothing, with its target.
         let op = Operation {
-            operation: OpKind::Update,
+            operation: OpKind::Delete,
             dialect,
             target: Some(UserDoc(e.doc.clone())),
             user: UserDoc(Map::new()),
@@ -342,25 +340,10 @@ impl Inner {
             preconditions: Vec::new(),
             pending: Vec::new(),
         };
-        let Some(store) = self.shadow.store() else {
-            return Err((
-                Some(op),
-                BackendError::Unsupported(self.shadow.kind(), "delete users"),
-            ));
-        };
-        let found = match store.list(Some(who.user_name.clone()), 0, 100).await {
-            Ok((users, _)) => users,
-            Err(err) => return Err((Some(op), err)),
-        };
-        for u in found {
-            if Identity::of(u.exposed()).is_some_and(|s| who.matches(&s))
-                && let Some(id) = u.id()
-                && let Err(err) = store.delete(id).await
-            {
-                return Err((Some(op), err));
-            }
+        match self.shadow.apply(op.clone(), Want::Id).await {
+            Ok(_) | Err(BackendError::NotFound) => Ok(op),
+            Err(err) => Err((Some(op), err)),
         }
-        Ok(op)
     }
 
     async fn record(&self, e: &Entry, op: Option<&Operation>, status: u16, error: Option<&str>) {
@@ -458,11 +441,19 @@ impl Backend for Mirror {
     fn apply(&self, op: Operation, _: Want) -> BoxFuture<'_, Result<Stored, BackendError>> {
         Box::pin(async move {
             let dialect = Arc::clone(&op.dialect);
+            let kind = op.operation;
             // The whole user: it is queued for the shadow.
             let stored = self.inner.primary.apply(op, Want::User).await?.into_doc()?;
             // Acknowledged by the primary: queued before the client hears of it. A queue that
             // cannot take it fails the request loudly rather than lose the copy silently.
-            self.inner.enqueue("put", &dialect, &stored).await.map_err(|e| {
+            let queued = if kind == OpKind::Delete {
+                self.inner
+                    .enqueue("delete", &dialect, &identity_doc(&stored))
+                    .await
+            } else {
+                self.inner.enqueue("put", &dialect, &stored).await
+            };
+            queued.map_err(|e| {
                 tracing::error!(error = %e, "mirror: written to the primary but not queued for the shadow");
                 e
             })?;
@@ -541,6 +532,15 @@ impl Store for Mirror {
         Box::pin(async move { self.primary_store()?.get(&id).await })
     }
 
+    fn find(&self, target: &UserDoc) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        let target = target.clone();
+        Box::pin(async move { self.primary_store()?.find(&target).await })
+    }
+
+    fn search(&self, search: Search) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
+        Box::pin(async move { self.primary_store()?.search(search).await })
+    }
+
     fn list(
         &self,
         user_name: Option<String>,
@@ -577,16 +577,24 @@ impl Store for Mirror {
                 return Ok(false);
             };
             let gone = store.delete(&id).await?;
-            if gone && let Some(who) = Identity::of(user.exposed()) {
-                let mut doc = Map::from_iter([("userName".into(), json!(who.user_name))]);
-                if let Some(a) = who.authenticator {
-                    crate::canonical::set(&mut doc, &location("ext.authenticator"), json!(a));
-                }
-                self.queued("delete", UserDoc(doc)).await?;
+            if gone {
+                self.queued("delete", identity_doc(&user)).await?;
             }
             Ok(gone)
         })
     }
+}
+
+/// What a queued delete names the user by on the shadow: its userName and authenticator.
+fn identity_doc(user: &UserDoc) -> UserDoc {
+    let mut doc = Map::new();
+    if let Some(who) = Identity::of(user.exposed()) {
+        doc.insert("userName".into(), json!(who.user_name));
+        if let Some(a) = who.authenticator {
+            crate::canonical::set(&mut doc, &location("ext.authenticator"), json!(a));
+        }
+    }
+    UserDoc(doc)
 }
 
 impl Mirror {

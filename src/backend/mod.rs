@@ -104,8 +104,61 @@ impl Gauge {
     }
 }
 
+/// A list route's search: the users one of whose `contains` attributes holds `text`
+/// (case-insensitively; every user when `None`), in creation order, `offset` skipped, at most
+/// `limit` answered.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    /// The text looked for.
+    pub text: Option<String>,
+    /// The canonical attributes it is looked for in (any one).
+    pub contains: Vec<&'static str>,
+    /// Users to skip.
+    pub offset: usize,
+    /// The most users to answer.
+    pub limit: usize,
+}
+
+impl Search {
+    /// Whether `user` is one of the users searched for.
+    pub fn matches(&self, user: &UserDoc) -> bool {
+        let Some(text) = &self.text else {
+            return true;
+        };
+        let needle = text.to_lowercase();
+        self.contains.iter().any(|a| {
+            user.attr(a)
+                .and_then(Value::as_str)
+                .is_some_and(|v| v.to_lowercase().contains(&needle))
+        })
+    }
+
+    /// The search run over every user of `store`, read a page at a time: for a store that
+    /// cannot search natively.
+    pub async fn scan(&self, store: &dyn Store) -> Result<(Vec<UserDoc>, usize), BackendError> {
+        const PAGE: usize = 200;
+        let (mut found, mut total, mut start) = (Vec::new(), 0, 0);
+        loop {
+            let (page, all) = store.list(None, start, PAGE).await?;
+            let n = page.len();
+            for u in page {
+                if self.matches(&u) {
+                    if total >= self.offset && found.len() < self.limit {
+                        found.push(u);
+                    }
+                    total += 1;
+                }
+            }
+            start += n;
+            if n == 0 || start >= all {
+                return Ok((found, total));
+            }
+        }
+    }
+}
+
 /// A canonical user store that can also be read and edited directly (the `/scim/v2` ingress,
-/// export, diff).
+/// the dialects' read routes, export, diff).
 pub trait Store: Send + Sync {
     /// The user with canonical `id`.
     fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>>;
@@ -117,6 +170,11 @@ pub trait Store: Send + Sync {
         start: usize,
         count: usize,
     ) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>>;
+    /// The user a target document names (`id`, ext `numericId`, or `userName` with ext
+    /// `authenticator`), without its secrets.
+    fn find(&self, target: &UserDoc) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>>;
+    /// The users `search` names, and how many matched in all.
+    fn search(&self, search: Search) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>>;
     /// Creates a user from a SCIM document (server-owned members ignored).
     fn create(&self, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>>;
     /// Replaces the user `id` with `user` (attributes not in it are cleared).

@@ -6,7 +6,12 @@
 //!   user; `user` holds only the attributes sent (`null` clears);
 //! - `{"operation": "get", "target"}` → 200 and the stored user, or 404. The gateway asks it
 //!   only when an update has conditions on the stored user (a mapping's preconditions, or an
-//!   attribute sent in part), and then pins the update to the user's `id`.
+//!   attribute sent in part), and then pins the update to the user's `id`; and for a
+//!   dialect's read route that names one user;
+//! - `{"operation": "delete", "dialect", "target"}` → 200 and the user as it was, or 404;
+//! - `{"operation": "list", "search", "contains", "offset", "limit"}` → 200 and
+//!   `{"users": [...], "total": N}`: the users one of whose `contains` attributes holds
+//!   `search` (case-insensitively; every user when `null`), in creation order.
 //!
 //! Secrets travel in clear (the receiver must set them): use https and a token. The caller's
 //! own password is checked by the gateway and never sent.
@@ -16,7 +21,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::outbound::{self, Outbound};
-use super::{Backend, BackendError, BoxFuture, Store, Stored, Want};
+use super::{Backend, BackendError, BoxFuture, Search, Store, Stored, Want};
 use crate::canonical::{DocJson, GroupChange, OpKind, Operation, UserDoc};
 use crate::config::OutboundConfig;
 use crate::redact::Secret;
@@ -61,7 +66,8 @@ struct Wire<'a> {
     dialect: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<&'a Map<String, Value>>,
-    user: DocJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<DocJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     groups: Option<&'a GroupChange>,
 }
@@ -71,7 +77,7 @@ fn wire(op: &Operation) -> Wire<'_> {
         operation: op.operation.as_str(),
         dialect: &op.dialect,
         target: op.target.as_ref().map(|t| &t.0),
-        user: DocJson::exposed_with_schemas(&op.user.0),
+        user: (op.operation != OpKind::Delete).then(|| DocJson::exposed_with_schemas(&op.user.0)),
         groups: op.groups.as_ref(),
     }
 }
@@ -114,8 +120,54 @@ impl Backend for Webhook {
     }
 }
 
-/// Reads through the `get` operation; a webhook estate is written through the dialects.
+/// The receiver's answer to a `list` operation.
+#[derive(serde::Deserialize)]
+struct ListAnswer {
+    users: Vec<Map<String, Value>>,
+    #[serde(default)]
+    total: Option<usize>,
+}
+
+/// Reads through the `get` and `list` operations; a webhook estate is written through the
+/// dialects.
 impl Store for Webhook {
+    fn find(&self, target: &UserDoc) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        let target = Value::Object(target.0.clone());
+        Box::pin(async move {
+            match self.lookup(target).await {
+                Ok(u) => Ok(Some(u)),
+                Err(BackendError::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn search(&self, search: Search) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
+        Box::pin(async move {
+            let body = serde_json::json!({
+                "operation": "list",
+                "search": search.text,
+                "contains": search.contains,
+                "offset": search.offset,
+                "limit": search.limit,
+            });
+            let answer = self.send(&body).await?;
+            let list: ListAnswer = serde_json::from_slice(&answer).map_err(|_| {
+                BackendError::Failed(
+                    "a list answer that is not {\"users\": [...], \"total\": N}".into(),
+                )
+            })?;
+            let total = list.total.unwrap_or(list.users.len());
+            let users = list
+                .users
+                .into_iter()
+                .filter(|u| u.contains_key("id"))
+                .map(UserDoc)
+                .collect();
+            Ok((users, total))
+        })
+    }
+
     fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
         let target = serde_json::json!({"id": id});
         Box::pin(async move {

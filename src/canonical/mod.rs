@@ -104,6 +104,7 @@ pub const ATTRIBUTES: &[AttrDef] = &[
     attr("locale", Kind::String),
     attr("roles", Kind::Array),
     attr("entitlements", Kind::Array),
+    read_only("groups", Kind::Array),
     read_only("meta.created", Kind::String),
     read_only("meta.lastModified", Kind::String),
     attr("enterprise.organization", Kind::String),

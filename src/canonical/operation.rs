@@ -33,6 +33,8 @@ pub enum OpKind {
     Create,
     /// Change an existing user, found by the operation's `target`.
     Update,
+    /// Remove the user the operation's `target` names.
+    Delete,
 }
 
 impl OpKind {
@@ -41,6 +43,7 @@ impl OpKind {
         match self {
             OpKind::Create => "create",
             OpKind::Update => "update",
+            OpKind::Delete => "delete",
         }
     }
 }
@@ -148,7 +151,7 @@ pub struct Operation {
     pub operation: OpKind,
     /// The mapping that produced it.
     pub dialect: Arc<str>,
-    /// Update only: the attributes that identify the user.
+    /// Update and delete: the attributes that identify the user.
     pub target: Option<UserDoc>,
     /// Create: the new user. Update: only the attributes sent (`null` = clear).
     pub user: UserDoc,

@@ -89,6 +89,22 @@ impl Template {
         Ok(Template::Interp(pieces(s)?))
     }
 
+    /// Calls `f` with every placeholder the template uses, for checks at load.
+    pub fn each_var(&self, f: &mut dyn FnMut(&Var)) {
+        match self {
+            Template::Lit(_) => {}
+            Template::Obj(members) => members.iter().for_each(|(_, t)| t.each_var(f)),
+            Template::Arr(items) => items.iter().for_each(|t| t.each_var(f)),
+            Template::Whole { var, .. } => f(var),
+            Template::Interp(pieces) => pieces.iter().for_each(|p| {
+                if let Piece::Var(v) = p {
+                    f(v)
+                }
+            }),
+            Template::Json(inner) => inner.each_var(f),
+        }
+    }
+
     /// Every named placeholder (`{message}`, a var) the template uses, for checks at load.
     pub fn named(&self, out: &mut Vec<Box<str>>) {
         let mut add = |v: &Var| {

@@ -25,6 +25,7 @@ enum Eval {
 struct Ctx<'a> {
     op: OpKind,
     params: &'a Params,
+    query: &'a str,
     headers: &'a http::HeaderMap,
 }
 
@@ -91,12 +92,23 @@ impl Mapping {
                 "the request body must be a JSON object",
             ));
         };
-        let op = route.operation;
+        let op = match route.kind {
+            RouteKind::Create => OpKind::Create,
+            RouteKind::Update => OpKind::Update,
+            _ => {
+                return Err(Rejection::new(
+                    crate::rejection::Outcome::Validation,
+                    "route",
+                    format!("a {} route takes no body to translate", route.kind.as_str()),
+                ));
+            }
+        };
         let mut notes = Vec::new();
         self.unknown_members(&self.known, members, &mut Vec::new(), &mut notes)?;
         let ctx = Ctx {
             op,
             params,
+            query: "",
             headers,
         };
         let mut out = Out::default();
@@ -130,17 +142,75 @@ impl Mapping {
         self.finish(route, out, notes)
     }
 
-    fn finish(&self, route: &Route, out: Out, notes: Vec<Note>) -> Result<Translation, Rejection> {
-        let op = route.operation;
-        for (loc, name) in &route.target_locs {
-            if get(&out.target, loc).is_none() {
-                return Err(Rejection::invalid(
-                    name,
-                    "required",
-                    format!("{name} is required"),
-                ));
+    /// What a route without a body (delete, get, list) names, from its path parameters, its
+    /// query string (`a=1&b=2`, no `?`) and headers: the rules reading those that identify the
+    /// user, then the list's search. A 400 naming the parameter when one is not acceptable.
+    pub fn lookup(
+        &self,
+        route: usize,
+        params: &Params,
+        query: &str,
+        headers: &http::HeaderMap,
+    ) -> Result<Lookup, Rejection> {
+        let Some(route) = self.routes.get(route) else {
+            return Err(Rejection::new(
+                crate::rejection::Outcome::Validation,
+                "route",
+                "no such route",
+            ));
+        };
+        let ctx = Ctx {
+            op: OpKind::Update,
+            params,
+            query,
+            headers,
+        };
+        let mut out = Out::default();
+        if !route.target.is_empty() {
+            for (i, rule) in self.rules.iter().enumerate() {
+                let from_request = matches!(
+                    rule.source,
+                    Source::Param(_) | Source::Query(_) | Source::Header(_)
+                );
+                if !from_request || rule.identifies.is_none() {
+                    continue;
+                }
+                let ev = eval(rule, fetch(rule, &Node::Null, &ctx), &ctx)?;
+                write(i, rule, ev, &ctx, &mut out)?;
             }
+            target_present(route, &out.target)?;
         }
+        let mut lookup = Lookup {
+            target: (!route.target.is_empty()).then(|| UserDoc(std::mem::take(&mut out.target))),
+            ..Lookup::default()
+        };
+        if let Some(search) = &route.search {
+            lookup.text = search
+                .source
+                .as_deref()
+                .and_then(|q| query_param(query, q))
+                .filter(|t| !t.is_empty())
+                .map(Cow::into_owned);
+            let number = |name: &Option<Box<str>>| -> Result<Option<usize>, Rejection> {
+                let Some(name) = name.as_deref() else {
+                    return Ok(None);
+                };
+                match query_param(query, name) {
+                    None => Ok(None),
+                    Some(v) => v.parse::<usize>().map(Some).map_err(|_| {
+                        Rejection::invalid(name, "type", format!("{name} must be a whole number"))
+                    }),
+                }
+            };
+            lookup.offset = number(&search.offset)?.unwrap_or(0);
+            lookup.limit = number(&search.limit)?;
+        }
+        Ok(lookup)
+    }
+
+    fn finish(&self, route: &Route, out: Out, notes: Vec<Note>) -> Result<Translation, Rejection> {
+        let op = route.kind.write().unwrap_or(OpKind::Update);
+        target_present(route, &out.target)?;
         let groups = match out.groups_values {
             Some(values) => {
                 let verb = out
@@ -242,6 +312,44 @@ impl Mapping {
     }
 }
 
+/// Every attribute the route's target needs was given (else a 400 naming its rule).
+fn target_present(route: &Route, target: &Map<String, Value>) -> Result<(), Rejection> {
+    for (loc, name) in &route.target_locs {
+        if get(target, loc).is_none() {
+            return Err(Rejection::invalid(
+                name,
+                "required",
+                format!("{name} is required"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The value of query parameter `name` (matched case-insensitively: `Level` is `level`),
+/// percent-decoded with `+` as a space; the first one when repeated.
+pub(crate) fn query_param<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if !decode_component(k).eq_ignore_ascii_case(name) {
+            return None;
+        }
+        Some(decode_component(v))
+    })
+}
+
+fn decode_component(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', '+']) {
+        return Cow::Borrowed(s);
+    }
+    let spaced = s.replace('+', " ");
+    Cow::Owned(
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
+}
+
 fn group_ref(item: Value) -> GroupRef {
     let mut g = GroupRef {
         value: None,
@@ -271,6 +379,7 @@ fn fetch<'b>(rule: &'b Rule, body: &'b Node<'b>, ctx: &Ctx<'b>) -> Option<Cow<'b
             .iter()
             .find(|(n, _)| **n == **name)
             .map(|(_, v)| Cow::Owned(Node::Str(Cow::Borrowed(v.as_str())))),
+        Source::Query(name) => query_param(ctx.query, name).map(|v| Cow::Owned(Node::Str(v))),
         Source::Header(h) => ctx
             .headers
             .get(h)

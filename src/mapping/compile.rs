@@ -19,6 +19,8 @@ pub(super) struct Compiler<'a> {
     pub file: &'a Path,
     pub src: &'a str,
     pub diags: Vec<Diagnostic>,
+    /// Compiling a view's rules: `value` with `source` renders a constant.
+    pub in_view: bool,
 }
 
 impl Compiler<'_> {
@@ -78,6 +80,23 @@ impl Compiler<'_> {
             }
         }
 
+        let mut views = Vec::new();
+        for (name, v) in &spec.views {
+            self.in_view = true;
+            let at = spans.views.get(name).cloned().unwrap_or_default();
+            let vrules = v
+                .fields
+                .iter()
+                .filter_map(|f| self.rule(f, at.clone(), None))
+                .collect();
+            self.in_view = false;
+            views.push(View {
+                name: name.as_str().into(),
+                rules: vrules,
+                include_unset: v.include_unset,
+            });
+        }
+
         let mut routes = Vec::new();
         let mut param_names = Vec::new();
         for (i, r) in spec.routes.iter().enumerate() {
@@ -126,10 +145,66 @@ impl Compiler<'_> {
                 }
                 target.push(t.get_ref().as_str().into());
             }
-            if r.operation == OpKind::Update && r.target.is_empty() {
+            let kind = r.operation;
+            if matches!(kind, RouteKind::Update | RouteKind::Delete | RouteKind::Get)
+                && r.target.is_empty()
+            {
                 self.err(
                     at.clone(),
-                    "an update route must say which attributes identify its `target`",
+                    format!(
+                        "a {} route must say which attributes identify its `target`",
+                        kind.as_str()
+                    ),
+                );
+            }
+            if !kind.takes_body() {
+                // Without a body, the target comes from the path, the query or a header.
+                for t in &r.target {
+                    let loc = location(t.get_ref());
+                    let from_request = rules.iter().any(|rule| {
+                        rule.identifies.as_ref() == Some(&loc)
+                            && matches!(
+                                rule.source,
+                                Source::Param(_) | Source::Query(_) | Source::Header(_)
+                            )
+                    });
+                    if !from_request {
+                        self.err(
+                            t.span(),
+                            format!(
+                                "a {} route has no body: `{}` must be identified by a rule reading `param:`, `query:` or `header:`",
+                                kind.as_str(),
+                                t.get_ref()
+                            ),
+                        );
+                    }
+                }
+            }
+            if r.search.is_some() && kind != RouteKind::List {
+                self.err(at.clone(), "only a list route has a `search`");
+            }
+            let search = r.search.as_ref().map(|sp| self.search(sp));
+            let view = r.view.as_ref().and_then(|v| {
+                match views.iter().position(|x| *x.name == **v.get_ref()) {
+                    Some(i) => Some(i),
+                    None => {
+                        self.err(
+                            v.span(),
+                            format!("no view `{}` under `[views]`", v.get_ref()),
+                        );
+                        None
+                    }
+                }
+            });
+            let answer = r.answer.as_ref().map(|a| self.success(a, at.clone()));
+            if kind == RouteKind::List
+                && !answer
+                    .as_ref()
+                    .is_some_and(|a| matches!(a.body, SuccessBody::Template(_)))
+            {
+                self.err(
+                    at.clone(),
+                    "a list route needs its own `answer` with a `template` body holding `{users}`",
                 );
             }
             let name = r.name.clone().unwrap_or_else(|| {
@@ -154,17 +229,20 @@ impl Compiler<'_> {
             let roles = r
                 .roles
                 .as_ref()
-                .or_else(|| spec.auth.roles.get(&r.operation))
+                .or_else(|| spec.auth.roles.get(&kind))
                 .map(|v| v.iter().map(|s| s.as_str().into()).collect())
                 .unwrap_or_default();
             routes.push(Route {
                 name: name.into(),
                 method,
                 paths,
-                operation: r.operation,
+                kind,
                 target,
                 target_locs,
                 roles,
+                answer,
+                view,
+                search,
             });
         }
         // Path parameters named by rules must exist in some route.
@@ -235,15 +313,7 @@ impl Compiler<'_> {
             });
         }
 
-        let success = Success {
-            status: self.status(spec.success.status, spans.success.clone()),
-            body: match &spec.success.body {
-                BodySpec::User => SuccessBody::User,
-                BodySpec::Empty => SuccessBody::Empty,
-                BodySpec::Json(v) => SuccessBody::Fixed(bytes::Bytes::from(v.to_string())),
-            },
-            include_unset: spec.success.include_unset,
-        };
+        let success = self.success(&spec.success, spans.success.clone());
         let errors = self.errors(&spec.errors, spans.errors.clone());
 
         let mut known = Known::default();
@@ -269,10 +339,112 @@ impl Compiler<'_> {
             rules,
             known,
             preconditions,
+            views,
             success,
             errors,
             caller_password_field,
         })
+    }
+
+    /// A success answer: `[success]`, or a route's `answer`.
+    fn success(&mut self, spec: &super::spec::SuccessSpec, at: Range<usize>) -> Success {
+        let body = match &spec.body {
+            BodySpec::User => SuccessBody::User,
+            BodySpec::Empty => SuccessBody::Empty,
+            BodySpec::Json(v) => SuccessBody::Fixed(bytes::Bytes::from(v.to_string())),
+            BodySpec::Template(v) => match Template::compile(v) {
+                Ok(t) => {
+                    self.success_placeholders(&t, &at);
+                    SuccessBody::Template(t)
+                }
+                Err(e) => {
+                    self.err(at.clone(), e);
+                    SuccessBody::Empty
+                }
+            },
+        };
+        Success {
+            status: self.status(spec.status, at),
+            body,
+            include_unset: spec.include_unset,
+        }
+    }
+
+    /// A success template may name the rendered user(s), the list's total, the request id and
+    /// canonical attributes of the user, never a secret one.
+    fn success_placeholders(&mut self, t: &Template, at: &Range<usize>) {
+        let mut bad = Vec::new();
+        t.each_var(&mut |v| match v {
+            crate::dialect::template::Var::Named(n)
+                if !SUCCESS_PLACEHOLDERS.contains(&&**n) =>
+            {
+                bad.push(format!(
+                    "unknown placeholder `{n}`: a success template may use {}, `now` and `user.ATTR`",
+                    SUCCESS_PLACEHOLDERS.join(", ")
+                ))
+            }
+            crate::dialect::template::Var::Attr { target: true, .. } => {
+                bad.push("a success template names the stored user as `user.ATTR`, not `target.ATTR`".into())
+            }
+            crate::dialect::template::Var::Attr { loc, .. } => {
+                if let Some(a) = crate::canonical::ATTRIBUTES
+                    .iter()
+                    .find(|a| a.secret && location(a.name) == *loc)
+                {
+                    bad.push(format!("`user.{}` is a secret: it is never rendered", a.name));
+                }
+            }
+            _ => {}
+        });
+        for m in bad {
+            self.err(at.clone(), m);
+        }
+    }
+
+    fn search(&mut self, sp: &super::spec::SearchSpec) -> SearchPlan {
+        let mut query = |s: &Option<Spanned<String>>| -> Option<Box<str>> {
+            let s = s.as_ref()?;
+            match s.get_ref().strip_prefix("query:") {
+                Some(q) if !q.is_empty() => Some(q.into()),
+                _ => {
+                    self.err(
+                        s.span(),
+                        format!(
+                            "`{}`: a list reads its search from `query:NAME`",
+                            s.get_ref()
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        let (source, offset, limit) = (query(&sp.source), query(&sp.offset), query(&sp.limit));
+        let mut contains = Vec::new();
+        for c in &sp.contains {
+            match attribute(c.get_ref()) {
+                Some(def) if def.secret => self.err(
+                    c.span(),
+                    format!("`{}` is a secret: it cannot be searched", c.get_ref()),
+                ),
+                Some(def) => contains.push(def.name),
+                None => self.err(
+                    c.span(),
+                    format!("`{}` is not a canonical attribute", c.get_ref()),
+                ),
+            }
+        }
+        if source.is_some() && contains.is_empty() {
+            self.err(
+                sp.source.as_ref().map_or(0..0, Spanned::span),
+                "a search text needs the attributes it is looked for in: `contains = [...]`",
+            );
+        }
+        SearchPlan {
+            source,
+            contains,
+            offset,
+            limit,
+        }
     }
 
     fn status(&mut self, status: u16, at: Range<usize>) -> u16 {
@@ -386,8 +558,13 @@ impl Compiler<'_> {
     fn rule(&mut self, f: &FieldSpec, at: Range<usize>, parent: Option<&str>) -> Option<Rule> {
         let before = self.diags.len();
         let src_span = f.source.as_ref().map_or(at.clone(), Spanned::span);
+        let mut constant = None;
         let source = match (&f.source, &f.value, &f.join) {
             (Some(s), None, None) => self.source(s),
+            (Some(s), Some(v), None) if self.in_view => {
+                constant = Some(v.clone());
+                self.source(s)
+            }
             (None, Some(v), None) => Source::Const(crate::json::Node::from_value(v)),
             (None, None, Some(_)) => Source::None,
             (None, None, None) if parent.is_some_and(|p| p.ends_with("[]")) => Source::None,
@@ -408,6 +585,7 @@ impl Compiler<'_> {
                 let s = s.get_ref();
                 s.strip_prefix("$.")
                     .or_else(|| s.strip_prefix("param:"))
+                    .or_else(|| s.strip_prefix("query:"))
                     .or_else(|| s.strip_prefix("header:"))
                     .unwrap_or(s)
                     .to_owned()
@@ -452,7 +630,8 @@ impl Compiler<'_> {
         let mut dests = Vec::new();
         if let Some(to) = &f.to {
             for d in to.get_ref().names() {
-                match self.dest(d, parent.is_some(), f.read_only) {
+                // A view only renders: it may show the store's own attributes.
+                match self.dest(d, parent.is_some(), f.read_only || self.in_view) {
                     Ok(dest) => dests.push(dest),
                     Err(e) => self.err(to.span(), e),
                 }
@@ -551,6 +730,10 @@ impl Compiler<'_> {
             }
         };
 
+        // A view's member that shows no attribute is always unset: `null`, or its `render_unset`.
+        if self.in_view && parent.is_none() && f.to.is_none() && constant.is_none() {
+            constant = Some(f.render_unset.clone().unwrap_or(serde_json::Value::Null));
+        }
         if self.diags.len() > before {
             return None;
         }
@@ -579,6 +762,7 @@ impl Compiler<'_> {
             join,
             render_unset: f.render_unset.clone(),
             render: f.render.unwrap_or(true),
+            constant,
             keep: false,
             group_items,
         })
@@ -588,6 +772,13 @@ impl Compiler<'_> {
         let text = s.get_ref();
         if let Some(p) = text.strip_prefix("param:") {
             return Source::Param(p.into());
+        }
+        if let Some(q) = text.strip_prefix("query:") {
+            if q.is_empty() {
+                self.err(s.span(), "`query:` needs a parameter name");
+                return Source::None;
+            }
+            return Source::Query(q.into());
         }
         if let Some(h) = text.strip_prefix("header:") {
             return match http::HeaderName::from_bytes(h.as_bytes()) {
@@ -599,7 +790,7 @@ impl Compiler<'_> {
             };
         }
         if !text.starts_with('$') {
-            self.err(s.span(), format!("`{text}` is not a source: write a JSONPath (`$.member`), `param:NAME` or `header:NAME`"));
+            self.err(s.span(), format!("`{text}` is not a source: write a JSONPath (`$.member`), `param:NAME`, `query:NAME` or `header:NAME`"));
             return Source::None;
         }
         match JsonPathPlan::compile(text) {
@@ -773,6 +964,9 @@ fn known_from(k: &mut Known, r: &Rule) {
 }
 
 /// Places of the parts of a mapping file, for diagnostics on unspanned values.
+/// The named placeholders a success template may use.
+const SUCCESS_PLACEHOLDERS: [&str; 4] = ["user", "users", "total", "request_id"];
+
 /// The named placeholders every error template may use.
 const ERROR_PLACEHOLDERS: [&str; 7] = [
     "status",
@@ -789,6 +983,7 @@ pub(super) struct Spans {
     pub fields: Vec<Range<usize>>,
     pub routes: Vec<Range<usize>>,
     pub preconditions: Vec<Range<usize>>,
+    pub views: BTreeMap<String, Range<usize>>,
     pub auth: Range<usize>,
     pub success: Range<usize>,
     pub errors: Range<usize>,

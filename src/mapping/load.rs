@@ -28,6 +28,7 @@ pub fn load_str(
         file,
         src,
         diags: Vec::new(),
+        in_view: false,
     };
     let spec = parse(&mut c);
     let Some((spec, spans)) = spec else {
@@ -39,12 +40,13 @@ pub fn load_str(
     }
 }
 
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 11] = [
     "dialect",
     "title",
     "vars",
     "auth",
     "routes",
+    "views",
     "unknown_members",
     "fields",
     "preconditions",
@@ -67,6 +69,7 @@ fn parse(c: &mut Compiler<'_>) -> Option<(MappingSpec, Spans)> {
             roles: BTreeMap::new(),
         },
         routes: Vec::new(),
+        views: BTreeMap::new(),
         unknown_members: UnknownPolicy::Ignore,
         fields: Vec::new(),
         preconditions: Vec::new(),
@@ -99,6 +102,18 @@ fn parse(c: &mut Compiler<'_>) -> Option<(MappingSpec, Spans)> {
             "title" => spec.title = de(file, src, value, d),
             "vars" => spec.vars = de(file, src, value, d).unwrap_or_default(),
             "unknown_members" => spec.unknown_members = de(file, src, value, d).unwrap_or_default(),
+            "views" => {
+                let Some(views) = value.get_ref().as_table() else {
+                    c.err(span, "`views` must be a table of views (`[views.NAME]`)");
+                    continue;
+                };
+                for (name, v) in views.iter() {
+                    if let Some(view) = de(file, src, v, d) {
+                        spans.views.insert(name.get_ref().to_string(), v.span());
+                        spec.views.insert(name.get_ref().to_string(), view);
+                    }
+                }
+            }
             "auth" => {
                 spans.auth = span;
                 if let Some(a) = de(file, src, value, d) {

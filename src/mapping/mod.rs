@@ -25,6 +25,7 @@ use crate::dialect::route::PathTemplate;
 use crate::dialect::template::Template;
 use crate::rejection::Outcome;
 use path::JsonPathPlan;
+pub use spec::RouteKind;
 use spec::{Format, UnknownPolicy};
 use transform::Transform;
 
@@ -47,6 +48,8 @@ pub struct Mapping {
     rules: Vec<Rule>,
     known: Known,
     preconditions: Vec<Pre>,
+    /// The named views, in file order.
+    views: Vec<View>,
     /// Success answer.
     pub success: Success,
     /// Error answers.
@@ -117,20 +120,66 @@ pub struct Route {
     /// Path templates; any one matches.
     pub paths: Vec<PathTemplate>,
     /// What it does.
-    pub operation: OpKind,
-    /// Canonical attributes that identify the target (update).
+    pub kind: RouteKind,
+    /// Canonical attributes that identify the target (update, delete, get).
     pub target: Vec<Box<str>>,
     /// Their locations, and the rule that fills each (for the "is required" message).
     target_locs: Vec<(Vec<Step>, Box<str>)>,
     /// Roles that allow the route, any one (empty: any authenticated caller).
     pub roles: Vec<Box<str>>,
+    /// The route's own success answer (else the mapping's).
+    answer: Option<Success>,
+    /// The view its answer renders users through (an index into the mapping's views).
+    view: Option<usize>,
+    /// List: which users it answers.
+    pub search: Option<SearchPlan>,
 }
 
 impl Route {
     /// What a caller of the route does, for a 403's message: `create users`.
     pub fn action(&self) -> String {
-        format!("{} users", self.operation.as_str())
+        let verb = match self.kind {
+            RouteKind::Get | RouteKind::List => "read",
+            k => k.as_str(),
+        };
+        format!("{verb} users")
     }
+
+    /// The canonical operation a write route performs (`None` for a read).
+    pub fn operation(&self) -> Option<OpKind> {
+        self.kind.write()
+    }
+}
+
+/// How a list route picks its users, compiled.
+#[derive(Debug)]
+pub struct SearchPlan {
+    source: Option<Box<str>>,
+    /// The attributes the text must be contained in (any one), by name.
+    pub contains: Vec<&'static str>,
+    offset: Option<Box<str>>,
+    limit: Option<Box<str>>,
+}
+
+/// What a read or delete route's request names: its target, or the list's search.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Lookup {
+    /// The attributes identifying the user (get, delete).
+    pub target: Option<crate::canonical::UserDoc>,
+    /// List: the text one of the `contains` attributes must hold (none: every user).
+    pub text: Option<String>,
+    /// List: users to skip.
+    pub offset: usize,
+    /// List: the most users to answer (none: the configured bound).
+    pub limit: Option<usize>,
+}
+
+/// A named set of rendering rules.
+#[derive(Debug)]
+struct View {
+    name: Box<str>,
+    rules: Vec<Rule>,
+    include_unset: bool,
 }
 
 /// The success answer plan.
@@ -153,6 +202,8 @@ pub enum SuccessBody {
     Empty,
     /// A constant JSON body, serialised once.
     Fixed(bytes::Bytes),
+    /// A template over the rendered user(s) and canonical attributes.
+    Template(Template),
 }
 
 /// The error answer plan.
@@ -179,6 +230,7 @@ struct OutcomePlan {
 enum Source {
     Body(JsonPathPlan),
     Param(Box<str>),
+    Query(Box<str>),
     Header(http::HeaderName),
     Const(crate::json::Node<'static>),
     None,
@@ -261,6 +313,8 @@ struct Rule {
     join: Option<Arc<Join>>,
     render_unset: Option<Value>,
     render: bool,
+    /// Views: a constant rendered at the source's place.
+    constant: Option<Value>,
     keep: bool,
     /// The rule fills `groups.values`: its items are read straight into group references.
     group_items: bool,

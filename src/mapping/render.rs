@@ -22,20 +22,101 @@ pub struct ErrorContext<'a> {
     pub user: Option<&'a UserDoc>,
 }
 
+/// The users a success answer renders.
+#[derive(Debug, Clone, Copy)]
+pub enum Answered<'a> {
+    /// None (a fixed or empty answer).
+    Nothing,
+    /// One stored user (a write's, a get's).
+    One(&'a UserDoc),
+    /// A list's page, and how many users matched in all.
+    Many(&'a [UserDoc], usize),
+}
+
 impl Mapping {
     /// Renders a canonical user as this dialect's user body (the field rules in reverse).
     pub fn render_user(&self, user: &UserDoc) -> Value {
+        self.render_with(&self.rules, self.success.include_unset, user)
+    }
+
+    /// Renders a user as route `route`'s answer shows it: through its view, else the rules.
+    pub fn render_user_for(&self, route: usize, user: &UserDoc) -> Value {
+        let plan = self.routes.get(route);
+        match plan.and_then(|r| r.view).and_then(|v| self.views.get(v)) {
+            Some(view) => self.render_with(&view.rules, view.include_unset, user),
+            None => {
+                let unset = self.success_of(route).include_unset;
+                self.render_with(&self.rules, unset, user)
+            }
+        }
+    }
+
+    fn render_with(&self, rules: &[Rule], include_unset: bool, user: &UserDoc) -> Value {
         let mut out = Map::new();
-        for rule in &self.rules {
-            render_rule(
-                rule,
-                user.exposed(),
-                &mut out,
-                self.success.include_unset,
-                false,
-            );
+        for rule in rules {
+            render_rule(rule, user.exposed(), &mut out, include_unset, false);
         }
         Value::Object(out)
+    }
+
+    /// The success answer of route `route`: its own `answer`, else `[success]`.
+    pub fn success_of(&self, route: usize) -> &Success {
+        self.routes
+            .get(route)
+            .and_then(|r| r.answer.as_ref())
+            .unwrap_or(&self.success)
+    }
+
+    /// Whether route `route`'s answer needs the stored user (else a write may skip reading it).
+    pub fn route_renders_user(&self, route: usize) -> bool {
+        match &self.success_of(route).body {
+            SuccessBody::User => true,
+            SuccessBody::Template(t) => {
+                let mut uses = false;
+                t.each_var(&mut |v| {
+                    uses |= matches!(v, Var::Attr { .. })
+                        || matches!(v, Var::Named(n) if &**n == "user" || &**n == "users");
+                });
+                uses
+            }
+            SuccessBody::Empty | SuccessBody::Fixed(_) => false,
+        }
+    }
+
+    /// Route `route`'s success answer for `users`, secrets never rendered.
+    pub fn route_response(
+        &self,
+        route: usize,
+        users: Answered<'_>,
+        request_id: &str,
+    ) -> DialectResponse {
+        let plan = self.success_of(route);
+        let json = Some("application/json".into());
+        let (content_type, body) = match (&plan.body, users) {
+            (SuccessBody::Empty, _) => (None, bytes::Bytes::new()),
+            (SuccessBody::Fixed(b), _) => (json, b.clone()),
+            (SuccessBody::User, Answered::One(u)) => (
+                json,
+                bytes::Bytes::from(self.render_user_for(route, u).to_string()),
+            ),
+            (SuccessBody::User, _) => (json, bytes::Bytes::from_static(b"{}")),
+            (SuccessBody::Template(t), users) => {
+                let scope = SuccessScope {
+                    mapping: self,
+                    route,
+                    users,
+                    request_id,
+                };
+                let v = t.render(&scope).unwrap_or(Value::Null);
+                (json, bytes::Bytes::from(v.to_string()))
+            }
+        };
+        DialectResponse {
+            status: plan.status,
+            content_type,
+            headers: Vec::new(),
+            body,
+        }
     }
 
     /// The path parameters of `route` for `user`: each from the canonical attribute its field
@@ -140,29 +221,6 @@ impl Mapping {
         Value::Object(out)
     }
 
-    /// Whether the success answer renders the stored user (else `success_response` ignores it).
-    pub fn renders_user(&self) -> bool {
-        matches!(self.success.body, SuccessBody::User)
-    }
-
-    /// The success answer, rendered from the stored user where the dialect returns it.
-    pub fn success_response(&self, user: &UserDoc) -> DialectResponse {
-        let (content_type, body) = match &self.success.body {
-            SuccessBody::Empty => (None, bytes::Bytes::new()),
-            SuccessBody::Fixed(b) => (Some("application/json".into()), b.clone()),
-            SuccessBody::User => (
-                Some("application/json".into()),
-                bytes::Bytes::from(self.render_user(user).to_string()),
-            ),
-        };
-        DialectResponse {
-            status: self.success.status,
-            content_type,
-            headers: Vec::new(),
-            body,
-        }
-    }
-
     /// The error answer for `rej`, in this dialect's shape.
     pub fn error_response(&self, rej: &Rejection, ctx: &ErrorContext<'_>) -> DialectResponse {
         let plan = self
@@ -207,6 +265,36 @@ impl Mapping {
             content_type: Some(self.errors.content_type.clone()),
             headers,
             body: bytes::Bytes::from(body.to_string()),
+        }
+    }
+}
+
+struct SuccessScope<'a> {
+    mapping: &'a Mapping,
+    route: usize,
+    users: Answered<'a>,
+    request_id: &'a str,
+}
+
+impl Scope for SuccessScope<'_> {
+    fn get(&self, var: &Var) -> Option<Value> {
+        match (var, self.users) {
+            (Var::Now(f), _) => Some(Value::String(now(f.as_deref()))),
+            // Secret attributes are refused when the template is compiled.
+            (Var::Attr { loc, .. }, Answered::One(u)) => get(u.exposed(), loc).cloned(),
+            (Var::Named(n), users) => match (&**n, users) {
+                ("user", Answered::One(u)) => Some(self.mapping.render_user_for(self.route, u)),
+                ("users", Answered::Many(list, _)) => Some(Value::Array(
+                    list.iter()
+                        .map(|u| self.mapping.render_user_for(self.route, u))
+                        .collect(),
+                )),
+                ("users", _) => Some(Value::Array(Vec::new())),
+                ("total", Answered::Many(_, total)) => Some(Value::from(total)),
+                ("request_id", _) => Some(Value::String(self.request_id.to_owned())),
+                _ => None,
+            },
+            _ => None,
         }
     }
 }
@@ -302,6 +390,12 @@ fn render_rule(
 ) {
     let caller = rule.dests.iter().any(|d| matches!(d, Dest::CallerPassword));
     if !rule.render || caller || (is_secret(rule) && !secrets) {
+        return;
+    }
+    if let (Some(c), Source::Body(p)) = (&rule.constant, &rule.source) {
+        if let Some(keys) = p.keys() {
+            put(out, keys, c.clone());
+        }
         return;
     }
     if let Some(join) = &rule.join {

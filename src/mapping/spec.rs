@@ -14,6 +14,52 @@ use toml::Spanned;
 
 use crate::canonical::OpKind;
 
+/// What a route does: a write (`create`, `update`, `delete`) goes to the backend as a canonical
+/// operation; a read (`get`, `list`) is answered from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    /// Make a new user from the body.
+    Create,
+    /// Change the user the route's `target` names.
+    Update,
+    /// Remove the user the route's `target` names.
+    Delete,
+    /// Answer the user the route's `target` names.
+    Get,
+    /// Answer a list of users, filtered by the route's `search`.
+    List,
+}
+
+impl RouteKind {
+    /// The canonical operation a write route performs; `None` for a read.
+    pub fn write(self) -> Option<OpKind> {
+        match self {
+            RouteKind::Create => Some(OpKind::Create),
+            RouteKind::Update => Some(OpKind::Update),
+            RouteKind::Delete => Some(OpKind::Delete),
+            RouteKind::Get | RouteKind::List => None,
+        }
+    }
+
+    /// The lowercase name, as mapping files write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteKind::Create => "create",
+            RouteKind::Update => "update",
+            RouteKind::Delete => "delete",
+            RouteKind::Get => "get",
+            RouteKind::List => "list",
+        }
+    }
+
+    /// Whether the route reads a request body (create and update do; the others take their
+    /// input from the path, the query and headers only).
+    pub fn takes_body(self) -> bool {
+        matches!(self, RouteKind::Create | RouteKind::Update)
+    }
+}
+
 /// A whole mapping file: one vendor dialect.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +77,10 @@ pub struct MappingSpec {
     pub auth: AuthSpec,
     /// The HTTP routes this dialect serves.
     pub routes: Vec<RouteSpec>,
+    /// Named sets of field rules that render users into answers shaped unlike the request
+    /// body (a list's items, a lookup's answer); a route names one with `view`.
+    #[serde(default)]
+    pub views: BTreeMap<String, ViewSpec>,
     /// What to do with body members no field rule knows: `ignore` (named in the trace) or `reject` (400).
     #[serde(default)]
     pub unknown_members: UnknownPolicy,
@@ -65,9 +115,10 @@ pub struct AuthSpec {
     /// `WWW-Authenticate` value sent with a 401, if any.
     #[serde(default)]
     pub challenge: Option<String>,
-    /// Roles a caller needs, per operation: any one of the list suffices.
+    /// Roles a caller needs, per route kind (`create`, `update`, `delete`, `get`, `list`):
+    /// any one of the list suffices.
     #[serde(default)]
-    pub roles: BTreeMap<OpKind, Vec<String>>,
+    pub roles: BTreeMap<RouteKind, Vec<String>>,
 }
 
 /// One header that may carry the credential.
@@ -98,10 +149,11 @@ pub struct RouteSpec {
     /// `${var}` from `vars`. Any one matching selects the route.
     #[schemars(with = "Vec<String>")]
     pub paths: Vec<Spanned<String>>,
-    /// What the route does.
-    pub operation: OpKind,
-    /// Update: the canonical attributes (`id`, `userName`, `ext.authenticator`, `ext.numericId`)
-    /// that identify the user; field rules fill them with `identifies`.
+    /// What the route does: `create`, `update`, `delete`, `get` or `list`.
+    pub operation: RouteKind,
+    /// Update, delete, get: the canonical attributes (`id`, `userName`, `ext.authenticator`,
+    /// `ext.numericId`) that identify the user; field rules fill them with `identifies` (on
+    /// delete and get, only rules reading `param:`, `query:` or `header:`).
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub target: Vec<Spanned<String>>,
@@ -109,6 +161,52 @@ pub struct RouteSpec {
     /// its operation; empty: any authenticated caller).
     #[serde(default)]
     pub roles: Option<Vec<String>>,
+    /// The view (a name under `[views]`) that renders users in this route's answer (default:
+    /// the `[[fields]]` rules, as `body = "user"` renders them).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub view: Option<Spanned<String>>,
+    /// List: which users the answer holds.
+    #[serde(default)]
+    pub search: Option<SearchSpec>,
+    /// This route's success answer (default: `[success]`).
+    #[serde(default)]
+    pub answer: Option<SuccessSpec>,
+}
+
+/// How a list route picks its users.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSpec {
+    /// Where the search text comes from (`query:NAME`); absent or empty: every user.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub source: Option<Spanned<String>>,
+    /// The canonical attributes that must contain the text (any one, case-insensitively).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub contains: Vec<Spanned<String>>,
+    /// Where the number of users to skip comes from (`query:NAME`, default 0).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub offset: Option<Spanned<String>>,
+    /// Where the largest number of users to answer comes from (`query:NAME`; default and bound:
+    /// `limits.max_list`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub limit: Option<Spanned<String>>,
+}
+
+/// A named set of field rules for answers.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ViewSpec {
+    /// Render members whose attribute is unset (as `render_unset`, else `null`).
+    #[serde(default)]
+    pub include_unset: bool,
+    /// The rules: `source` is the member's place in the rendered object, `to` the canonical
+    /// attribute it shows; `value` with `source` renders a constant.
+    pub fields: Vec<FieldSpec>,
 }
 
 /// A field rule: where a value comes from, what it must be, and where it goes.
@@ -118,7 +216,8 @@ pub struct FieldSpec {
     /// The member's name in error messages (default: the source path without `$.`).
     #[serde(default)]
     pub name: Option<String>,
-    /// `$.json.path` into the body (JSONPath), `param:NAME` (path parameter) or `header:NAME`.
+    /// `$.json.path` into the body (JSONPath), `param:NAME` (path parameter), `query:NAME`
+    /// (query parameter, its name matched case-insensitively) or `header:NAME`.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub source: Option<Spanned<String>>,
@@ -326,7 +425,8 @@ pub struct SuccessSpec {
     /// HTTP status (default 200).
     #[serde(default = "ok")]
     pub status: u16,
-    /// `user` (the stored user through the field rules, reversed), `empty`, or `{ json = … }`.
+    /// `user` (the stored user through the field rules, reversed), `empty`, `{ json = … }`,
+    /// or `{ template = … }`.
     pub body: BodySpec,
     /// With `body = "user"`: render members whose attribute is unset (as `render_unset`).
     #[serde(default)]
@@ -347,6 +447,10 @@ pub enum BodySpec {
     Empty,
     /// A constant JSON body.
     Json(Value),
+    /// A JSON template: `{user}` is the user rendered through the route's view, `{users}` the
+    /// list's users so rendered, `{total}` how many users the list matched, `{user.ATTR}` a
+    /// canonical attribute (never a secret); strings interpolate as in error bodies.
+    Template(Value),
 }
 
 /// The error answers.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::canonical::{OpKind, Operation, UserDoc};
+use crate::canonical::{Operation, UserDoc};
 use crate::dialect::route::Params;
 use crate::mapping::Mapping;
 
@@ -93,7 +93,7 @@ pub fn pick_route(mapping: &Mapping, name: Option<&str>) -> Result<usize, String
         None => Ok(mapping
             .routes
             .iter()
-            .position(|r| r.operation == OpKind::Create)
+            .position(|r| r.kind == crate::mapping::RouteKind::Create)
             .unwrap_or(0)),
     }
 }

@@ -16,7 +16,7 @@ use crate::backend::Stored;
 use crate::canonical::{Identity, Operation, Step, UserDoc, get, location};
 use crate::config::Credential;
 use crate::exchange::Exchange;
-use crate::mapping::Note;
+use crate::mapping::{Note, RouteKind};
 
 /// Answers the exchange `exchange` of `routed` for `caller`.
 pub async fn handle(
@@ -28,6 +28,9 @@ pub async fn handle(
     let state = &routed.state;
     let limits = &state.config.limits;
     let (parts, bytes) = req.into_parts();
+    if matches!(exchange.kind(), RouteKind::Get | RouteKind::List) {
+        return read(routed, exchange, &parts.headers).await;
+    }
     'answer: {
         let translation = match exchange.translate(&parts.headers, &bytes, limits) {
             Ok(t) => t,
@@ -55,6 +58,42 @@ pub async fn handle(
     }
 }
 
+/// A read route: what it names, looked up in the store, answered in the dialect.
+async fn read(routed: &Routed, exchange: &Exchange, headers: &http::HeaderMap) -> Response<Body> {
+    let state = &routed.state;
+    let lookup = match exchange.lookup(headers) {
+        Ok(l) => l,
+        Err(rej) => return refuse(routed, &rej, About::default()),
+    };
+    let target = lookup.target.clone();
+    if let Some(t) = target.as_ref().and_then(crate::canonical::Target::of) {
+        let _ = routed.user.set(t.label());
+    }
+    let Some(store) = state.backend.store() else {
+        let e = crate::backend::BackendError::Unsupported(state.backend.kind(), "read users");
+        return refuse(routed, &exchange.backend_rejection(e), About::default());
+    };
+    let limits = &state.config.limits;
+    let timeout = Duration::from_millis(limits.request_timeout_ms);
+    let started = Instant::now();
+    let found = exchange.read(store, lookup, limits.max_list, timeout).await;
+    state.metrics.backend(
+        state.backend.kind(),
+        started.elapsed(),
+        found.as_ref().err(),
+    );
+    match found {
+        Ok(found) => from_dialect(exchange.answer_found(&found, routed.request_id())),
+        Err(e) => {
+            let about = About {
+                target: target.as_ref(),
+                user: None,
+            };
+            refuse(routed, &exchange.backend_rejection(e), about)
+        }
+    }
+}
+
 /// The backend write, its answer and its audit record.
 async fn write(
     routed: &Routed,
@@ -77,7 +116,8 @@ async fn write(
     );
     // The answer is rendered (and a stored user answered as JSON read) before the audit
     // record, which names the stored id and the outcome the client hears.
-    let answered = result.and_then(|stored| Ok((exchange.answer(&stored)?, stored)));
+    let answered =
+        result.and_then(|stored| Ok((exchange.answer(&stored, routed.request_id())?, stored)));
     let error = answered.as_ref().err().map(ToString::to_string);
     let (resp, stored) = match answered {
         Ok((answer, stored)) => (from_dialect(answer), Some(stored)),

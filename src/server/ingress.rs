@@ -97,7 +97,7 @@ impl Routed {
     /// Whether the handler reads a body (and so the media type and size are checked).
     pub fn takes_body(&self, method: &Method) -> bool {
         match &self.ingress {
-            Ingress::Dialect(_) => true,
+            Ingress::Dialect(e) => e.kind().takes_body(),
             // Discovery endpoints answer 405 to a write, whatever its body.
             Ingress::Scim(c) => {
                 !c.discovery
@@ -112,15 +112,16 @@ impl Routed {
     /// Whether the request changes users (so an `Idempotency-Key` applies to it).
     pub fn writes(&self) -> bool {
         match &self.ingress {
-            Ingress::Dialect(_) => true,
+            Ingress::Dialect(e) => e.kind().write().is_some(),
             Ingress::Scim(c) => c.writes,
             _ => false,
         }
     }
 }
 
-/// Decides the ingress of `method` + `path` against `state`'s mappings.
-pub fn decide(state: &State, method: &Method, path: &str) -> Ingress {
+/// Decides the ingress of `method` + `uri` against `state`'s mappings.
+pub fn decide(state: &State, method: &Method, uri: &http::Uri) -> Ingress {
+    let path = uri.path();
     if path == "/healthz" || path == "/readyz" {
         return Ingress::Health;
     }
@@ -131,7 +132,7 @@ pub fn decide(state: &State, method: &Method, path: &str) -> Ingress {
         return Ingress::Scim(scim_call(method, path));
     }
     match Exchange::route(&state.mappings, method, path) {
-        Ok(e) => Ingress::Dialect(e),
+        Ok(e) => Ingress::Dialect(e.with_query(uri.query())),
         Err(u) => Ingress::Unrouted(u),
     }
 }

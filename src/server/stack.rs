@@ -125,7 +125,7 @@ async fn route<S: Handler<Incoming>>(
     mut req: Req<Incoming>,
     next: &S,
 ) -> Response<Body> {
-    let ingress = decide(&state, req.method(), req.uri().path());
+    let ingress = decide(&state, req.method(), req.uri());
     let routed = Routed {
         ingress,
         uri: req.uri().clone(),
@@ -154,7 +154,7 @@ async fn observe<S: Handler<Incoming>>(req: Req<Incoming>, next: &S) -> Response
         Ingress::Dialect(e) => (
             Some(Arc::clone(&e.mapping.dialect)),
             e.spec().map(|s| Arc::clone(&s.name)),
-            e.spec().map_or("", |s| s.operation.as_str()),
+            e.spec().map_or("", |s| s.kind.as_str()),
         ),
         Ingress::Scim(c) => (
             Some(r.state.metrics.scim_label().clone()),

@@ -27,7 +27,7 @@ use self::groups::{Group, Groups, quote};
 use super::index::Index;
 use super::merge::merge;
 use super::outbound::{Outbound, Reply};
-use super::{Backend, BackendError, BoxFuture, Store, Stored, Want, strip_server_owned};
+use super::{Backend, BackendError, BoxFuture, Search, Store, Stored, Want, strip_server_owned};
 use crate::canonical::{
     self, ATTRIBUTES, EXT_SCHEMA, GroupChange, GroupOp, OpKind, Operation, Target, UserDoc,
     location,
@@ -422,6 +422,24 @@ impl Scim {
         self.canonical_with(created, &member_of).await
     }
 
+    /// Deletes the user a delete's target names; the user as it was.
+    async fn delete_user(&self, op: Operation) -> Result<UserDoc, BackendError> {
+        let target = op.target.unwrap_or_default();
+        let (stored, _) = self.resolve(&target).await?;
+        let uid = id_of(&stored)?;
+        let gone = self.canonical(stored).await?;
+        let path = format!("/Users/{}", utf8_percent_encode(&uid, COMPONENT));
+        let r = self.http.call(Method::DELETE, &path, None, None).await?;
+        match r.status {
+            StatusCode::NOT_FOUND => Err(BackendError::NotFound),
+            s if s.is_success() => {
+                self.index.forget(&uid).await?;
+                Ok(gone)
+            }
+            _ => Err(r.error()),
+        }
+    }
+
     async fn update_user(&self, op: Operation) -> Result<UserDoc, BackendError> {
         let features = self.features().await?;
         let target = op.target.clone().unwrap_or_default();
@@ -558,6 +576,7 @@ impl Backend for Scim {
                     self.create_user(op.user, change.as_ref()).await
                 }
                 OpKind::Update => self.update_user(op).await,
+                OpKind::Delete => self.delete_user(op).await,
             };
             doc.map(Stored::from_doc)
         })
@@ -575,7 +594,51 @@ impl Backend for Scim {
     }
 }
 
+/// A canonical attribute's SCIM path in a filter: `emails[primary].value` is `emails.value`,
+/// ext attributes are URN-qualified.
+fn filter_path(name: &str) -> String {
+    let plain = name.replace("[primary]", "");
+    match plain.strip_prefix("ext.") {
+        Some(rest) => format!("{EXT_SCHEMA}:{rest}"),
+        None => plain,
+    }
+}
+
 impl Store for Scim {
+    fn find(&self, target: &UserDoc) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        let target = target.clone();
+        Box::pin(async move {
+            match self.resolve(&target).await {
+                Ok((doc, _)) => Ok(Some(self.canonical(doc).await?)),
+                Err(BackendError::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn search(&self, search: Search) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
+        Box::pin(async move {
+            // The provider filters (`co` is case-insensitive on these attributes) and pages.
+            let filter = match &search.text {
+                Some(t) => search
+                    .contains
+                    .iter()
+                    .map(|a| format!("{} co {}", filter_path(a), quote(t)))
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                None => String::new(),
+            };
+            let (items, total) = self
+                .search("/Users", &filter, search.offset + 1, search.limit)
+                .await?;
+            let mut users = Vec::with_capacity(items.len());
+            for doc in items.into_iter().take(search.limit) {
+                users.push(self.canonical(doc).await?);
+            }
+            Ok((users, total))
+        })
+    }
+
     fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
         let id = id.to_owned();
         Box::pin(async move {

@@ -14,7 +14,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use super::merge::merge;
-use super::{Backend, BackendError, BoxFuture, Gauge, Store, Stored, Want, strip_server_owned};
+use super::{
+    Backend, BackendError, BoxFuture, Gauge, Search, Store, Stored, Want, strip_server_owned,
+};
 use crate::canonical::{self, GroupChange, GroupOp, OpKind, Operation, Target, UserDoc, location};
 use crate::config::GroupConfig;
 
@@ -130,6 +132,7 @@ impl Backend for Sqlite {
             let stored = match op.operation {
                 OpKind::Create => create(tx, op)?,
                 OpKind::Update => update(tx, op)?,
+                OpKind::Delete => delete(tx, op)?,
             };
             Ok(Stored::from_doc(stored))
         })
@@ -185,6 +188,19 @@ impl Sqlite {
 impl Store for Sqlite {
     fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
         self.get_doc(id, false)
+    }
+
+    fn find(&self, target: &UserDoc) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        let target = target.clone();
+        self.blocking(move |tx| match resolve(tx, &target) {
+            Ok(r) => Ok(Some(UserDoc(into_doc(tx, r, false)?))),
+            Err(BackendError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        })
+    }
+
+    fn search(&self, search: Search) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
+        self.blocking(move |tx| search_users(tx, &search))
     }
 
     fn keeps_secrets(&self) -> bool {
@@ -340,6 +356,83 @@ fn resolve(tx: &Connection, target: &UserDoc) -> Result<Row, BackendError> {
         )?,
     };
     found.ok_or(BackendError::NotFound)
+}
+
+/// The users `search` names. Without a text, a page of the table; with one, the rows whose
+/// document holds it are read (a prefilter in SQL where the text is plain ASCII, as the stored
+/// JSON writes it) and each is checked on the attributes searched.
+fn search_users(tx: &Connection, search: &Search) -> Result<(Vec<UserDoc>, usize), BackendError> {
+    const COLUMNS: &str =
+        "SELECT numeric_id, id, doc, secrets, created, modified, version FROM users";
+    let Some(text) = &search.text else {
+        let total: i64 = tx
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+            .map_err(db)?;
+        let mut stmt = tx
+            .prepare_cached(&format!("{COLUMNS} ORDER BY numeric_id LIMIT ?1 OFFSET ?2"))
+            .map_err(db)?;
+        let rows: Vec<Row> = stmt
+            .query_map(
+                params![
+                    i64::try_from(search.limit).unwrap_or(i64::MAX),
+                    i64::try_from(search.offset).unwrap_or(i64::MAX)
+                ],
+                row,
+            )
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
+        drop(stmt);
+        let users = rows
+            .into_iter()
+            .map(|r| into_doc(tx, r, false).map(UserDoc))
+            .collect::<Result<_, _>>()?;
+        return Ok((users, usize::try_from(total).unwrap_or(0)));
+    };
+    let plain = text
+        .chars()
+        .all(|c| c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\');
+    let needle = text.to_ascii_lowercase();
+    let mut stmt = if plain {
+        tx.prepare_cached(&format!(
+            "{COLUMNS} WHERE instr(lower(doc), ?1) > 0 ORDER BY numeric_id"
+        ))
+    } else {
+        tx.prepare_cached(&format!(
+            "{COLUMNS} WHERE ?1 IS NOT NULL ORDER BY numeric_id"
+        ))
+    }
+    .map_err(db)?;
+    let rows: Vec<Row> = stmt
+        .query_map(params![needle], row)
+        .map_err(db)?
+        .collect::<Result<_, _>>()
+        .map_err(db)?;
+    drop(stmt);
+    let (mut users, mut total) = (Vec::new(), 0);
+    for r in rows {
+        let user = UserDoc(into_doc(tx, r, false)?);
+        if search.matches(&user) {
+            if total >= search.offset && users.len() < search.limit {
+                users.push(user);
+            }
+            total += 1;
+        }
+    }
+    Ok((users, total))
+}
+
+/// Deletes the user a delete's target names; the user as it was (without secrets).
+fn delete(tx: &Connection, op: Operation) -> Result<UserDoc, BackendError> {
+    let target = op.target.unwrap_or_default();
+    let r = resolve(tx, &target)?;
+    let numeric_id = r.numeric_id;
+    let gone = UserDoc(into_doc(tx, r, false)?);
+    tx.prepare_cached("DELETE FROM users WHERE numeric_id = ?1")
+        .map_err(db)?
+        .execute(params![numeric_id])
+        .map_err(db)?;
+    Ok(gone)
 }
 
 fn now() -> String {
