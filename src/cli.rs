@@ -425,7 +425,7 @@ fn translate(
     }
     let req = Offline {
         method: &method,
-        path: path_only,
+        path,
         headers: &headers,
         body: &bytes,
         request_id: "offline",
@@ -438,6 +438,22 @@ fn translate(
         DryRun::Refused { answer, .. } => {
             print_response(&answer);
             2
+        }
+        DryRun::Read { exchange, lookup } => {
+            let mut v = serde_json::json!({"route": exchange.route_name(), "read": exchange.kind().as_str()});
+            if let Some(t) = &lookup.target {
+                v["target"] = serde_json::to_value(t).unwrap_or_default();
+            }
+            if exchange.kind() == crate::mapping::RouteKind::List {
+                v["search"] = serde_json::json!({
+                    "text": lookup.text,
+                    "contains": exchange.spec().and_then(|r| r.search.as_ref()).map(|s| s.contains.clone()).unwrap_or_default(),
+                    "offset": lookup.offset,
+                    "limit": lookup.limit.unwrap_or(cfg.limits.max_list).min(cfg.limits.max_list),
+                });
+            }
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            0
         }
         DryRun::Translated { translation, .. } => {
             for n in &translation.notes {

@@ -351,6 +351,13 @@ pub enum DryRun {
         /// The answer the gateway gives.
         answer: DialectResponse,
     },
+    /// A read route: what it would look up in the store.
+    Read {
+        /// The route it took.
+        exchange: Exchange,
+        /// The target of a get, the search of a list.
+        lookup: Lookup,
+    },
     /// Translated.
     Translated {
         /// The route it took.
@@ -408,6 +415,12 @@ pub fn dry_run(
         answer: exchange.refuse(&rejection, &ctx),
         rejection,
     };
+    if matches!(exchange.kind(), RouteKind::Get | RouteKind::List) {
+        return match exchange.lookup(req.headers) {
+            Ok(lookup) => DryRun::Read { exchange, lookup },
+            Err(rej) => refused(rej),
+        };
+    }
     let mut translation = match exchange.translate(req.headers, req.body, limits) {
         Ok(t) => t,
         Err(rej) => return refused(rej),

@@ -363,10 +363,23 @@ impl Compiler<'_> {
                 }
             },
         };
+        let renders_user = match &body {
+            SuccessBody::User => true,
+            SuccessBody::Template(t) => {
+                let mut uses = false;
+                t.each_var(&mut |v| {
+                    uses |= matches!(v, crate::dialect::template::Var::Attr { .. })
+                        || matches!(v, crate::dialect::template::Var::Named(n) if &**n == "user" || &**n == "users");
+                });
+                uses
+            }
+            SuccessBody::Empty | SuccessBody::Fixed(_) => false,
+        };
         Success {
             status: self.status(spec.status, at),
             body,
             include_unset: spec.include_unset,
+            renders_user,
         }
     }
 

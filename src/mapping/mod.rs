@@ -191,6 +191,8 @@ pub struct Success {
     pub body: SuccessBody,
     /// Render unset members.
     pub include_unset: bool,
+    /// The body shows the stored user (so a write must return it whole), decided at load.
+    pub renders_user: bool,
 }
 
 /// What a success body holds.

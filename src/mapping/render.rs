@@ -69,18 +69,7 @@ impl Mapping {
 
     /// Whether route `route`'s answer needs the stored user (else a write may skip reading it).
     pub fn route_renders_user(&self, route: usize) -> bool {
-        match &self.success_of(route).body {
-            SuccessBody::User => true,
-            SuccessBody::Template(t) => {
-                let mut uses = false;
-                t.each_var(&mut |v| {
-                    uses |= matches!(v, Var::Attr { .. })
-                        || matches!(v, Var::Named(n) if &**n == "user" || &**n == "users");
-                });
-                uses
-            }
-            SuccessBody::Empty | SuccessBody::Fixed(_) => false,
-        }
+        self.success_of(route).renders_user
     }
 
     /// Route `route`'s success answer for `users`, secrets never rendered.

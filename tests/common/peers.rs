@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 use userbridge::backend::sqlite::Sqlite;
-use userbridge::backend::{Backend, BackendError, Stored, Want};
+use userbridge::backend::{Backend, BackendError, Search, Store, Stored, Want};
 use userbridge::canonical::{OpKind, Operation, UserDoc};
 use userbridge::config::GroupConfig;
 
@@ -164,17 +164,45 @@ async fn receive(req: Request<hyper::body::Incoming>, store: &Sqlite) -> Respons
     let msg: Value = serde_json::from_slice(&bytes).unwrap();
     let obj = |k: &str| UserDoc(msg[k].as_object().cloned().unwrap_or_default());
     let result = match msg["operation"].as_str() {
-        Some("get") => match store.lookup(obj("target")).await {
+        Some("get") => match store.find(&obj("target")).await {
             Ok(Some(u)) => Ok(u),
             Ok(None) => Err(BackendError::NotFound),
             Err(e) => Err(e),
         },
-        Some(kind @ ("create" | "update")) => {
+        Some("list") => {
+            let contains = msg["contains"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter_map(|a| userbridge::canonical::attribute(a).map(|d| d.name))
+                .collect();
+            let search = Search {
+                text: msg["search"].as_str().map(str::to_owned),
+                contains,
+                offset: msg["offset"].as_u64().unwrap_or(0) as usize,
+                limit: msg["limit"].as_u64().unwrap_or(100) as usize,
+            };
+            return match store.search(search).await {
+                Ok((users, total)) => {
+                    let users: Vec<Value> = users
+                        .into_iter()
+                        .map(|u| Value::Object(u.redacted_without_secrets()))
+                        .collect();
+                    answer(StatusCode::OK, json!({"users": users, "total": total}))
+                }
+                Err(e) => answer(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({"message": e.to_string()}),
+                ),
+            };
+        }
+        Some(kind @ ("create" | "update" | "delete")) => {
             let op = Operation {
-                operation: if kind == "create" {
-                    OpKind::Create
-                } else {
-                    OpKind::Update
+                operation: match kind {
+                    "create" => OpKind::Create,
+                    "update" => OpKind::Update,
+                    _ => OpKind::Delete,
                 },
                 dialect: msg["dialect"].as_str().unwrap_or("").into(),
                 target: msg.get("target").map(|_| obj("target")),

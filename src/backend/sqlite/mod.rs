@@ -89,16 +89,6 @@ impl Sqlite {
         })
     }
 
-    /// The user a canonical target names (`id`, ext `numericId`, or `userName` + ext
-    /// `authenticator`), secrets left out.
-    pub fn lookup(&self, target: UserDoc) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
-        self.blocking(move |tx| match resolve(tx, &target) {
-            Ok(r) => Ok(Some(UserDoc(into_doc(tx, r, false)?))),
-            Err(BackendError::NotFound) => Ok(None),
-            Err(e) => Err(e),
-        })
-    }
-
     /// Runs `f` on the store's connection, inside a transaction shared with the operations
     /// waiting beside it, and answers once that transaction committed.
     fn blocking<T: Send + 'static>(
@@ -191,6 +181,7 @@ impl Store for Sqlite {
     }
 
     fn find(&self, target: &UserDoc) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        // The user without its secrets: what a read renders, or a webhook receiver answers.
         let target = target.clone();
         self.blocking(move |tx| match resolve(tx, &target) {
             Ok(r) => Ok(Some(UserDoc(into_doc(tx, r, false)?))),
