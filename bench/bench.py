@@ -135,17 +135,26 @@ backend be
         d = os.path.join(work, name)
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(work, f"{name}.toml"), "w") as f:
-            f.write(userbridge_toml(PORTS[name], f'kind = "webhook"\nurl = "http://127.0.0.1:{be}/hook"', d))
+            f.write(userbridge_toml(PORTS[name], f'kind = "webhook"\nurl = "http://127.0.0.1:{be}/hook"', d,
+                                    MAPPINGS.get(name)))
 
 
-def userbridge_toml(port, backend, work):
+# The mappings directory of each userbridge (an A/B across a mapping-language change gives each
+# binary the files it understands, and a snapshot keeps a run apart from edits to the
+# checkout: --mappings-a, --mappings-b).
+MAPPINGS = {}
+
+
+def userbridge_toml(port, backend, work, mappings=None):
     """A userbridge config on `port` with the bench credentials, the `[backend]` lines given,
-    and the audit trail (on, as by default) in `work`."""
+    the audit trail (on, as by default) in `work`, and the mappings in `mappings` (default: the
+    checkout's)."""
+    mappings = mappings or os.path.join(ROOT, "mappings")
     return f"""
 [server]
 listen = "127.0.0.1:{port}"
 [mappings]
-dir = "{ROOT}/mappings"
+dir = "{mappings}"
 [dialects.opscenter]
 vars = {{ base = "/portal" }}
 [backend]
@@ -323,6 +332,11 @@ def main():
     ap.add_argument("--pin", action="store_true", help="wrk on CPU 0; proxies and backend on CPU 1")
     ap.add_argument("--userbridge", default=os.path.join(ROOT, "target/release/userbridge"))
     ap.add_argument("--userbridge-b", help="a second userbridge binary, measured beside the first (A/B)")
+    ap.add_argument("--mappings-a", metavar="DIR",
+                    help="the mappings directory of the first userbridge (default: the checkout's), "
+                         "for an A/B across a change of the mapping language")
+    ap.add_argument("--mappings-b", metavar="DIR",
+                    help="the mappings directory of the second userbridge (default: the checkout's)")
     ap.add_argument("--env-b", action="append", default=[], metavar="NAME=VALUE",
                     help="an environment variable for the second userbridge only (allocator settings, say)")
     ap.add_argument("--backend", default=os.path.join(ROOT, "target/release/examples/bench-backend"))
@@ -340,6 +354,10 @@ def main():
         except OSError:
             pass
     work = tempfile.mkdtemp(prefix="userbridge-bench-")
+    if args.mappings_a:
+        MAPPINGS["userbridge"] = os.path.abspath(args.mappings_a)
+    if args.mappings_b:
+        MAPPINGS["userbridge-b"] = os.path.abspath(args.mappings_b)
     configs(work)
     reqs = requests()
     scripts = {k: lua(work, k, m, h, b) for k, (m, _, h, b) in reqs.items()}

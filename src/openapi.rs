@@ -54,7 +54,34 @@ pub fn document(file: &Path, vars: &BTreeMap<String, String>) -> Result<Value, S
         let kind = r.operation;
         // Field rules filter by the canonical operation; a read filters as an update does.
         let op_kind = kind.write().unwrap_or(crate::canonical::OpKind::Update);
-        let body = request_schema(&spec.fields, op_kind);
+        let name = r.name.clone().unwrap_or_default();
+        let for_route = |f: &&FieldSpec| f.routes.as_ref().is_none_or(|rs| rs.contains(&name));
+        let (own, shared): (Vec<&FieldSpec>, Vec<&FieldSpec>) = spec
+            .fields
+            .iter()
+            .filter(for_route)
+            .partition(|f| f.routes.is_some());
+        let body = match r
+            .members
+            .as_ref()
+            .map(|m| m.get_ref().trim_start_matches("$."))
+        {
+            // The shared rules' members sit under `members` (an object, or an array of one).
+            Some(at) => {
+                let mut root = request_schema(own, op_kind);
+                let inner = request_schema(shared, op_kind);
+                let one = json!({"anyOf": [inner.clone(), {"type": "array", "minItems": 1, "maxItems": 1, "items": inner}]});
+                root["properties"][at] = one;
+                let req = root
+                    .as_object_mut()
+                    .map(|m| m.entry("required").or_insert_with(|| json!([])));
+                if let Some(Value::Array(a)) = req {
+                    a.push(json!(at));
+                }
+                root
+            }
+            None => request_schema(spec.fields.iter().filter(for_route), op_kind),
+        };
         let answer = r.answer.as_ref().unwrap_or(&spec.success);
         for raw in &r.paths {
             let (path, mut params) = path_template(raw.get_ref(), &all_vars);
@@ -258,7 +285,10 @@ fn constrain_params(params: &mut [Value], fields: &[FieldSpec], op: crate::canon
 }
 
 /// The JSON Schema of the request body: the members the fields read (`$.a.b`), nested.
-fn request_schema(fields: &[FieldSpec], op: crate::canonical::OpKind) -> Value {
+fn request_schema<'f>(
+    fields: impl IntoIterator<Item = &'f FieldSpec>,
+    op: crate::canonical::OpKind,
+) -> Value {
     let mut root = json!({"type": "object"});
     for f in fields {
         if f.operations.as_ref().is_some_and(|ops| !ops.contains(&op)) {

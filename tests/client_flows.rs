@@ -249,9 +249,56 @@ async fn vc_flow(base: &str, name: &str) {
     assert_eq!(err["status"], 404);
 }
 
+/// Commvault's create, as cvpysdk's `Users.add` sends it, then found by name like the SDK's
+/// `get` after it; a second create of the name is the dialect's conflict.
+async fn commvault_create_flow(base: &str, name: &str) {
+    use base64::Engine as _;
+    let c = Client::new();
+    let auth = ("Authtoken", CV);
+    let users = format!("{base}/commandcenter/api/User");
+    let password = base64::engine::general_purpose::STANDARD.encode("Pa55-word!");
+    let body = json!({"users": [{
+        "password": password, "email": format!("{name}@example.com"), "fullName": "Dana Cruz",
+        "systemGeneratePassword": false, "userEntity": {"userName": name},
+        "securityAssociations": {}, "associatedUserGroups": [{"userGroupName": "Auditors"}]}]});
+    let (s, created) = call(&c, Method::POST, &users, auth, Some(body.clone())).await;
+    assert_eq!(s, 200, "{created}");
+    let item = &created["response"][0];
+    assert_eq!(
+        (&item["errorCode"], &item["entity"]["userName"]),
+        (&json!(0), &json!(name))
+    );
+    let id = item["entity"]["userId"].as_i64().unwrap();
+    let (s, props) = call(
+        &c,
+        Method::GET,
+        &format!("{users}/{id}?Level=50"),
+        auth,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let props = &props["users"][0];
+    assert_eq!(props["fullName"], "Dana Cruz");
+    assert_eq!(
+        props["associatedUserGroups"][0]["userGroupName"],
+        "Auditors"
+    );
+    assert!(!props.to_string().contains("Pa55-word!") && !props.to_string().contains(&password));
+    let (s, err) = call(&c, Method::POST, &users, auth, Some(body)).await;
+    assert_eq!(
+        (s, &err["errorCode"]),
+        (StatusCode::CONFLICT, &json!(4)),
+        "{err}"
+    );
+    let (s, _) = call(&c, Method::DELETE, &format!("{users}/{id}"), auth, None).await;
+    assert_eq!(s, 200);
+}
+
 async fn every_flow(gw: &Gateway, tag: &str) {
     opscenter_flow(&gw.base, &format!("ops-{tag}")).await;
     commvault_flow(&gw.base, &format!("CvUser-{tag}")).await;
+    commvault_create_flow(&gw.base, &format!("cv-new-{tag}")).await;
     vc_flow(&gw.base, &format!("vc-{tag}")).await;
 }
 

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use common::contains;
 use common::markdown::blocks;
 use serde_json::Value;
+use userbridge::canonical::UserDoc;
 use userbridge::mapping::load::load_str;
-use userbridge::mapping::render::ErrorContext;
+use userbridge::mapping::render::{Answered, ErrorContext};
 use userbridge::mapping::{MappingSet, RouteMatch};
 
 /// Completes a fragment into a whole mapping file; returns it and the number of lines put
@@ -108,6 +109,43 @@ fn every_mapping_language_example_holds() {
                     );
                 }
                 invalid += 1;
+                i += 1;
+            }
+            (Some("json"), Some("stored")) => {
+                // A stored user (or a list of them) rendered as the named route answers it.
+                let name = words.next().unwrap();
+                let set = set.as_ref().expect("a stored user before any mapping");
+                let mapping = &set.mappings[0];
+                let route = mapping
+                    .routes
+                    .iter()
+                    .position(|r| &*r.name == name)
+                    .unwrap_or_else(|| panic!("{at}: no route `{name}`"));
+                let stored: Value = serde_json::from_str(&b.text).unwrap();
+                let doc = |v: &Value| UserDoc(v.as_object().cloned().unwrap());
+                let list: Vec<UserDoc> = stored
+                    .as_array()
+                    .map_or_else(Vec::new, |a| a.iter().map(doc).collect());
+                let one = stored.as_object().cloned().map(UserDoc).unwrap_or_default();
+                let users = if stored.is_array() {
+                    Answered::Many(&list, list.len())
+                } else {
+                    Answered::One(&one)
+                };
+                let r = mapping.route_response(route, users, "doc");
+                let got: Value = serde_json::from_slice(&r.body).unwrap();
+                let expect = blocks.get(i + 1).filter(|n| n.info == "json answer");
+                let want: Value =
+                    serde_json::from_str(&expect.expect("a json answer block").text).unwrap();
+                assert!(
+                    contains(&got, &want),
+                    "{at}: answer\n{got:#}\ndoes not contain\n{want:#}"
+                );
+                assert!(
+                    !got.to_string().contains("never shown"),
+                    "{at}: a secret was rendered: {got}"
+                );
+                requests += 1;
                 i += 1;
             }
             (Some("json"), Some("request")) => {

@@ -28,16 +28,26 @@ fn normalise(mut v: Value) -> Value {
 
 fn run_case(set: &MappingSet, case: &Value) -> Value {
     let dialect = case["dialect"].as_str().unwrap_or_default();
-    if let Some(user) = case.get("render") {
+    if let Some(render) = case.get("render") {
         let m = set.get(dialect).expect("dialect");
-        let user = UserDoc(user.as_object().cloned().unwrap_or_default());
+        // One stored user, or (an array) a list route's page.
+        let doc = |v: &Value| UserDoc(v.as_object().cloned().unwrap_or_default());
+        let list: Vec<UserDoc> = render
+            .as_array()
+            .map_or_else(Vec::new, |a| a.iter().map(doc).collect());
+        let user = doc(render);
         // The answer of the route the case names, else of the dialect's update route.
         let route = case["route"]
             .as_str()
             .and_then(|n| m.routes.iter().position(|r| &*r.name == n))
             .or_else(|| m.routes.iter().position(|r| r.kind == RouteKind::Update))
             .expect("route");
-        let r = m.route_response(route, Answered::One(&user), "");
+        let answered = if render.is_array() {
+            Answered::Many(&list, list.len())
+        } else {
+            Answered::One(&user)
+        };
+        let r = m.route_response(route, answered, "");
         let body: Value = if r.body.is_empty() {
             Value::Null
         } else {
@@ -86,6 +96,11 @@ fn run_case(set: &MappingSet, case: &Value) -> Value {
         DryRun::Refused { rejection, answer } => {
             let body: Value = serde_json::from_slice(&answer.body).unwrap();
             json!({"status": answer.status, "field": rejection.field, "rule": rejection.rule, "body": normalise(body)})
+        }
+        DryRun::Read { exchange, lookup } => {
+            json!({"read": exchange.kind().as_str(), "route": exchange.route_name(),
+                   "target": lookup.target, "text": lookup.text,
+                   "offset": lookup.offset, "limit": lookup.limit})
         }
         DryRun::Translated { translation, .. } => {
             let notes: Vec<String> = translation.notes.iter().map(ToString::to_string).collect();

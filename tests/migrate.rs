@@ -230,7 +230,10 @@ fn convert_names_what_the_target_cannot_carry() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 2);
-    // The file's own secret is carried, in the target's encoding.
-    assert_eq!(lines[0]["newName"], "user00001");
-    assert_eq!(lines[0]["newPassword"], "UHctMS1zZWNyZXQ=");
+    // Written as the target's create (cvpysdk's `POST User` body); the file's own secret is
+    // carried, in the target's encoding.
+    let user = &lines[0]["users"][0];
+    assert_eq!(user["userEntity"]["userName"], "user00001");
+    assert_eq!(user["password"], "UHctMS1zZWNyZXQ=");
+    assert!(lines[0].get("newPassword").is_none(), "{}", lines[0]);
 }

@@ -78,6 +78,7 @@ impl Mapping {
         headers: &http::HeaderMap,
         body: &Node<'_>,
     ) -> Result<Translation, Rejection> {
+        let route_index = route;
         let Some(route) = self.routes.get(route) else {
             return Err(Rejection::new(
                 crate::rejection::Outcome::Validation,
@@ -85,7 +86,7 @@ impl Mapping {
                 "no such route",
             ));
         };
-        let Node::Obj(members) = body else {
+        let Node::Obj(_) = body else {
             return Err(Rejection::new(
                 crate::rejection::Outcome::Validation,
                 "json",
@@ -103,6 +104,19 @@ impl Mapping {
                 ));
             }
         };
+        // The shared rules read the route's `members` object; rules for this route the root.
+        let scope = match &route.members {
+            Some(m) => members_of(body, m)?,
+            None => body,
+        };
+        let Node::Obj(members) = scope else {
+            return Err(Rejection::new(
+                crate::rejection::Outcome::Validation,
+                "json",
+                "the request body must be a JSON object",
+            ));
+        };
+        let node_of = |rule: &Rule| if rule.routes.is_some() { body } else { scope };
         let mut notes = Vec::new();
         self.unknown_members(&self.known, members, &mut Vec::new(), &mut notes)?;
         let ctx = Ctx {
@@ -113,30 +127,31 @@ impl Mapping {
         };
         let mut out = Out::default();
         for (i, rule) in self.rules.iter().enumerate() {
-            if !rule.applies(op) {
+            if !rule.applies_on(op, route_index) {
                 continue;
             }
+            let node = node_of(rule);
             if rule.read_only {
-                if fetch(rule, body, &ctx).is_some() {
+                if fetch(rule, node, &ctx).is_some() {
                     notes.push(Note::ReadOnlyDropped(rule.name.to_string()));
                 }
                 continue;
             }
             if !rule.required_with.is_empty()
-                && !present(rule, body, &ctx)
+                && !present(rule, node, &ctx)
                 && let Some(j) = rule
                     .required_with
                     .iter()
                     .copied()
-                    .find(|&j| present(&self.rules[j], body, &ctx))
+                    .find(|&j| present(&self.rules[j], node_of(&self.rules[j]), &ctx))
             {
                 return Err(required_with(&rule.name, &self.rules[j].name));
             }
             if let Some(join) = &rule.join {
-                apply_join(i, rule, join, body, &ctx, &mut out)?;
+                apply_join(i, rule, join, node, &ctx, &mut out)?;
                 continue;
             }
-            let ev = eval(rule, fetch(rule, body, &ctx), &ctx)?;
+            let ev = eval(rule, fetch(rule, node, &ctx), &ctx)?;
             write(i, rule, ev, &ctx, &mut out)?;
         }
         self.finish(route, out, notes)
@@ -152,6 +167,7 @@ impl Mapping {
         query: &str,
         headers: &http::HeaderMap,
     ) -> Result<Lookup, Rejection> {
+        let route_index = route;
         let Some(route) = self.routes.get(route) else {
             return Err(Rejection::new(
                 crate::rejection::Outcome::Validation,
@@ -168,6 +184,9 @@ impl Mapping {
         let mut out = Out::default();
         if !route.target.is_empty() {
             for (i, rule) in self.rules.iter().enumerate() {
+                if !rule.on_route(route_index) {
+                    continue;
+                }
                 let from_request = matches!(
                     rule.source,
                     Source::Param(_) | Source::Query(_) | Source::Header(_)
@@ -212,7 +231,9 @@ impl Mapping {
         let op = route.kind.write().unwrap_or(OpKind::Update);
         target_present(route, &out.target)?;
         let groups = match out.groups_values {
-            Some(values) => {
+            Some(mut values) => {
+                // A reference naming no group (the Commvault SDK's `[{}]`) names nothing.
+                values.retain(|g| g.value.is_some() || g.display.is_some());
                 let verb = out
                     .groups_op
                     .as_ref()
@@ -309,6 +330,39 @@ impl Mapping {
             }
         }
         Ok(())
+    }
+}
+
+/// The object a route's `members` path names: an object, or for `$.path[0]` an array of
+/// exactly one object.
+fn members_of<'b>(body: &'b Node<'b>, m: &Members) -> Result<&'b Node<'b>, Rejection> {
+    let name = &*m.name;
+    let mut v = body;
+    for k in &m.keys {
+        v = v
+            .get(k)
+            .ok_or_else(|| Rejection::invalid(name, "required", format!("{name} is required")))?;
+    }
+    match v {
+        Node::Obj(_) if !m.array => Ok(v),
+        Node::Arr(items) if m.array && items.len() == 1 && matches!(items[0], Node::Obj(_)) => {
+            Ok(&items[0])
+        }
+        Node::Arr(items) if m.array && items.len() > 1 => Err(Rejection::invalid(
+            name,
+            "members",
+            format!("{name} must hold exactly one item: send one request per user"),
+        )),
+        _ if m.array => Err(Rejection::invalid(
+            name,
+            "type",
+            format!("{name} must be an array of one object"),
+        )),
+        _ => Err(Rejection::invalid(
+            name,
+            "type",
+            format!("{name} must be an object"),
+        )),
     }
 }
 

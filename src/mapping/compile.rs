@@ -197,6 +197,35 @@ impl Compiler<'_> {
                 }
             });
             let answer = r.answer.as_ref().map(|a| self.success(a, at.clone()));
+            let members = r.members.as_ref().and_then(|m| {
+                let text = m.get_ref();
+                let (path, array) = match text.strip_suffix("[0]") {
+                    Some(p) => (p, true),
+                    None => (text.as_str(), false),
+                };
+                match JsonPathPlan::compile(path) {
+                    Ok(JsonPathPlan::Keys(keys)) => Some(Members {
+                        keys,
+                        name: path.trim_start_matches("$.").into(),
+                        array,
+                    }),
+                    _ => {
+                        self.err(
+                            m.span(),
+                            format!(
+                                "`members` must be a plain member path (`$.updates`), or one ending in `[0]` for an array of one object (`$.users[0]`), not `{text}`"
+                            ),
+                        );
+                        None
+                    }
+                }
+            });
+            if members.is_some() && !kind.takes_body() {
+                self.err(
+                    at.clone(),
+                    "only a create or update route reads `members` from a body",
+                );
+            }
             if kind == RouteKind::List
                 && !answer
                     .as_ref()
@@ -243,7 +272,26 @@ impl Compiler<'_> {
                 answer,
                 view,
                 search,
+                members,
             });
+        }
+        // Rules for some routes only: the routes by name.
+        for (i, f) in spec.fields.iter().enumerate() {
+            let Some(names) = &f.routes else { continue };
+            let at = spans.fields.get(i).cloned().unwrap_or_default();
+            let mut idx = Vec::new();
+            for n in names {
+                match routes.iter().position(|r: &Route| *r.name == **n) {
+                    Some(j) => idx.push(j),
+                    None => self.err(
+                        at.clone(),
+                        format!("`routes` names `{n}`, which no route is called"),
+                    ),
+                }
+            }
+            if let Some(rule) = rules.get_mut(i) {
+                rule.routes = Some(idx);
+            }
         }
         // Path parameters named by rules must exist in some route.
         for (i, f) in spec.fields.iter().enumerate() {
@@ -767,6 +815,7 @@ impl Compiler<'_> {
             default_node: f.default.as_ref().map(crate::json::Node::from_value),
             default_on: f.default_on.clone(),
             operations: f.operations.clone(),
+            routes: None,
             read_only: f.read_only,
             transforms,
             checks,

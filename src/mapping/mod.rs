@@ -133,6 +133,19 @@ pub struct Route {
     view: Option<usize>,
     /// List: which users it answers.
     pub search: Option<SearchPlan>,
+    /// Where the shared rules' members are.
+    members: Option<Members>,
+}
+
+/// A route's `members`: where the shared rules read.
+#[derive(Debug)]
+struct Members {
+    /// The key chain to it.
+    keys: Vec<Box<str>>,
+    /// Its name in messages (`users`).
+    name: Box<str>,
+    /// Written `$.path[0]`: an array of exactly one object.
+    array: bool,
 }
 
 impl Route {
@@ -307,6 +320,8 @@ struct Rule {
     default_node: Option<crate::json::Node<'static>>,
     default_on: Option<Vec<OpKind>>,
     operations: Option<Vec<OpKind>>,
+    /// The routes (indices) the rule is for; `None`: every route.
+    routes: Option<Vec<usize>>,
     read_only: bool,
     transforms: Vec<Transform>,
     checks: Checks,
@@ -325,6 +340,16 @@ struct Rule {
 impl Rule {
     fn applies(&self, op: OpKind) -> bool {
         self.operations.as_ref().is_none_or(|ops| ops.contains(&op))
+    }
+
+    /// Whether the rule runs for operation `op` on route `route`.
+    fn applies_on(&self, op: OpKind, route: usize) -> bool {
+        self.applies(op) && self.on_route(route)
+    }
+
+    /// Whether the rule is for route `route`.
+    fn on_route(&self, route: usize) -> bool {
+        self.routes.as_ref().is_none_or(|r| r.contains(&route))
     }
 }
 

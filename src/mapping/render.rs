@@ -155,28 +155,37 @@ impl Mapping {
     /// to write it (export, convert), group memberships included (as the dialect's "replace").
     /// With `secrets`, secret attributes are rendered too (convert carries a file's own
     /// secrets); the caller's own password never.
-    pub fn render_request(&self, user: &UserDoc, secrets: bool) -> Value {
+    pub fn render_request(&self, route: usize, user: &UserDoc, secrets: bool) -> Value {
         let doc = user.exposed();
+        let plan = self.routes.get(route);
+        let op = plan.and_then(Route::operation).unwrap_or(OpKind::Update);
+        // The shared rules' members go under the route's `members`, its own rules at the root.
+        let mut root = Map::new();
         let groups = doc
             .get("groups")
             .and_then(Value::as_array)
             .filter(|g| !g.is_empty());
-        let mut out = Map::new();
-        for rule in &self.rules {
+        let mut inner = Map::new();
+        for rule in self.rules.iter().filter(|r| r.applies_on(op, route)) {
+            let out = if rule.routes.is_some() {
+                &mut root
+            } else {
+                &mut inner
+            };
             match (rule.dests.first(), &rule.source, groups) {
                 (Some(Dest::GroupsValues), Source::Body(p), Some(groups)) => {
                     let items: Vec<Value> = groups.iter().map(|g| group_item(rule, g)).collect();
                     if let Some(keys) = p.keys() {
-                        put(&mut out, keys, Value::Array(items));
+                        put(out, keys, Value::Array(items));
                     }
                 }
                 (Some(Dest::GroupsOp), Source::Body(p), Some(_)) => {
                     if let Some(keys) = p.keys() {
-                        put(&mut out, keys, reverse(rule, Value::from("replace")));
+                        put(out, keys, reverse(rule, Value::from("replace")));
                     }
                 }
                 (Some(Dest::GroupsValues | Dest::GroupsOp), ..) => {}
-                _ => render_rule(rule, doc, &mut out, false, secrets),
+                _ => render_rule(rule, doc, out, false, secrets),
             }
             // Members that restate what identifies the user: equal to a path parameter, or
             // to a stored attribute (a precondition), rather than written anywhere.
@@ -184,16 +193,22 @@ impl Mapping {
                 continue;
             };
             let Some(keys) = p.keys() else { continue };
+            // A member that only identifies the user (vc's partial update's `username`).
+            if rule.dests.is_empty()
+                && let Some(v) = rule.identifies.as_deref().and_then(|loc| get(doc, loc))
+            {
+                put(out, keys, reverse(rule, v.clone()));
+            }
             if let Some(v) = rule
                 .checks
                 .equals_param
                 .as_deref()
                 .and_then(|name| self.param_value(name, user))
             {
-                put(&mut out, keys, Value::String(v));
+                put(out, keys, Value::String(v));
             }
         }
-        for pre in &self.preconditions {
+        for pre in self.preconditions.iter().filter(|_| op == OpKind::Update) {
             let Some(rule) = pre.equals_rule.and_then(|i| self.rules.get(i)) else {
                 continue;
             };
@@ -204,10 +219,25 @@ impl Mapping {
                 continue;
             };
             if let Some(keys) = p.keys() {
-                put(&mut out, keys, v.clone());
+                put(&mut inner, keys, v.clone());
             }
         }
-        Value::Object(out)
+        match plan.and_then(|r| r.members.as_ref()) {
+            Some(m) => {
+                let inner = Value::Object(inner);
+                let v = if m.array {
+                    Value::Array(vec![inner])
+                } else {
+                    inner
+                };
+                put(&mut root, &m.keys, v);
+                Value::Object(root)
+            }
+            None => {
+                root.extend(inner);
+                Value::Object(root)
+            }
+        }
     }
 
     /// The error answer for `rej`, in this dialect's shape.

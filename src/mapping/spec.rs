@@ -172,6 +172,12 @@ pub struct RouteSpec {
     /// This route's success answer (default: `[success]`).
     #[serde(default)]
     pub answer: Option<SuccessSpec>,
+    /// Where the members the shared field rules read are, when not at the body's root: a
+    /// plain path (`$.updates`) to an object, or to an array of exactly one object (`$.users`).
+    /// Rules that name this route in their `routes` read from the body's root.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub members: Option<Spanned<String>>,
 }
 
 /// How a list route picks its users.
@@ -273,6 +279,10 @@ pub struct FieldSpec {
     /// Apply the rule only for these operations (default: all).
     #[serde(default)]
     pub operations: Option<Vec<OpKind>>,
+    /// Apply the rule only on these routes, by `name` (default: all). On a route with
+    /// `members`, such a rule reads from the body's root.
+    #[serde(default)]
+    pub routes: Option<Vec<String>>,
     /// Read-only: dropped from requests with a trace line, rendered into responses.
     #[serde(default)]
     pub read_only: bool,

@@ -68,7 +68,7 @@ impl Converter<'_> {
             .filter(|a| !carried.iter().any(|c| covers(c, a)))
             .map(str::to_owned)
             .collect();
-        let body = self.to.render_request(&user, true);
+        let body = self.to.render_request(self.to_route, &user, true);
         let params = match self.to.render_params(self.to_route, &user) {
             Ok(p) => p,
             Err(why) => {

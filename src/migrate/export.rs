@@ -53,7 +53,7 @@ pub async fn export<W: tokio::io::AsyncWrite + Unpin>(
                     continue;
                 }
             };
-            let body = mapping.render_request(&user, false);
+            let body = mapping.render_request(route, &user, false);
             chunk.push_str(&line_of(&params, body).to_string());
             chunk.push('\n');
             summary.written += 1;
