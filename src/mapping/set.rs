@@ -109,21 +109,26 @@ impl MappingSet {
         self.mappings.iter().find(|m| &*m.dialect == dialect)
     }
 
-    /// Routes `method` + `path` (without query string).
+    /// Routes `method` + `path` (without query string). Only the routes taking `method` are
+    /// matched against the path; the others are looked at only to answer a 405.
     pub fn route(&self, method: &http::Method, path: &str) -> RouteMatch<'_> {
         let mut params = Params::new();
-        let mut allow: Option<(&Arc<Mapping>, Vec<http::Method>)> = None;
         for m in &self.mappings {
             for (i, r) in m.routes.iter().enumerate() {
-                if !r.paths.iter().any(|p| p.matches(path, &mut params)) {
-                    continue;
-                }
-                if r.method == *method {
+                if r.method == *method && r.paths.iter().any(|p| p.matches(path, &mut params)) {
                     return RouteMatch::Found {
                         mapping: m,
                         route: i,
                         params,
                     };
+                }
+            }
+        }
+        let mut allow: Option<(&Arc<Mapping>, Vec<http::Method>)> = None;
+        for m in &self.mappings {
+            for r in &m.routes {
+                if !r.paths.iter().any(|p| p.matches(path, &mut params)) {
+                    continue;
                 }
                 params.clear();
                 let entry = allow.get_or_insert_with(|| (m, Vec::new()));
