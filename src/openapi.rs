@@ -524,6 +524,10 @@ fn lift(after: Map<String, Value>, t: &TransformSpec, f: &FieldSpec) -> Map<Stri
             c.insert("pattern".into(), json!(pattern));
         }
         TransformSpec::ToString => {}
+        // What a capture takes is the whole string matching its expression.
+        TransformSpec::Capture(re) => {
+            c.insert("pattern".into(), json!(re));
+        }
         // Removing characters only shortens: a minimum length holds before too.
         TransformSpec::Strip(chars) => {
             keep(&mut c, "minLength");

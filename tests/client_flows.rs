@@ -298,7 +298,7 @@ async fn commvault_create_flow(base: &str, name: &str) {
 async fn every_flow(gw: &Gateway, tag: &str) {
     opscenter_flow(&gw.base, &format!("ops-{tag}")).await;
     commvault_flow(&gw.base, &format!("CvUser-{tag}")).await;
-    commvault_create_flow(&gw.base, &format!("cv-new-{tag}")).await;
+    commvault_create_flow(&gw.base, &format!("o'cv-new-{tag}")).await;
     vc_flow(&gw.base, &format!("vc-{tag}")).await;
 }
 

@@ -710,7 +710,11 @@ impl Compiler<'_> {
         let transforms = f
             .transform
             .iter()
-            .map(|t| Transform::compile(t.get_ref(), f.ignore_case))
+            .filter_map(|t| {
+                Transform::compile(t.get_ref(), f.ignore_case)
+                    .map_err(|e| self.err(t.span(), e))
+                    .ok()
+            })
             .collect();
         let pattern = f.pattern.as_ref().and_then(|p| {
             regex::Regex::new(p.get_ref())

@@ -408,6 +408,9 @@ pub enum TransformSpec {
     },
     /// In: look the value (string or number) up; a value not listed is a 400. Out: reverse lookup.
     Map(serde_json::Map<String, Value>),
+    /// In: the first group of this regular expression, which the whole string must match
+    /// (else a 400), e.g. `^byName\(userName='(.+)'\)$`. Out: nothing.
+    Capture(String),
 }
 
 /// A condition on the stored user, checked once the update's target is found.

@@ -30,12 +30,23 @@ pub enum Transform {
         /// Compare ignoring letter case.
         ignore_case: bool,
     },
+    /// The first group of a regular expression the whole string matches (input only).
+    Capture(regex::Regex),
 }
 
 impl Transform {
-    /// Compiles a spec; `ignore_case` comes from the field rule.
-    pub fn compile(spec: &TransformSpec, ignore_case: bool) -> Self {
-        match spec {
+    /// Compiles a spec; `ignore_case` comes from the field rule. The error says what is wrong.
+    pub fn compile(spec: &TransformSpec, ignore_case: bool) -> Result<Self, String> {
+        Ok(match spec {
+            TransformSpec::Capture(re) => {
+                let re = regex::Regex::new(re).map_err(|e| crate::diagnostic::regex_message(&e))?;
+                if re.captures_len() < 2 {
+                    return Err(format!(
+                        "`capture` needs a group in `{re}`: write `(…)` around what to keep"
+                    ));
+                }
+                Self::Capture(re)
+            }
             TransformSpec::Base64 => Self::Base64,
             TransformSpec::ToString => Self::ToString,
             TransformSpec::ParseInt32 => Self::ParseInt32,
@@ -66,7 +77,7 @@ impl Transform {
                     ignore_case,
                 }
             }
-        }
+        })
     }
 
     /// Applies the step to a request value. `Err` is the message tail after the member name.
@@ -98,6 +109,14 @@ impl Transform {
             })),
             Self::TrimStart(p) => Ok(map_str(v, |s| s.strip_prefix(&**p).unwrap_or(s).to_owned())),
             Self::Replace(from, to) => Ok(map_str(v, |s| s.replace(&**from, to))),
+            Self::Capture(re) => {
+                let text = v.as_str().ok_or("must be a string")?;
+                re.captures(text)
+                    .filter(|c| c.get(0).is_some_and(|m| m.len() == text.len()))
+                    .and_then(|c| c.get(1))
+                    .map(|m| Value::String(m.as_str().to_owned()))
+                    .ok_or_else(|| format!("must match `{}`", re.as_str()))
+            }
             Self::Map {
                 table,
                 shown,
@@ -151,7 +170,7 @@ impl Transform {
                 Value::Number(n) => Value::String(n.to_string()),
                 other => other,
             },
-            Self::Strip(_) | Self::TrimStart(_) | Self::Replace(..) => v,
+            Self::Strip(_) | Self::TrimStart(_) | Self::Replace(..) | Self::Capture(_) => v,
             Self::Map { table, .. } => {
                 // The first key (as written) that maps to this value.
                 table
@@ -214,13 +233,26 @@ mod tests {
     }
 
     #[test]
+    fn capture_keeps_the_group_of_a_whole_match() {
+        let spec = TransformSpec::Capture(r"^byName\(userName='(.+)'\)$".into());
+        let t = Transform::compile(&spec, false).unwrap();
+        assert_eq!(
+            t.apply(json!("byName(userName='ann')")).unwrap(),
+            json!("ann")
+        );
+        assert!(t.apply(json!("byName(userName=ann)")).is_err());
+        assert!(Transform::compile(&TransformSpec::Capture("^x$".into()), false).is_err());
+        assert!(Transform::compile(&TransformSpec::Capture("(".into()), false).is_err());
+    }
+
+    #[test]
     fn map_ignores_case_and_reverses() {
         let table = json!({"ADD": "add", "2": "add"})
             .as_object()
             .unwrap()
             .clone();
         let spec = TransformSpec::Map(table);
-        let t = Transform::compile(&spec, true);
+        let t = Transform::compile(&spec, true).unwrap();
         assert_eq!(t.apply(json!("add")).unwrap(), json!("add"));
         assert_eq!(t.apply(json!(2)).unwrap(), json!("add"));
         assert!(t.apply(json!("nope")).unwrap_err().contains("ADD"));
