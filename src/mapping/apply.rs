@@ -78,7 +78,6 @@ impl Mapping {
         headers: &http::HeaderMap,
         body: &Node<'_>,
     ) -> Result<Translation, Rejection> {
-        let route_index = route;
         let Some(route) = self.routes.get(route) else {
             return Err(Rejection::new(
                 crate::rejection::Outcome::Validation,
@@ -126,10 +125,10 @@ impl Mapping {
             headers,
         };
         let mut out = Out::default();
-        for (i, rule) in self.rules.iter().enumerate() {
-            if !rule.applies_on(op, route_index) {
+        for &i in &route.rules {
+            let Some(rule) = self.rules.get(i) else {
                 continue;
-            }
+            };
             let node = node_of(rule);
             if rule.read_only {
                 if fetch(rule, node, &ctx).is_some() {
@@ -167,7 +166,6 @@ impl Mapping {
         query: &str,
         headers: &http::HeaderMap,
     ) -> Result<Lookup, Rejection> {
-        let route_index = route;
         let Some(route) = self.routes.get(route) else {
             return Err(Rejection::new(
                 crate::rejection::Outcome::Validation,
@@ -183,10 +181,10 @@ impl Mapping {
         };
         let mut out = Out::default();
         if !route.target.is_empty() {
-            for (i, rule) in self.rules.iter().enumerate() {
-                if !rule.on_route(route_index) {
+            for &i in &route.rules {
+                let Some(rule) = self.rules.get(i) else {
                     continue;
-                }
+                };
                 let from_request = matches!(
                     rule.source,
                     Source::Param(_) | Source::Query(_) | Source::Header(_)

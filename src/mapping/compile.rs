@@ -273,6 +273,7 @@ impl Compiler<'_> {
                 view,
                 search,
                 members,
+                rules: Vec::new(),
             });
         }
         // Rules for some routes only: the routes by name.
@@ -363,6 +364,25 @@ impl Compiler<'_> {
 
         let success = self.success(&spec.success, spans.success.clone());
         let errors = self.errors(&spec.errors, spans.errors.clone());
+
+        // Each route's own rules, once.
+        for (idx, route) in routes.iter_mut().enumerate() {
+            let op = route.kind.write();
+            let params: Vec<&str> = route.paths.iter().flat_map(PathTemplate::params).collect();
+            route.rules = rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.on_route(idx) && op.is_none_or(|op| r.applies(op)))
+                .filter(|(_, r)| match &r.source {
+                    // A path parameter the route lacks is always absent: nothing to run.
+                    Source::Param(p) => {
+                        params.contains(&&**p) || r.required || r.default_node.is_some()
+                    }
+                    _ => true,
+                })
+                .map(|(i, _)| i)
+                .collect();
+        }
 
         let mut known = Known::default();
         for r in &rules {

@@ -135,6 +135,10 @@ pub struct Route {
     pub search: Option<SearchPlan>,
     /// Where the shared rules' members are.
     members: Option<Members>,
+    /// The rules a request on this route runs, in file order (indices into the mapping's
+    /// rules): those for its operation and its name, not those reading a path parameter its
+    /// paths lack. Worked out at load, so a request walks only its own.
+    rules: Vec<usize>,
 }
 
 /// A route's `members`: where the shared rules read.
