@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::backend::{Backend, BackendError, Search, Store, Stored, Want};
-use crate::canonical::{OpKind, Operation, UserDoc};
+use crate::canonical::{Operation, UserDoc};
 use crate::config::{Credential, Limits};
 use crate::dialect::route::Params;
 use crate::mapping::render::{Answered, ErrorContext};
@@ -160,17 +160,9 @@ impl Exchange {
         if self.kind() == RouteKind::Delete {
             // A delete names its user in the path or the query; a body is not read.
             let lookup = self.lookup(headers)?;
+            let target = lookup.target.unwrap_or_default();
             return Ok(Translation {
-                op: Operation {
-                    operation: OpKind::Delete,
-                    dialect: Arc::clone(&self.mapping.dialect),
-                    target: lookup.target,
-                    user: UserDoc::default(),
-                    groups: None,
-                    caller_password: None,
-                    preconditions: Vec::new(),
-                    pending: Vec::new(),
-                },
+                op: Operation::delete(Arc::clone(&self.mapping.dialect), target),
                 notes: Vec::new(),
             });
         }

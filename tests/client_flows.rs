@@ -386,32 +386,13 @@ async fn drained(base: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dialect_delete_through_a_mirror_removes_the_user_from_the_shadow_too() {
-    use userbridge::config::{BackendConfig, OutboundConfig};
     let shadow = common::peers::ScimServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = common::gateway::base_config();
-    config.backends.insert(
-        "primary".into(),
-        BackendConfig::Sqlite {
-            path: dir.path().join("primary.db"),
-        },
+    let config = common::gateway::mirror_config(
+        dir.path(),
+        &shadow.url,
+        userbridge::config::OutboundConfig::default(),
     );
-    config.backends.insert(
-        "shadow".into(),
-        BackendConfig::Scim {
-            url: shadow.url.clone(),
-            token: None,
-            index: dir.path().join("scim-index.db"),
-            http: OutboundConfig::default(),
-        },
-    );
-    config.backend = BackendConfig::Mirror {
-        primary: "primary".into(),
-        shadow: "shadow".into(),
-        queue: dir.path().join("mirror-queue.db"),
-    };
-    config.audit.enabled = true;
-    config.audit.path = dir.path().join("audit.jsonl");
     let (base, _stop) = common::gateway::serve_config(config).await;
 
     let c = Client::new();

@@ -13,7 +13,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use userbridge::config::{BackendConfig, OutboundConfig};
+use userbridge::config::OutboundConfig;
 
 use common::binary::signal;
 
@@ -40,32 +40,14 @@ fn create(i: usize) -> Value {
 async fn the_shadow_catches_up_after_a_stop_and_agrees_with_the_primary() {
     let shadow = common::peers::ScimServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = common::gateway::base_config();
-    config.backends.insert(
-        "primary".into(),
-        BackendConfig::Sqlite {
-            path: dir.path().join("primary.db"),
+    let config = common::gateway::mirror_config(
+        dir.path(),
+        &shadow.url,
+        OutboundConfig {
+            timeout_ms: 500,
+            ..OutboundConfig::default()
         },
     );
-    config.backends.insert(
-        "shadow".into(),
-        BackendConfig::Scim {
-            url: shadow.url.clone(),
-            token: None,
-            index: dir.path().join("scim-index.db"),
-            http: OutboundConfig {
-                timeout_ms: 500,
-                ..OutboundConfig::default()
-            },
-        },
-    );
-    config.backend = BackendConfig::Mirror {
-        primary: "primary".into(),
-        shadow: "shadow".into(),
-        queue: dir.path().join("mirror-queue.db"),
-    };
-    config.audit.enabled = true;
-    config.audit.path = dir.path().join("audit.jsonl");
     let (base, _stop) = common::gateway::serve_config(config.clone()).await;
     let client = reqwest::Client::new();
     let put = reqwest::Method::PUT;

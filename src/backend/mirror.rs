@@ -330,16 +330,7 @@ impl Inner {
         dialect: Arc<str>,
         e: &Entry,
     ) -> Result<Operation, (Option<Operation>, BackendError)> {
-        let op = Operation {
-            operation: OpKind::Delete,
-            dialect,
-            target: Some(UserDoc(e.doc.clone())),
-            user: UserDoc(Map::new()),
-            groups: None,
-            caller_password: None,
-            preconditions: Vec::new(),
-            pending: Vec::new(),
-        };
+        let op = Operation::delete(dialect, UserDoc(e.doc.clone()));
         match self.shadow.apply(op.clone(), Want::Id).await {
             Ok(_) | Err(BackendError::NotFound) => Ok(op),
             Err(err) => Err((Some(op), err)),

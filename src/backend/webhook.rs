@@ -169,14 +169,10 @@ impl Store for Webhook {
     }
 
     fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
-        let target = serde_json::json!({"id": id});
-        Box::pin(async move {
-            match self.lookup(target).await {
-                Ok(u) => Ok(Some(u)),
-                Err(BackendError::NotFound) => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
+        let mut target = serde_json::Map::new();
+        target.insert("id".into(), Value::String(id.to_owned()));
+        let target = UserDoc(target);
+        Box::pin(async move { self.find(&target).await })
     }
 
     fn list(

@@ -166,6 +166,20 @@ pub struct Operation {
 }
 
 impl Operation {
+    /// The delete of the user `target` names, from `dialect`.
+    pub fn delete(dialect: Arc<str>, target: UserDoc) -> Self {
+        Self {
+            operation: OpKind::Delete,
+            dialect,
+            target: Some(target),
+            user: UserDoc::default(),
+            groups: None,
+            caller_password: None,
+            preconditions: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
     /// Completes an update against the stored user, once the backend has found it (inside
     /// its own transaction, where it has one): checks the preconditions, then completes the
     /// multi-part attributes sent in part. A 400 naming the member when either fails.

@@ -107,23 +107,11 @@ impl Template {
 
     /// Every named placeholder (`{message}`, a var) the template uses, for checks at load.
     pub fn named(&self, out: &mut Vec<Box<str>>) {
-        let mut add = |v: &Var| {
+        self.each_var(&mut |v| {
             if let Var::Named(n) = v {
                 out.push(n.clone());
             }
-        };
-        match self {
-            Template::Lit(_) => {}
-            Template::Obj(members) => members.iter().for_each(|(_, t)| t.named(out)),
-            Template::Arr(items) => items.iter().for_each(|t| t.named(out)),
-            Template::Whole { var, .. } => add(var),
-            Template::Interp(pieces) => pieces.iter().for_each(|p| {
-                if let Piece::Var(v) = p {
-                    add(v)
-                }
-            }),
-            Template::Json(inner) => inner.named(out),
-        }
+        });
     }
 
     /// Renders; `None` when a `{name?}` placeholder is unset at the top.

@@ -78,13 +78,7 @@ impl Mapping {
         headers: &http::HeaderMap,
         body: &Node<'_>,
     ) -> Result<Translation, Rejection> {
-        let Some(route) = self.routes.get(route) else {
-            return Err(Rejection::new(
-                crate::rejection::Outcome::Validation,
-                "route",
-                "no such route",
-            ));
-        };
+        let route = self.route_plan(route)?;
         let Node::Obj(_) = body else {
             return Err(Rejection::new(
                 crate::rejection::Outcome::Validation,
@@ -156,6 +150,17 @@ impl Mapping {
         self.finish(route, out, notes)
     }
 
+    /// The compiled route `route`, or the 400 for an index no route has.
+    fn route_plan(&self, route: usize) -> Result<&Route, Rejection> {
+        self.routes.get(route).ok_or_else(|| {
+            Rejection::new(
+                crate::rejection::Outcome::Validation,
+                "route",
+                "no such route",
+            )
+        })
+    }
+
     /// What a route without a body (delete, get, list) names, from its path parameters, its
     /// query string (`a=1&b=2`, no `?`) and headers: the rules reading those that identify the
     /// user, then the list's search. A 400 naming the parameter when one is not acceptable.
@@ -166,13 +171,7 @@ impl Mapping {
         query: &str,
         headers: &http::HeaderMap,
     ) -> Result<Lookup, Rejection> {
-        let Some(route) = self.routes.get(route) else {
-            return Err(Rejection::new(
-                crate::rejection::Outcome::Validation,
-                "route",
-                "no such route",
-            ));
-        };
+        let route = self.route_plan(route)?;
         let ctx = Ctx {
             op: OpKind::Update,
             params,

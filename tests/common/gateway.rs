@@ -110,6 +110,35 @@ pub async fn serve_config_with<H: Handler<bytes::Bytes>>(
     (base, tx)
 }
 
+/// The shipped config over a mirror: a SQLite primary in `dir`, the SCIM provider at
+/// `shadow_url` (called with `http`) as the shadow, the queue and the audit trail in `dir`.
+pub fn mirror_config(dir: &Path, shadow_url: &str, http: OutboundConfig) -> Config {
+    let mut config = base_config();
+    config.backends.insert(
+        "primary".into(),
+        BackendConfig::Sqlite {
+            path: dir.join("primary.db"),
+        },
+    );
+    config.backends.insert(
+        "shadow".into(),
+        BackendConfig::Scim {
+            url: shadow_url.to_owned(),
+            token: None,
+            index: dir.join("scim-index.db"),
+            http,
+        },
+    );
+    config.backend = BackendConfig::Mirror {
+        primary: "primary".into(),
+        shadow: "shadow".into(),
+        queue: dir.join("mirror-queue.db"),
+    };
+    config.audit.enabled = true;
+    config.audit.path = dir.join("audit.jsonl");
+    config
+}
+
 /// The shipped config, as the tests start from; no audit trail (its default file is relative
 /// to the working directory, the checkout).
 pub fn base_config() -> Config {
