@@ -458,5 +458,6 @@ fn from_backend(e: BackendError, groups_field: &str) -> Rejection {
         e @ BackendError::Unsupported(..) => {
             Rejection::new(Outcome::BackendError, "backend", e.to_string())
         }
+        BackendError::TooMany(m) => Rejection::invalid("search", "too_many", m),
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
-use super::{Backend, BackendError, BoxFuture, Gauge, Search, Store, Stored, Want};
+use super::{Backend, BackendError, BoxFuture, Gauge, Query, Search, Store, Stored, Want};
 use crate::audit::Audit;
 use crate::canonical::Identity;
 use crate::canonical::{
@@ -539,6 +539,10 @@ impl Store for Mirror {
         count: usize,
     ) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
         Box::pin(async move { self.primary_store()?.list(user_name, start, count).await })
+    }
+
+    fn query(&self, q: Query) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
+        Box::pin(async move { self.primary_store()?.query(q).await })
     }
 
     fn create(&self, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {

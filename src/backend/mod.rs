@@ -58,6 +58,9 @@ pub enum BackendError {
     /// The backend cannot do this at all.
     #[error("the {0} backend cannot {1}")]
     Unsupported(&'static str, &'static str),
+    /// A search would read more than the store is willing to (SCIM `tooMany`).
+    #[error("{0}")]
+    TooMany(String),
 }
 
 /// A place canonical users are written to.
@@ -157,6 +160,82 @@ impl Search {
     }
 }
 
+/// A `/scim/v2` search (RFC 7644 §3.4.2): a resolved filter, an order, a page. Without a
+/// sort, matches come in creation order; with one, creation order breaks ties, so that pages
+/// are stable.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// The users matched (every user when `None`).
+    pub filter: Option<crate::filter::Filter>,
+    /// `sortBy` / `sortOrder`.
+    pub sort: Option<crate::filter::Sort>,
+    /// Matches skipped (`startIndex` − 1).
+    pub start: usize,
+    /// The most matches answered.
+    pub count: usize,
+}
+
+/// The most users a search reads when the store cannot filter or sort them itself: beyond
+/// it, the search is refused (`tooMany`) rather than held in memory.
+pub const MAX_SCAN: usize = 100_000;
+
+impl Query {
+    /// The page this query selects from `candidates` (in creation order), and how many match.
+    pub fn select(&self, candidates: Vec<UserDoc>) -> (Vec<UserDoc>, usize) {
+        let mut matched: Vec<UserDoc> = match &self.filter {
+            Some(f) => candidates.into_iter().filter(|u| f.matches(&u.0)).collect(),
+            None => candidates,
+        };
+        if let Some(sort) = &self.sort {
+            let mut keyed: Vec<(Option<Value>, UserDoc)> = matched
+                .into_iter()
+                .map(|u| (crate::filter::sort_key(&sort.attr, &u.0), u))
+                .collect();
+            keyed.sort_by(|(a, _), (b, _)| {
+                let o = crate::filter::cmp_keys(a.as_ref(), b.as_ref());
+                if sort.descending { o.reverse() } else { o }
+            });
+            matched = keyed.into_iter().map(|(_, u)| u).collect();
+        }
+        let total = matched.len();
+        let page = matched
+            .into_iter()
+            .skip(self.start)
+            .take(self.count)
+            .collect();
+        (page, total)
+    }
+
+    /// The query run over every user of `store`, read a page at a time and evaluated here: for
+    /// a store that cannot filter natively.
+    pub async fn scan<S: Store + ?Sized>(
+        &self,
+        store: &S,
+    ) -> Result<(Vec<UserDoc>, usize), BackendError> {
+        const PAGE: usize = 200;
+        let mut all = Vec::new();
+        loop {
+            let page = Search {
+                offset: all.len(),
+                limit: PAGE,
+                ..Search::default()
+            };
+            let (users, total) = store.search(page).await?;
+            let n = users.len();
+            all.extend(users);
+            if all.len() > MAX_SCAN {
+                return Err(BackendError::TooMany(format!(
+                    "the search reads more than {MAX_SCAN} users: narrow it with a filter this \
+                     backend runs itself"
+                )));
+            }
+            if n == 0 || all.len() >= total {
+                return Ok(self.select(all));
+            }
+        }
+    }
+}
+
 /// A canonical user store that can also be read and edited directly (the `/scim/v2` ingress,
 /// the dialects' read routes, export, diff).
 pub trait Store: Send + Sync {
@@ -175,6 +254,11 @@ pub trait Store: Send + Sync {
     fn find(&self, target: &UserDoc) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>>;
     /// The users `search` names, and how many matched in all.
     fn search(&self, search: Search) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>>;
+    /// The page of users a `/scim/v2` query selects, and how many match in all. By default
+    /// every user is read and the query evaluated here ([`Query::scan`]).
+    fn query(&self, query: Query) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
+        Box::pin(async move { query.scan(self).await })
+    }
     /// Creates a user from a SCIM document (server-owned members ignored).
     fn create(&self, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>>;
     /// Replaces the user `id` with `user` (attributes not in it are cleared).

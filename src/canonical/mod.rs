@@ -23,6 +23,7 @@ pub const EXT_SCHEMA: &str = "urn:userbridge:params:scim:schemas:extension:2.0:U
 mod identity;
 mod json;
 mod operation;
+pub mod schemas;
 
 pub use identity::{Identity, Target};
 pub use json::DocJson;

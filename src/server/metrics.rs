@@ -244,6 +244,7 @@ impl Metrics {
                 BackendError::Timeout => "timeout",
                 BackendError::Failed(_) => "failed",
                 BackendError::Unsupported(..) => "unsupported",
+                BackendError::TooMany(_) => "too_many",
             };
             self.backend_errors
                 .get_or_create(&BackendErrorLabels { backend, kind })

@@ -27,7 +27,9 @@ use self::groups::{Group, Groups, quote};
 use super::index::Index;
 use super::merge::merge;
 use super::outbound::{Outbound, Reply};
-use super::{Backend, BackendError, BoxFuture, Search, Store, Stored, Want, strip_server_owned};
+use super::{
+    Backend, BackendError, BoxFuture, Query, Search, Store, Stored, Want, strip_server_owned,
+};
 use crate::canonical::{
     self, ATTRIBUTES, EXT_SCHEMA, GroupChange, GroupOp, OpKind, Operation, Target, UserDoc,
     location,
@@ -51,6 +53,8 @@ const PRECONDITION_ATTEMPTS: usize = 3;
 struct Features {
     patch: bool,
     etag: bool,
+    filter: bool,
+    sort: bool,
 }
 
 /// The SCIM backend.
@@ -107,6 +111,8 @@ impl Scim {
                 let features = Features {
                     patch: on("/patch/supported"),
                     etag: on("/etag/supported"),
+                    filter: on("/filter/supported"),
+                    sort: on("/sort/supported"),
                 };
                 let s = self
                     .http
@@ -166,10 +172,30 @@ impl Scim {
         start: usize,
         count: usize,
     ) -> Result<(Vec<Map<String, Value>>, usize), BackendError> {
+        self.search_sorted(endpoint, filter, None, start, count)
+            .await
+    }
+
+    /// [`Scim::search`], sorted by the provider.
+    async fn search_sorted(
+        &self,
+        endpoint: &str,
+        filter: &str,
+        sort: Option<&crate::filter::Sort>,
+        start: usize,
+        count: usize,
+    ) -> Result<(Vec<Map<String, Value>>, usize), BackendError> {
         let mut path = format!("{endpoint}?startIndex={start}&count={count}");
         if !filter.is_empty() {
             path.push_str("&filter=");
             path.extend(utf8_percent_encode(filter, COMPONENT));
+        }
+        if let Some(s) = sort {
+            path.push_str("&sortBy=");
+            path.extend(utf8_percent_encode(&s.attr.path, COMPONENT));
+            if s.descending {
+                path.push_str("&sortOrder=descending");
+            }
         }
         let r = self.http.call(Method::GET, &path, None, None).await?;
         let list = ok_json(&r)?;
@@ -633,6 +659,38 @@ impl Store for Scim {
                 .await?;
             let mut users = Vec::with_capacity(items.len());
             for doc in items.into_iter().take(search.limit) {
+                users.push(self.canonical(doc).await?);
+            }
+            Ok((users, total))
+        })
+    }
+
+    fn query(&self, q: Query) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
+        Box::pin(async move {
+            let features = self.features().await?;
+            // The provider runs the filter and the sort when it announces them, except on
+            // `groups`, whose ids are this gateway's, not the provider's.
+            let on_groups = q
+                .filter
+                .as_ref()
+                .is_some_and(|f| f.attrs().iter().any(|a| a.keys[0] == "groups"))
+                || q.sort.as_ref().is_some_and(|s| s.attr.keys[0] == "groups");
+            if on_groups
+                || (q.filter.is_some() && !features.filter)
+                || (q.sort.is_some() && !features.sort)
+            {
+                return q.scan(self).await;
+            }
+            let filter = q
+                .filter
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let (items, total) = self
+                .search_sorted("/Users", &filter, q.sort.as_ref(), q.start + 1, q.count)
+                .await?;
+            let mut users = Vec::with_capacity(items.len());
+            for doc in items.into_iter().take(q.count) {
                 users.push(self.canonical(doc).await?);
             }
             Ok((users, total))

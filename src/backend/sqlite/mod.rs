@@ -15,11 +15,12 @@ use serde_json::{Map, Value};
 
 use super::merge::merge;
 use super::{
-    Backend, BackendError, BoxFuture, Gauge, Search, Store, Stored, Want, strip_server_owned,
+    Backend, BackendError, BoxFuture, Gauge, Query, Search, Store, Stored, Want, strip_server_owned,
 };
 use crate::canonical::{self, GroupChange, GroupOp, OpKind, Operation, Target, UserDoc, location};
 use crate::config::GroupConfig;
 
+mod query;
 mod writer;
 use writer::Writer;
 
@@ -74,6 +75,8 @@ impl Sqlite {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
+        conn.execute_batch(query::INDEX).map_err(fail)?;
+        query::register(&conn).map_err(fail)?;
         let tx = conn.transaction().map_err(fail)?;
         for g in groups {
             tx.execute(
@@ -192,6 +195,10 @@ impl Store for Sqlite {
 
     fn search(&self, search: Search) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
         self.blocking(move |tx| search_users(tx, &search))
+    }
+
+    fn query(&self, q: Query) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
+        self.blocking(move |tx| query::run(tx, &q))
     }
 
     fn keeps_secrets(&self) -> bool {

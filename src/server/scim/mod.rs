@@ -3,7 +3,6 @@
 
 mod patch;
 mod project;
-mod schemas;
 
 use bytes::Bytes;
 use hyper::{Method, Request, Response, StatusCode};
@@ -15,6 +14,7 @@ use super::ingress::Routed;
 use super::respond::SCIM_JSON;
 use crate::backend::BackendError;
 use crate::canonical::UserDoc;
+use crate::canonical::schemas;
 use crate::config::Credential;
 use crate::dialect::auth::AuthPlan;
 
@@ -24,6 +24,9 @@ pub fn auth() -> &'static AuthPlan {
         std::sync::LazyLock::new(|| AuthPlan::bearer("Bearer realm=\"userbridge\""));
     &AUTH
 }
+
+/// The most resources one list answer holds (`count` above it is lowered to it).
+const MAX_RESULTS: usize = 1000;
 
 /// A SCIM error answer.
 fn error(status: StatusCode, scim_type: Option<&str>, detail: &str) -> Response<Body> {
@@ -57,6 +60,7 @@ fn backend_error(e: &BackendError) -> Response<Body> {
         e @ BackendError::Unsupported(..) => {
             error(StatusCode::NOT_IMPLEMENTED, None, &e.to_string())
         }
+        BackendError::TooMany(m) => error(StatusCode::BAD_REQUEST, Some("tooMany"), m),
     }
 }
 
@@ -305,19 +309,28 @@ fn read_doc(body: &[u8], limits: &crate::config::Limits) -> Result<UserDoc, Box<
 
 /// Users matching a query, projected, as a ListResponse.
 async fn search(store: &dyn crate::backend::Store, q: Query) -> Response<Body> {
-    let name = match q.filter.as_deref().map(user_name_filter) {
-        None => None,
-        Some(Ok(n)) => Some(n),
-        Some(Err(())) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                Some("invalidFilter"),
-                "only `userName eq \"…\"` filters are supported",
-            );
-        }
+    let filter = match q.filter.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(f) => match crate::filter::parse(f, &schemas::USER) {
+            Ok(f) => Some(f),
+            Err(e) => return error(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.message),
+        },
+    };
+    let sort = match q.sort_by.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(by) => match crate::filter::Sort::parse(by, q.sort_order.as_deref(), &schemas::USER) {
+            Ok(s) => Some(s),
+            Err(e) => return error(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.message),
+        },
     };
     let start = q.start_index.max(1);
-    match store.list(name, start - 1, q.count).await {
+    let query = crate::backend::Query {
+        filter,
+        sort,
+        start: start - 1,
+        count: q.count,
+    };
+    match store.query(query).await {
         Ok((users, total)) => {
             let items: Vec<Value> = users.iter().map(|u| q.project(resource(u))).collect();
             json(StatusCode::OK, SCIM_JSON, &list(items, start, total))
@@ -330,6 +343,8 @@ async fn search(store: &dyn crate::backend::Store, q: Query) -> Response<Body> {
 #[derive(Default)]
 struct Query {
     filter: Option<String>,
+    sort_by: Option<String>,
+    sort_order: Option<String>,
     start_index: usize,
     count: usize,
     attributes: Option<String>,
@@ -370,8 +385,16 @@ impl Query {
                 .get("filter")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
+            sort_by: body
+                .get("sortBy")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            sort_order: body
+                .get("sortOrder")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             start_index: num("startIndex", 1),
-            count: num("count", 100).min(1000),
+            count: num("count", 100).min(MAX_RESULTS),
             attributes: list("attributes"),
             excluded: list("excludedAttributes"),
         }
@@ -390,31 +413,27 @@ impl Query {
                 .into_owned();
             match k {
                 "filter" => out.filter = Some(v),
-                "startIndex" => out.start_index = v.parse().unwrap_or(1),
-                "count" => out.count = v.parse::<usize>().unwrap_or(100).min(1000),
+                // RFC 7644 §3.4.2.4: a startIndex below 1 is 1, a negative count is 0.
+                "startIndex" => {
+                    out.start_index = v
+                        .trim()
+                        .parse::<i64>()
+                        .map_or(1, |n| usize::try_from(n).unwrap_or(1))
+                }
+                "count" => {
+                    out.count = v
+                        .trim()
+                        .parse::<i64>()
+                        .map_or(100, |n| usize::try_from(n).unwrap_or(0).min(MAX_RESULTS));
+                }
+                "sortBy" => out.sort_by = Some(v),
+                "sortOrder" => out.sort_order = Some(v),
                 "attributes" => out.attributes = Some(v),
                 "excludedAttributes" => out.excluded = Some(v),
                 _ => {}
             }
         }
         out
-    }
-}
-
-/// The value of a `userName eq "…"` filter (attribute and operator in any case).
-fn user_name_filter(f: &str) -> Result<String, ()> {
-    let f = f.trim();
-    let (attr, rest) = f.split_once(char::is_whitespace).ok_or(())?;
-    let (op, value) = rest
-        .trim_start()
-        .split_once(char::is_whitespace)
-        .ok_or(())?;
-    if !attr.eq_ignore_ascii_case("userName") || !op.eq_ignore_ascii_case("eq") {
-        return Err(());
-    }
-    match serde_json::from_str::<Value>(value.trim()) {
-        Ok(Value::String(s)) => Ok(s),
-        _ => Err(()),
     }
 }
 
@@ -433,9 +452,9 @@ fn service_provider_config() -> Value {
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
         "patch": {"supported": true},
         "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
-        "filter": {"supported": true, "maxResults": 1000},
+        "filter": {"supported": true, "maxResults": MAX_RESULTS},
         "changePassword": {"supported": true},
-        "sort": {"supported": false},
+        "sort": {"supported": true},
         "etag": {"supported": false},
         "authenticationSchemes": [],
         "meta": {"resourceType": "ServiceProviderConfig", "location": "/scim/v2/ServiceProviderConfig"}
@@ -455,21 +474,4 @@ fn resource_type() -> Value {
         ],
         "meta": {"resourceType": "ResourceType", "location": "/scim/v2/ResourceTypes/User"}
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_name_filters() {
-        assert_eq!(user_name_filter(r#"userName eq "ann""#), Ok("ann".into()));
-        assert_eq!(
-            user_name_filter(r#"USERNAME Eq "a \"b\"""#),
-            Ok("a \"b\"".into())
-        );
-        assert!(user_name_filter(r#"userName co "a""#).is_err());
-        assert!(user_name_filter("displayName eq \"a\"").is_err());
-        assert!(user_name_filter("userName eq ann").is_err());
-    }
 }

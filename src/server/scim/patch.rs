@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use super::schemas::{AttrInfo, USER, find_key, split_schema};
+use crate::canonical::schemas::{AttrInfo, USER, find_key, split_schema};
 use crate::canonical::{CORE_SCHEMA, ENTERPRISE_SCHEMA, EXT_SCHEMA};
 
 /// Why a PATCH was refused: the SCIM `scimType` and a message.

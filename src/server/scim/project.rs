@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::schemas::find_key as key;
+use crate::canonical::schemas::find_key as key;
 use crate::canonical::{ENTERPRISE_SCHEMA, EXT_SCHEMA};
 
 /// One requested attribute: its extension (`None` for core), name (empty for a whole
@@ -16,7 +16,7 @@ struct Name {
 }
 
 fn parse(raw: &str) -> Option<Name> {
-    let (schema, rest) = super::schemas::split_schema(raw.trim()).ok()?;
+    let (schema, rest) = crate::canonical::schemas::split_schema(raw.trim()).ok()?;
     if rest.is_empty() && schema.is_none() {
         return None;
     }
@@ -38,7 +38,7 @@ pub fn project(resource: Value, attributes: Option<&str>, excluded: Option<&str>
         return resource;
     };
     if attributes.is_none_or(|l| l.trim().is_empty()) {
-        for (schema, attr) in super::schemas::USER.on_request() {
+        for (schema, attr) in crate::canonical::schemas::USER.on_request() {
             let schema = schema.and_then(|s| {
                 [ENTERPRISE_SCHEMA, EXT_SCHEMA]
                     .into_iter()

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::canonical::{CORE_SCHEMA, ENTERPRISE_SCHEMA, EXT_SCHEMA};
 
 /// The committed schema file.
-const SCHEMAS: &str = include_str!("../../../schemas/scim/schemas.json");
+const SCHEMAS: &str = include_str!("../../schemas/scim/schemas.json");
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 
 /// What the index knows of one attribute.
@@ -24,6 +24,8 @@ pub struct AttrInfo {
     pub multi: bool,
     /// `readOnly`, `readWrite`, …
     pub mutability: String,
+    /// Whether its values compare with case (`caseExact`).
+    pub case_exact: bool,
 }
 
 /// The served schemas and the attribute index.
@@ -35,16 +37,46 @@ pub struct Schemas {
     index: HashMap<String, AttrInfo>,
 }
 
-/// The schemas, parsed once.
-pub static USER: LazyLock<Schemas> = LazyLock::new(load);
+/// The User schemas, parsed once.
+pub static USER: LazyLock<Schemas> = LazyLock::new(|| load("User"));
 
-fn load() -> Schemas {
+/// The Group schema, parsed once.
+pub static GROUP: LazyLock<Schemas> = LazyLock::new(|| load("Group"));
+
+/// The common attributes of every resource (RFC 7643 §3.1), which belong to no schema.
+const COMMON: &[(&str, &str, bool)] = &[
+    ("id", "string", true),
+    ("externalId", "string", true),
+    ("meta", "complex", false),
+    ("meta.resourceType", "string", true),
+    ("meta.created", "dateTime", false),
+    ("meta.lastModified", "dateTime", false),
+    ("meta.location", "reference", true),
+    ("meta.version", "string", true),
+];
+
+fn load(resource: &str) -> Schemas {
     let all: Vec<Value> = serde_json::from_str(SCHEMAS).unwrap_or_default();
+    let core = format!("urn:ietf:params:scim:schemas:core:2.0:{resource}");
     let mut resources = Vec::new();
     let mut index = HashMap::new();
+    for (path, kind, case_exact) in COMMON {
+        let name = path.rsplit('.').next().unwrap_or(path).to_owned();
+        let info = AttrInfo {
+            name,
+            kind: (*kind).to_owned(),
+            multi: false,
+            mutability: "readOnly".into(),
+            case_exact: *case_exact,
+        };
+        index.insert(path.to_ascii_lowercase(), info);
+    }
+    if let Some(a) = index.get_mut("externalid") {
+        a.mutability = "readWrite".into();
+    }
     for mut s in all {
         let id = s.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
-        if !id.ends_with(":User") {
+        if !id.ends_with(&format!(":{resource}")) {
             continue;
         }
         // What the ingress announces differs from the provider's file in two ways:
@@ -86,12 +118,12 @@ fn load() -> Schemas {
                 let si = info(sub);
                 let sk = format!("{key}.{}", si.name.to_ascii_lowercase());
                 index.insert(format!("{}:{sk}", id.to_ascii_lowercase()), si.clone());
-                if id == USER_SCHEMA {
+                if id == core {
                     index.insert(sk, si);
                 }
             }
             index.insert(format!("{}:{key}", id.to_ascii_lowercase()), top.clone());
-            if id == USER_SCHEMA {
+            if id == core {
                 index.insert(key, top);
             }
         }
@@ -111,6 +143,7 @@ fn info(a: &Value) -> AttrInfo {
         kind: s("type", "string"),
         multi: a.get("multiValued").and_then(Value::as_bool) == Some(true),
         mutability: s("mutability", "readWrite"),
+        case_exact: a.get("caseExact").and_then(Value::as_bool) == Some(true),
     }
 }
 
@@ -146,7 +179,7 @@ impl Schemas {
 /// Splits an attribute name (`urn:…:User:attr.sub`, or `attr.sub`) into its extension (`None`
 /// for the core schema or no URN) and the rest; a bare extension URN gives `(Some(ext), "")`.
 /// `Err` when it starts with `urn:` but names no schema the ingress serves.
-pub fn split_schema(p: &str) -> Result<(Option<&'static str>, &str), ()> {
+pub(crate) fn split_schema(p: &str) -> Result<(Option<&'static str>, &str), ()> {
     for u in [CORE_SCHEMA, ENTERPRISE_SCHEMA, EXT_SCHEMA] {
         if p.get(..u.len())
             .is_some_and(|head| head.eq_ignore_ascii_case(u))
@@ -168,7 +201,10 @@ pub fn split_schema(p: &str) -> Result<(Option<&'static str>, &str), ()> {
 }
 
 /// The key of `m` spelled like `name` in any case (SCIM names are case-insensitive).
-pub fn find_key<'a>(m: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a String> {
+pub(crate) fn find_key<'a>(
+    m: &'a serde_json::Map<String, Value>,
+    name: &str,
+) -> Option<&'a String> {
     m.keys().find(|k| k.eq_ignore_ascii_case(name))
 }
 
