@@ -13,6 +13,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod dialect;
 pub mod exchange;
+pub mod filter;
 pub mod json;
 pub mod load;
 pub mod mapping;
