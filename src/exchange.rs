@@ -459,5 +459,6 @@ fn from_backend(e: BackendError, groups_field: &str) -> Rejection {
             Rejection::new(Outcome::BackendError, "backend", e.to_string())
         }
         BackendError::TooMany(m) => Rejection::invalid("search", "too_many", m),
+        e @ BackendError::Changed(_) => Rejection::new(Outcome::Conflict, "version", e.to_string()),
     }
 }

@@ -554,24 +554,38 @@ impl Store for Mirror {
         })
     }
 
-    fn replace(&self, id: &str, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+    fn replace(
+        &self,
+        id: &str,
+        user: UserDoc,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
         let id = id.to_owned();
+        let if_match = if_match.map(str::to_owned);
         Box::pin(async move {
-            let stored = self.primary_store()?.replace(&id, user).await?;
+            let stored = self
+                .primary_store()?
+                .replace(&id, user, if_match.as_deref())
+                .await?;
             let full = self.full(&stored).await?;
             self.queued("put", full).await?;
             Ok(stored)
         })
     }
 
-    fn delete(&self, id: &str) -> BoxFuture<'_, Result<bool, BackendError>> {
+    fn delete(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<bool, BackendError>> {
         let id = id.to_owned();
+        let if_match = if_match.map(str::to_owned);
         Box::pin(async move {
             let store = self.primary_store()?;
             let Some(user) = store.get(&id).await? else {
                 return Ok(false);
             };
-            let gone = store.delete(&id).await?;
+            let gone = store.delete(&id, if_match.as_deref()).await?;
             if gone {
                 self.queued("delete", identity_doc(&user)).await?;
             }

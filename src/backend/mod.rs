@@ -61,6 +61,9 @@ pub enum BackendError {
     /// A search would read more than the store is willing to (SCIM `tooMany`).
     #[error("{0}")]
     TooMany(String),
+    /// The user is not at the version an `If-Match` named (412).
+    #[error("the user changed: it is at version {0}")]
+    Changed(String),
 }
 
 /// A place canonical users are written to.
@@ -261,10 +264,19 @@ pub trait Store: Send + Sync {
     }
     /// Creates a user from a SCIM document (server-owned members ignored).
     fn create(&self, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>>;
-    /// Replaces the user `id` with `user` (attributes not in it are cleared).
-    fn replace(&self, id: &str, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>>;
-    /// Deletes the user `id`; false when there was none.
-    fn delete(&self, id: &str) -> BoxFuture<'_, Result<bool, BackendError>>;
+    /// Replaces the user `id` with `user` (attributes not in it are cleared), when it is at a
+    /// version `if_match` names (an `If-Match` value; any version when `None`), in the same
+    /// transaction as the write; else [`BackendError::Changed`].
+    fn replace(
+        &self,
+        id: &str,
+        user: UserDoc,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<UserDoc, BackendError>>;
+    /// Deletes the user `id` when it is at a version `if_match` names; false when there was
+    /// none.
+    fn delete(&self, id: &str, if_match: Option<&str>)
+    -> BoxFuture<'_, Result<bool, BackendError>>;
     /// Whether [`Store::get_with_secrets`] returns the stored secrets (a SCIM provider never
     /// returns a password).
     fn keeps_secrets(&self) -> bool {
@@ -318,6 +330,39 @@ pub fn open_in(
     let p = open(config.named_backend(primary)?, &config.groups)?;
     let s = open(config.named_backend(shadow)?, &config.groups)?;
     Ok(Arc::new(mirror::Mirror::open(p, s, queue, audit.clone())?))
+}
+
+/// Whether an `If-Match` / `If-None-Match` value (`*`, or entity tags separated by commas)
+/// names `version` (a user's `meta.version`); weak and strong tags compare alike, as RFC 7232
+/// §2.3.2's weak comparison does.
+pub fn etag_matches(header: &str, version: &str) -> bool {
+    let bare = |t: &str| {
+        let t = t.trim();
+        t.strip_prefix("W/").unwrap_or(t).to_owned()
+    };
+    let version = bare(version);
+    header
+        .split(',')
+        .any(|t| t.trim() == "*" || bare(t) == version)
+}
+
+/// The `meta.version` of a stored user.
+pub fn version_of(user: &Map<String, Value>) -> Option<&str> {
+    user.get("meta")?.get("version")?.as_str()
+}
+
+/// [`BackendError::Changed`] unless `if_match` (when given) names the version of `user`.
+pub fn check_version(
+    if_match: Option<&str>,
+    user: &Map<String, Value>,
+) -> Result<(), BackendError> {
+    let Some(h) = if_match else { return Ok(()) };
+    let current = version_of(user).unwrap_or("");
+    if etag_matches(h, current) {
+        Ok(())
+    } else {
+        Err(BackendError::Changed(current.to_owned()))
+    }
 }
 
 /// Removes the members a store owns (`id`, `meta`, `groups`, `schemas`, ext `numericId`) from a

@@ -199,11 +199,20 @@ impl Store for Webhook {
         Box::pin(async { Err(BackendError::Unsupported("webhook", "create through SCIM")) })
     }
 
-    fn replace(&self, _id: &str, _user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+    fn replace(
+        &self,
+        _id: &str,
+        _user: UserDoc,
+        _if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
         Box::pin(async { Err(BackendError::Unsupported("webhook", "replace through SCIM")) })
     }
 
-    fn delete(&self, _id: &str) -> BoxFuture<'_, Result<bool, BackendError>> {
+    fn delete(
+        &self,
+        _id: &str,
+        _if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<bool, BackendError>> {
         Box::pin(async { Err(BackendError::Unsupported("webhook", "delete")) })
     }
 }

@@ -245,6 +245,7 @@ impl Metrics {
                 BackendError::Failed(_) => "failed",
                 BackendError::Unsupported(..) => "unsupported",
                 BackendError::TooMany(_) => "too_many",
+                BackendError::Changed(_) => "changed",
             };
             self.backend_errors
                 .get_or_create(&BackendErrorLabels { backend, kind })

@@ -730,11 +730,20 @@ impl Store for Scim {
         Box::pin(self.create_user(user, None))
     }
 
-    fn replace(&self, id: &str, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+    fn replace(
+        &self,
+        id: &str,
+        user: UserDoc,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
         let id = id.to_owned();
+        let wanted = if_match.map(str::to_owned);
         Box::pin(async move {
             let features = self.features().await?;
             let (stored, version) = self.fetch(&id).await?.ok_or(BackendError::NotFound)?;
+            // The version the client named is the one read; the provider then refuses the
+            // write if the user changed since (its own `If-Match`).
+            super::check_version(wanted.as_deref(), &stored)?;
             let mut doc = user.0;
             doc.retain(|_, v| !v.is_null());
             strip_server_owned(&mut doc);
@@ -752,11 +761,28 @@ impl Store for Scim {
         })
     }
 
-    fn delete(&self, id: &str) -> BoxFuture<'_, Result<bool, BackendError>> {
+    fn delete(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<bool, BackendError>> {
         let id = id.to_owned();
+        let wanted = if_match.map(str::to_owned);
         Box::pin(async move {
             let path = format!("/Users/{}", utf8_percent_encode(&id, COMPONENT));
-            let r = self.http.call(Method::DELETE, &path, None, None).await?;
+            let mut version = None;
+            if let Some(h) = &wanted {
+                let features = self.features().await?;
+                let Some((stored, v)) = self.fetch(&id).await? else {
+                    return Ok(false);
+                };
+                super::check_version(Some(h), &stored)?;
+                version = v.filter(|_| features.etag);
+            }
+            let r = self
+                .http
+                .call(Method::DELETE, &path, None, version.as_deref())
+                .await?;
             match r.status {
                 StatusCode::NOT_FOUND => Ok(false),
                 s if s.is_success() => {

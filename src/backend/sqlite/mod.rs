@@ -264,12 +264,19 @@ impl Store for Sqlite {
         })
     }
 
-    fn replace(&self, id: &str, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+    fn replace(
+        &self,
+        id: &str,
+        user: UserDoc,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
         let id = id.to_owned();
+        let if_match = if_match.map(str::to_owned);
         self.blocking(move |tx| {
             let Some(r) = find(tx, "id = ?1", &[&id as &dyn rusqlite::ToSql])? else {
                 return Err(BackendError::NotFound);
             };
+            check_row_version(if_match.as_deref(), &r)?;
             let mut doc = user.0;
             strip_server_owned(&mut doc);
             // Secrets not restated are kept, each on its own (SCIM never returns them, so a
@@ -281,14 +288,40 @@ impl Store for Sqlite {
         })
     }
 
-    fn delete(&self, id: &str) -> BoxFuture<'_, Result<bool, BackendError>> {
+    fn delete(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<bool, BackendError>> {
         let id = id.to_owned();
+        let if_match = if_match.map(str::to_owned);
         self.blocking(move |conn| {
+            if let Some(h) = &if_match {
+                match find(conn, "id = ?1", &[&id as &dyn rusqlite::ToSql])? {
+                    Some(r) => check_row_version(Some(h), &r)?,
+                    None => return Ok(false),
+                }
+            }
             let n = conn
                 .execute("DELETE FROM users WHERE id = ?1", params![id])
                 .map_err(db)?;
             Ok(n > 0)
         })
+    }
+}
+
+/// The version a row's `meta.version` shows.
+fn row_version(r: &Row) -> String {
+    format!("W/\"{}\"", r.version)
+}
+
+/// [`BackendError::Changed`] unless `if_match` (when given) names the row's version.
+fn check_row_version(if_match: Option<&str>, r: &Row) -> Result<(), BackendError> {
+    match if_match {
+        Some(h) if !super::etag_matches(h, &row_version(r)) => {
+            Err(BackendError::Changed(row_version(r)))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -676,6 +709,7 @@ fn into_doc(
     r: Row,
     with_secrets: bool,
 ) -> Result<Map<String, Value>, BackendError> {
+    let version = row_version(&r);
     let mut doc = Map::with_capacity(r.doc.len() + 4);
     doc.insert("id".into(), Value::String(r.id));
     doc.extend(r.doc);
@@ -708,7 +742,7 @@ fn into_doc(
             "resourceType": "User",
             "created": r.created,
             "lastModified": r.modified,
-            "version": format!("W/\"{}\"", r.version),
+            "version": version,
         }),
     );
     Ok(canonical::with_schemas(doc))

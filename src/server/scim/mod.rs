@@ -61,6 +61,9 @@ fn backend_error(e: &BackendError) -> Response<Body> {
             error(StatusCode::NOT_IMPLEMENTED, None, &e.to_string())
         }
         BackendError::TooMany(m) => error(StatusCode::BAD_REQUEST, Some("tooMany"), m),
+        e @ BackendError::Changed(_) => {
+            error(StatusCode::PRECONDITION_FAILED, None, &e.to_string())
+        }
     }
 }
 
@@ -151,7 +154,10 @@ pub async fn handle(
             let result = store.create(doc).await;
             let resp = match &result {
                 Ok(u) => {
-                    let mut r = json(StatusCode::CREATED, SCIM_JSON, &q.project(resource(u)));
+                    let mut r = with_etag(
+                        json(StatusCode::CREATED, SCIM_JSON, &q.project(resource(u))),
+                        u,
+                    );
                     if let Some(Ok(v)) = u.id().map(|id| {
                         hyper::header::HeaderValue::from_str(&format!("/scim/v2/Users/{id}"))
                     }) {
@@ -172,9 +178,26 @@ pub async fn handle(
                 return error(StatusCode::NOT_FOUND, None, "no such user");
             };
             let id = id.into_owned();
+            let header = |name: hyper::header::HeaderName| {
+                parts.headers.get(name).and_then(|v| v.to_str().ok())
+            };
+            let if_match = header(hyper::header::IF_MATCH);
             match *m {
                 Method::GET => match store.get(&id).await {
-                    Ok(Some(u)) => json(StatusCode::OK, SCIM_JSON, &q.project(resource(&u))),
+                    Ok(Some(u)) => {
+                        let current = crate::backend::version_of(&u.0).unwrap_or("");
+                        if header(hyper::header::IF_NONE_MATCH)
+                            .is_some_and(|h| crate::backend::etag_matches(h, current))
+                        {
+                            let mut r = Response::new(Body::default());
+                            *r.status_mut() = StatusCode::NOT_MODIFIED;
+                            return with_etag(r, &u);
+                        }
+                        with_etag(
+                            json(StatusCode::OK, SCIM_JSON, &q.project(resource(&u))),
+                            &u,
+                        )
+                    }
                     Ok(None) => error(StatusCode::NOT_FOUND, None, "no such user"),
                     Err(e) => backend_error(&e),
                 },
@@ -183,25 +206,17 @@ pub async fn handle(
                         Ok(d) => d,
                         Err(resp) => return *resp,
                     };
-                    replace(call, store, &id, doc, &q, "replace").await
+                    replace(call, store, &id, doc, if_match, &q, "replace").await
                 }
                 Method::PATCH => {
                     let ops = match read_doc(&body, limits) {
                         Ok(d) => Value::Object(d.0),
                         Err(resp) => return *resp,
                     };
-                    let mut user = match store.get(&id).await {
-                        Ok(Some(u)) => u,
-                        Ok(None) => return error(StatusCode::NOT_FOUND, None, "no such user"),
-                        Err(e) => return backend_error(&e),
-                    };
-                    if let Err(e) = patch::apply(&mut user.0, &ops) {
-                        return error(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.message);
-                    }
-                    replace(call, store, &id, user, &q, "patch").await
+                    patch(call, store, &id, &ops, if_match, &q).await
                 }
                 Method::DELETE => {
-                    let resp = match store.delete(&id).await {
+                    let resp = match store.delete(&id, if_match).await {
                         Ok(true) => {
                             let mut r = Response::new(Body::default());
                             *r.status_mut() = StatusCode::NO_CONTENT;
@@ -224,20 +239,71 @@ pub async fn handle(
     }
 }
 
-/// Replaces the user `id` (a PUT, or the user a PATCH made), answers with it, and records the
-/// write as `operation`.
+/// `response` with the `ETag` of `user` (its `meta.version`).
+fn with_etag(mut response: Response<Body>, user: &UserDoc) -> Response<Body> {
+    if let Some(Ok(v)) =
+        crate::backend::version_of(&user.0).map(hyper::header::HeaderValue::from_str)
+    {
+        response.headers_mut().insert(hyper::header::ETAG, v);
+    }
+    response
+}
+
+/// How many times a PATCH is made again on a user that changed between its read and its
+/// write (when the client did not ask for a version itself).
+const PATCH_ATTEMPTS: usize = 3;
+
+/// Applies a PatchOp to the user `id`: read, patched, written back at the version read (so
+/// that a write in between is never lost: the PATCH is made again on the new version, or,
+/// when the client named a version with `If-Match`, answered 412).
+async fn patch(
+    call: Call<'_>,
+    store: &dyn crate::backend::Store,
+    id: &str,
+    ops: &Value,
+    if_match: Option<&str>,
+    q: &Query,
+) -> Response<Body> {
+    for _ in 0..PATCH_ATTEMPTS {
+        let mut user = match store.get(id).await {
+            Ok(Some(u)) => u,
+            Ok(None) => return error(StatusCode::NOT_FOUND, None, "no such user"),
+            Err(e) => return backend_error(&e),
+        };
+        if let Err(e) = crate::backend::check_version(if_match, &user.0) {
+            return backend_error(&e);
+        }
+        let read = crate::backend::version_of(&user.0).map(str::to_owned);
+        if let Err(e) = patch::apply(&mut user.0, ops) {
+            return error(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.message);
+        }
+        let resp = replace(call, store, id, user, read.as_deref(), q, "patch").await;
+        if resp.status() != StatusCode::PRECONDITION_FAILED || if_match.is_some() {
+            return resp;
+        }
+    }
+    error(
+        StatusCode::CONFLICT,
+        None,
+        "the user kept changing while the PATCH was applied: send it again",
+    )
+}
+
+/// Replaces the user `id` (a PUT, or the user a PATCH made) when it is at a version
+/// `if_match` names, answers with it, and records the write as `operation`.
 async fn replace(
     call: Call<'_>,
     store: &dyn crate::backend::Store,
     id: &str,
     user: UserDoc,
+    if_match: Option<&str>,
     q: &Query,
     operation: &str,
 ) -> Response<Body> {
     let sent = call.state.audit.is_enabled().then(|| user.clone());
-    let result = store.replace(id, user).await;
+    let result = store.replace(id, user, if_match).await;
     let resp = match &result {
-        Ok(u) => json(StatusCode::OK, SCIM_JSON, &q.project(resource(u))),
+        Ok(u) => with_etag(json(StatusCode::OK, SCIM_JSON, &q.project(resource(u))), u),
         Err(e) => backend_error(e),
     };
     let stored = result.as_ref().ok();
@@ -455,7 +521,7 @@ fn service_provider_config() -> Value {
         "filter": {"supported": true, "maxResults": MAX_RESULTS},
         "changePassword": {"supported": true},
         "sort": {"supported": true},
-        "etag": {"supported": false},
+        "etag": {"supported": true},
         "authenticationSchemes": [],
         "meta": {"resourceType": "ServiceProviderConfig", "location": "/scim/v2/ServiceProviderConfig"}
     })
