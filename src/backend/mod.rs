@@ -185,14 +185,26 @@ pub const MAX_SCAN: usize = 100_000;
 impl Query {
     /// The page this query selects from `candidates` (in creation order), and how many match.
     pub fn select(&self, candidates: Vec<UserDoc>) -> (Vec<UserDoc>, usize) {
-        let mut matched: Vec<UserDoc> = match &self.filter {
-            Some(f) => candidates.into_iter().filter(|u| f.matches(&u.0)).collect(),
+        self.select_by(candidates, |u| &u.0)
+    }
+
+    /// [`Query::select`] over any resources, each seen as a document through `doc`.
+    pub fn select_by<T>(
+        &self,
+        candidates: Vec<T>,
+        doc: impl Fn(&T) -> &Map<String, Value>,
+    ) -> (Vec<T>, usize) {
+        let mut matched: Vec<T> = match &self.filter {
+            Some(f) => candidates
+                .into_iter()
+                .filter(|u| f.matches(doc(u)))
+                .collect(),
             None => candidates,
         };
         if let Some(sort) = &self.sort {
-            let mut keyed: Vec<(Option<Value>, UserDoc)> = matched
+            let mut keyed: Vec<(Option<Value>, T)> = matched
                 .into_iter()
-                .map(|u| (crate::filter::sort_key(&sort.attr, &u.0), u))
+                .map(|u| (crate::filter::sort_key(&sort.attr, doc(&u)), u))
                 .collect();
             keyed.sort_by(|(a, _), (b, _)| {
                 let o = crate::filter::cmp_keys(a.as_ref(), b.as_ref());
@@ -239,6 +251,34 @@ impl Query {
     }
 }
 
+/// A SCIM group (`id`, `displayName`, `externalId`, `members`, `meta`).
+pub type GroupDoc = Map<String, Value>;
+
+/// The groups a store keeps, as `/scim/v2/Groups` reads and edits them: the same groups, and
+/// the same memberships, as the users' `groups` and every dialect's group operations.
+pub trait GroupStore: Send + Sync {
+    /// The group `id`.
+    fn get_group(&self, id: &str) -> BoxFuture<'_, Result<Option<GroupDoc>, BackendError>>;
+    /// Every group, in id order.
+    fn all_groups(&self) -> BoxFuture<'_, Result<Vec<GroupDoc>, BackendError>>;
+    /// Creates a group (its `members` are user ids).
+    fn create_group(&self, group: GroupDoc) -> BoxFuture<'_, Result<GroupDoc, BackendError>>;
+    /// Replaces the group `id` when it is at a version `if_match` names.
+    fn replace_group(
+        &self,
+        id: &str,
+        group: GroupDoc,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<GroupDoc, BackendError>>;
+    /// Deletes the group `id` when it is at a version `if_match` names; false when there was
+    /// none.
+    fn delete_group(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<bool, BackendError>>;
+}
+
 /// A canonical user store that can also be read and edited directly (the `/scim/v2` ingress,
 /// the dialects' read routes, export, diff).
 pub trait Store: Send + Sync {
@@ -255,6 +295,10 @@ pub trait Store: Send + Sync {
     /// The user a target document names (`id`, ext `numericId`, or `userName` with ext
     /// `authenticator`), without its secrets.
     fn find(&self, target: &UserDoc) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>>;
+    /// The groups this store keeps, when it can serve `/scim/v2/Groups`.
+    fn group_store(&self) -> Option<&dyn GroupStore> {
+        None
+    }
     /// The users `search` names, and how many matched in all.
     fn search(&self, search: Search) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>>;
     /// The page of users a `/scim/v2` query selects, and how many match in all. By default

@@ -15,11 +15,13 @@ use serde_json::{Map, Value};
 
 use super::merge::merge;
 use super::{
-    Backend, BackendError, BoxFuture, Gauge, Query, Search, Store, Stored, Want, strip_server_owned,
+    Backend, BackendError, BoxFuture, Gauge, GroupDoc, GroupStore, Query, Search, Store, Stored,
+    Want, strip_server_owned,
 };
 use crate::canonical::{self, GroupChange, GroupOp, OpKind, Operation, Target, UserDoc, location};
 use crate::config::GroupConfig;
 
+mod groups;
 mod query;
 mod writer;
 use writer::Writer;
@@ -76,6 +78,7 @@ impl Sqlite {
             .map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
         conn.execute_batch(query::INDEX).map_err(fail)?;
+        groups::migrate(&conn).map_err(fail)?;
         query::register(&conn).map_err(fail)?;
         let tx = conn.transaction().map_err(fail)?;
         for g in groups {
@@ -86,6 +89,7 @@ impl Sqlite {
             )
             .map_err(fail)?;
         }
+        groups::stamp(&tx).map_err(fail)?;
         tx.commit().map_err(fail)?;
         Ok(Self {
             writer: Writer::start(conn)?,
@@ -199,6 +203,10 @@ impl Store for Sqlite {
 
     fn query(&self, q: Query) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
         self.blocking(move |tx| query::run(tx, &q))
+    }
+
+    fn group_store(&self) -> Option<&dyn GroupStore> {
+        Some(self)
     }
 
     fn keeps_secrets(&self) -> bool {
@@ -322,6 +330,40 @@ fn check_row_version(if_match: Option<&str>, r: &Row) -> Result<(), BackendError
             Err(BackendError::Changed(row_version(r)))
         }
         _ => Ok(()),
+    }
+}
+
+impl GroupStore for Sqlite {
+    fn get_group(&self, id: &str) -> BoxFuture<'_, Result<Option<GroupDoc>, BackendError>> {
+        let id = id.to_owned();
+        self.blocking(move |tx| groups::get(tx, &id))
+    }
+
+    fn all_groups(&self) -> BoxFuture<'_, Result<Vec<GroupDoc>, BackendError>> {
+        self.blocking(groups::all)
+    }
+
+    fn create_group(&self, group: GroupDoc) -> BoxFuture<'_, Result<GroupDoc, BackendError>> {
+        self.blocking(move |tx| groups::create(tx, &group))
+    }
+
+    fn replace_group(
+        &self,
+        id: &str,
+        group: GroupDoc,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<GroupDoc, BackendError>> {
+        let (id, if_match) = (id.to_owned(), if_match.map(str::to_owned));
+        self.blocking(move |tx| groups::replace(tx, &id, &group, if_match.as_deref()))
+    }
+
+    fn delete_group(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<bool, BackendError>> {
+        let (id, if_match) = (id.to_owned(), if_match.map(str::to_owned));
+        self.blocking(move |tx| groups::delete(tx, &id, if_match.as_deref()))
     }
 }
 
@@ -676,6 +718,21 @@ fn group_ids(tx: &Connection, g: &GroupChange) -> Result<Vec<i64>, BackendError>
 
 fn apply_groups(tx: &Connection, user: i64, g: &GroupChange) -> Result<(), BackendError> {
     let ids = group_ids(tx, g)?;
+    // Every group whose members this changes shows a new version.
+    let mut touched = ids.clone();
+    if g.op == GroupOp::Replace {
+        let before: Vec<i64> = tx
+            .prepare_cached("SELECT group_id FROM members WHERE user_numeric_id = ?1")
+            .map_err(db)?
+            .query_map(params![user], |r| r.get(0))
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
+        touched.extend(before);
+    }
+    touched.sort_unstable();
+    touched.dedup();
+    groups::touch_groups(tx, &touched)?;
     if g.op == GroupOp::Replace {
         tx.prepare_cached("DELETE FROM members WHERE user_numeric_id = ?1")
             .map_err(db)?

@@ -1,6 +1,7 @@
 //! The `/scim/v2` ingress over the canonical store (RFC 7644): a user created through any
 //! vendor dialect is visible and editable as SCIM.
 
+mod groups;
 mod patch;
 mod project;
 
@@ -108,20 +109,39 @@ pub async fn handle(
         (&Method::GET, "/ResourceTypes") => json(
             StatusCode::OK,
             SCIM_JSON,
-            &list(vec![resource_type()], 1, 1),
+            &list(vec![resource_type(), group_resource_type()], 1, 2),
         ),
         (&Method::GET, "/ResourceTypes/User") => json(StatusCode::OK, SCIM_JSON, &resource_type()),
+        (&Method::GET, "/ResourceTypes/Group") => {
+            json(StatusCode::OK, SCIM_JSON, &group_resource_type())
+        }
         (&Method::GET, "/Schemas") => {
-            let all = schemas::USER.resources.clone();
+            let mut all = schemas::USER.resources.clone();
+            all.extend(schemas::GROUP.resources.iter().cloned());
             let n = all.len();
             json(StatusCode::OK, SCIM_JSON, &list(all, 1, n))
         }
         (&Method::GET, p) if p.starts_with("/Schemas/") => {
-            match schemas::USER.get(&p["/Schemas/".len()..]) {
+            let id = &p["/Schemas/".len()..];
+            match schemas::USER.get(id).or_else(|| schemas::GROUP.get(id)) {
                 Some(s) => json(StatusCode::OK, SCIM_JSON, s),
                 None => error(StatusCode::NOT_FOUND, None, "no such schema"),
             }
         }
+        (m, p) if p == "/Groups" || p.starts_with("/Groups/") => match store.group_store() {
+            Some(groups) => {
+                let rest = &p["/Groups".len()..];
+                groups::handle(call, groups, m, rest, &parts.headers, &body, q).await
+            }
+            None => error(
+                StatusCode::NOT_IMPLEMENTED,
+                None,
+                &format!(
+                    "the {} backend keeps no groups for /Groups",
+                    state.backend.kind()
+                ),
+            ),
+        },
         (&Method::GET, "/Users") => search(store, q).await,
         (&Method::POST, "/Users/.search" | "/.search") => {
             let body = match read_doc(&body, limits) {
@@ -375,27 +395,11 @@ fn read_doc(body: &[u8], limits: &crate::config::Limits) -> Result<UserDoc, Box<
 
 /// Users matching a query, projected, as a ListResponse.
 async fn search(store: &dyn crate::backend::Store, q: Query) -> Response<Body> {
-    let filter = match q.filter.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(f) => match crate::filter::parse(f, &schemas::USER) {
-            Ok(f) => Some(f),
-            Err(e) => return error(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.message),
-        },
+    let query = match q.resolve(&schemas::USER) {
+        Ok(query) => query,
+        Err(resp) => return *resp,
     };
-    let sort = match q.sort_by.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(by) => match crate::filter::Sort::parse(by, q.sort_order.as_deref(), &schemas::USER) {
-            Ok(s) => Some(s),
-            Err(e) => return error(StatusCode::BAD_REQUEST, Some(e.scim_type), &e.message),
-        },
-    };
-    let start = q.start_index.max(1);
-    let query = crate::backend::Query {
-        filter,
-        sort,
-        start: start - 1,
-        count: q.count,
-    };
+    let start = query.start + 1;
     match store.query(query).await {
         Ok((users, total)) => {
             let items: Vec<Value> = users.iter().map(|u| q.project(resource(u))).collect();
@@ -418,6 +422,38 @@ struct Query {
 }
 
 impl Query {
+    /// The filter and the sort resolved against a resource's schemas, and the page; else the
+    /// `invalidFilter` / `invalidPath` answer naming the position.
+    fn resolve(
+        &self,
+        schemas: &schemas::Schemas,
+    ) -> Result<crate::backend::Query, Box<Response<Body>>> {
+        let refuse = |e: crate::filter::FilterError| {
+            Box::new(error(
+                StatusCode::BAD_REQUEST,
+                Some(e.scim_type),
+                &e.message,
+            ))
+        };
+        let filter = match self.filter.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(f) => Some(crate::filter::parse(f, schemas).map_err(refuse)?),
+        };
+        let sort = match self.sort_by.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(by) => Some(
+                crate::filter::Sort::parse(by, self.sort_order.as_deref(), schemas)
+                    .map_err(refuse)?,
+            ),
+        };
+        Ok(crate::backend::Query {
+            filter,
+            sort,
+            start: self.start_index.max(1) - 1,
+            count: self.count,
+        })
+    }
+
     /// Projects one resource as the query asks.
     fn project(&self, resource: Value) -> Value {
         project::project(
@@ -524,6 +560,18 @@ fn service_provider_config() -> Value {
         "etag": {"supported": true},
         "authenticationSchemes": [],
         "meta": {"resourceType": "ServiceProviderConfig", "location": "/scim/v2/ServiceProviderConfig"}
+    })
+}
+
+fn group_resource_type() -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": "Group",
+        "name": "Group",
+        "endpoint": "/Groups",
+        "schema": "urn:ietf:params:scim:schemas:core:2.0:Group",
+        "schemaExtensions": [],
+        "meta": {"resourceType": "ResourceType", "location": "/scim/v2/ResourceTypes/Group"}
     })
 }
 

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::canonical::schemas::{AttrInfo, USER, find_key, split_schema};
+use crate::canonical::schemas::{AttrInfo, Schemas, USER, find_key, split_schema};
 use crate::canonical::{CORE_SCHEMA, ENTERPRISE_SCHEMA, EXT_SCHEMA};
 
 /// Why a PATCH was refused: the SCIM `scimType` and a message.
@@ -54,8 +54,17 @@ struct Term {
     value: Value,
 }
 
-/// Applies a PatchOp message to `doc`.
+/// Applies a PatchOp message to a user document.
 pub fn apply(doc: &mut Map<String, Value>, body: &Value) -> Result<(), PatchError> {
+    apply_with(doc, body, &USER)
+}
+
+/// Applies a PatchOp message to `doc`, a resource of `schemas`.
+pub fn apply_with(
+    doc: &mut Map<String, Value>,
+    body: &Value,
+    schemas: &Schemas,
+) -> Result<(), PatchError> {
     let ops = body
         .get("Operations")
         .or_else(|| body.get("operations"))
@@ -84,8 +93,8 @@ pub fn apply(doc: &mut Map<String, Value>, body: &Value) -> Result<(), PatchErro
             .filter(|p| !p.is_empty())
         {
             Some(p) => {
-                let path = parse_path(p)?;
-                one(doc, op, &path, value, true)?;
+                let path = parse_path(p, schemas)?;
+                one(doc, op, &path, value, true, schemas)?;
             }
             None if op == Op::Remove => {
                 return Err(err(
@@ -104,13 +113,13 @@ pub fn apply(doc: &mut Map<String, Value>, body: &Value) -> Result<(), PatchErro
                     match (known_schema(k), v) {
                         (Some(schema), Value::Object(sub)) if schema != CORE_SCHEMA => {
                             for (sk, sv) in sub {
-                                let path = parse_path(&format!("{schema}:{sk}"))?;
-                                one(doc, op, &path, Some(sv), false)?;
+                                let path = parse_path(&format!("{schema}:{sk}"), schemas)?;
+                                one(doc, op, &path, Some(sv), false, schemas)?;
                             }
                         }
                         _ => {
-                            let path = parse_path(k)?;
-                            one(doc, op, &path, Some(v), false)?;
+                            let path = parse_path(k, schemas)?;
+                            one(doc, op, &path, Some(v), false, schemas)?;
                         }
                     }
                 }
@@ -126,7 +135,7 @@ fn known_schema(s: &str) -> Option<&'static str> {
         .find(|u| u.eq_ignore_ascii_case(s))
 }
 
-fn parse_path(p: &str) -> Result<Path, PatchError> {
+fn parse_path(p: &str, schemas: &Schemas) -> Result<Path, PatchError> {
     let (schema, rest) =
         split_schema(p).map_err(|()| err("invalidPath", format!("`{p}`: unknown schema")))?;
     // A whole extension, addressed by its URN: a complex attribute of the document.
@@ -172,25 +181,30 @@ fn parse_path(p: &str) -> Result<Path, PatchError> {
         sub,
     };
     // The schema's own spelling of the names.
-    if let Some(i) = info(&path.schema, &path.attr, None) {
+    if let Some(i) = info(schemas, &path.schema, &path.attr, None) {
         path.attr.clone_from(&i.name);
     }
     if let Some(s) = &path.sub
-        && let Some(i) = info(&path.schema, &path.attr, Some(s))
+        && let Some(i) = info(schemas, &path.schema, &path.attr, Some(s))
     {
         path.sub = Some(i.name.clone());
     }
     Ok(path)
 }
 
-fn info(schema: &Option<&'static str>, attr: &str, sub: Option<&str>) -> Option<&'static AttrInfo> {
+fn info<'a>(
+    schemas: &'a Schemas,
+    schema: &Option<&'static str>,
+    attr: &str,
+    sub: Option<&str>,
+) -> Option<&'a AttrInfo> {
     let base = match schema {
         Some(s) => format!("{s}:{attr}"),
         None => attr.to_owned(),
     };
     match sub {
-        Some(s) => USER.attr(&format!("{base}.{s}")),
-        None => USER.attr(&base),
+        Some(s) => schemas.attr(&format!("{base}.{s}")),
+        None => schemas.attr(&base),
     }
 }
 
@@ -334,12 +348,13 @@ fn one(
     path: &Path,
     value: Option<&Value>,
     by_path: bool,
+    schemas: &Schemas,
 ) -> Result<(), PatchError> {
-    let attr_info = info(&path.schema, &path.attr, None);
+    let attr_info = info(schemas, &path.schema, &path.attr, None);
     let sub_info = path
         .sub
         .as_deref()
-        .and_then(|s| info(&path.schema, &path.attr, Some(s)));
+        .and_then(|s| info(schemas, &path.schema, &path.attr, Some(s)));
     let shown = match (path.schema, &path.sub) {
         (Some(s), Some(sub)) => format!("{s}:{}.{sub}", path.attr),
         (Some(s), None) => format!("{s}:{}", path.attr),
@@ -353,6 +368,16 @@ fn one(
     ) || read_only(attr_info)
         || read_only(sub_info)
     {
+        // A read-only attribute restated as it is, as Okta restates `id` beside the
+        // attributes it replaces, changes nothing.
+        let unchanged = path.sub.is_none()
+            && path.filter.is_none()
+            && op != Op::Remove
+            && value.is_some()
+            && find_key(doc, &path.attr).and_then(|k| doc.get(k)) == value;
+        if unchanged && path.schema.is_none() {
+            return Ok(());
+        }
         return Err(err("mutability", format!("`{shown}` is read-only")));
     }
     let value = match (op, value) {

@@ -1,0 +1,295 @@
+//! `/scim/v2/Groups` end to end over real sockets on the embedded store: create with members,
+//! read, list with `displayName eq` and `excludedAttributes=members`, PATCH of `members` the
+//! way Entra ID sends it (`Add`/`Remove` with a `value` list) and the way Okta does
+//! (`remove` with `members[value eq "…"]`, `replace` of `displayName`), PUT, ETags, delete —
+//! consistent with the users' `groups` and with a Commvault `userGroups` change.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+use common::gateway::start;
+
+async fn send(c: &Client, method: Method, url: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut req = c.request(method, url).bearer_auth("demo-scim-token");
+    if let Some(b) = body {
+        req = req
+            .header("Content-Type", "application/scim+json")
+            .body(b.to_string());
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn member_ids(g: &Value) -> Vec<String> {
+    let mut v: Vec<String> = g["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|x| x["value"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn group_names(u: &Value) -> Vec<String> {
+    u["groups"]
+        .as_array()
+        .map(|g| {
+            g.iter()
+                .map(|x| x["display"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn patch(ops: Value) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops})
+}
+
+#[tokio::test]
+async fn groups_end_to_end() {
+    let g = start().await;
+    let c = Client::new();
+    let scim = format!("{}/scim/v2", g.base);
+    let mut ids = Vec::new();
+    for name in ["grp-ann", "grp-bob"] {
+        let (s, u) = send(
+            &c,
+            Method::POST,
+            &format!("{scim}/Users"),
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{u}");
+        ids.push(u["id"].as_str().unwrap().to_owned());
+    }
+    let (ann, bob) = (ids[0].clone(), ids[1].clone());
+
+    // Create, with one member.
+    let (s, group) = send(
+        &c,
+        Method::POST,
+        &format!("{scim}/Groups"),
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": "Engineering", "externalId": "eng-1",
+                    "members": [{"value": ann}]}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{group}");
+    let gid = group["id"].as_str().unwrap().to_owned();
+    assert_eq!(member_ids(&group), std::slice::from_ref(&ann));
+    assert_eq!(group["members"][0]["display"], "grp-ann");
+    assert_eq!(group["meta"]["resourceType"], "Group");
+    let one = format!("{scim}/Groups/{gid}");
+
+    // The user shows it.
+    let (_, u) = send(&c, Method::GET, &format!("{scim}/Users/{ann}"), None).await;
+    assert_eq!(group_names(&u), ["Engineering"]);
+
+    // A second group of the same name is a conflict; a member that is no user is refused.
+    let (s, e) = send(
+        &c,
+        Method::POST,
+        &format!("{scim}/Groups"),
+        Some(json!({"displayName": "Engineering"})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["scimType"].as_str()),
+        (StatusCode::CONFLICT, Some("uniqueness"))
+    );
+    let (s, e) = send(
+        &c,
+        Method::POST,
+        &format!("{scim}/Groups"),
+        Some(json!({"displayName": "Ghosts", "members": [{"value": "no-such-user"}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert!(
+        e["detail"].as_str().unwrap().contains("no-such-user"),
+        "{e}"
+    );
+
+    // Entra's lookup before it creates: filter on displayName, members left out.
+    let mut url = reqwest::Url::parse(&format!("{scim}/Groups")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("excludedAttributes", "members")
+        .append_pair("filter", "displayName eq \"engineering\"");
+    let (s, l) = send(&c, Method::GET, url.as_str(), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(l["totalResults"], 1, "{l}");
+    assert_eq!(l["Resources"][0]["id"], json!(gid));
+    assert!(l["Resources"][0].get("members").is_none(), "{l}");
+    // The configured groups are groups too.
+    let mut url = reqwest::Url::parse(&format!("{scim}/Groups")).unwrap();
+    url.query_pairs_mut()
+        .append_pair(
+            "filter",
+            "displayName eq \"Auditors\" or externalId eq \"eng-1\"",
+        )
+        .append_pair("sortBy", "displayName");
+    let (_, l) = send(&c, Method::GET, url.as_str(), None).await;
+    let names: Vec<&str> = l["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["displayName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Auditors", "Engineering"]);
+
+    // Entra adds and removes members with a value list, ops in PascalCase.
+    let (s, g1) = send(
+        &c,
+        Method::PATCH,
+        &one,
+        Some(patch(
+            json!([{"op": "Add", "path": "members", "value": [{"value": bob}]}]),
+        )),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{g1}");
+    let mut both = vec![ann.clone(), bob.clone()];
+    both.sort();
+    assert_eq!(member_ids(&g1), both);
+    let (s, g2) = send(
+        &c,
+        Method::PATCH,
+        &one,
+        Some(patch(
+            json!([{"op": "Remove", "path": "members", "value": [{"value": ann}]}]),
+        )),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{g2}");
+    assert_eq!(member_ids(&g2), std::slice::from_ref(&bob));
+    let (_, u) = send(&c, Method::GET, &format!("{scim}/Users/{ann}"), None).await;
+    assert!(group_names(&u).is_empty(), "{u}");
+
+    // Okta removes by a value filter and renames with replace.
+    let (s, g3) = send(
+        &c,
+        Method::PATCH,
+        &one,
+        Some(patch(json!([
+            {"op": "remove", "path": format!("members[value eq \"{bob}\"]")},
+            {"op": "replace", "value": {"id": gid, "displayName": "Engineering EU"}}
+        ]))),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{g3}");
+    assert!(member_ids(&g3).is_empty());
+    assert_eq!(g3["displayName"], "Engineering EU");
+
+    // PUT replaces the members; a stale If-Match is refused.
+    let stale = g1["meta"]["version"].as_str().unwrap().to_owned();
+    let r = c
+        .put(&one)
+        .bearer_auth("demo-scim-token")
+        .header("Content-Type", "application/scim+json")
+        .header("If-Match", stale)
+        .body(json!({"displayName": "x", "members": []}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    let (s, g4) = send(
+        &c,
+        Method::PUT,
+        &one,
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": "Engineering EU", "members": [{"value": ann}, {"value": bob}]}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{g4}");
+    assert_eq!(member_ids(&g4), both);
+
+    // Delete: gone from the users' groups too.
+    let (s, _) = send(&c, Method::DELETE, &one, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = send(&c, Method::GET, &one, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, u) = send(&c, Method::GET, &format!("{scim}/Users/{bob}"), None).await;
+    assert!(group_names(&u).is_empty(), "{u}");
+}
+
+/// A Commvault client's `userGroups` change shows in `/Groups`, and a `/Groups` PATCH in the
+/// Commvault read of the user.
+#[tokio::test]
+async fn a_dialect_group_operation_and_groups_agree() {
+    let g = start().await;
+    let c = Client::new();
+    let scim = format!("{}/scim/v2", g.base);
+    let (s, u) = send(
+        &c,
+        Method::POST,
+        &format!("{scim}/Users"),
+        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "cv-grp"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    let id = u["id"].as_str().unwrap().to_owned();
+    // numericId is returned on request only.
+    let (_, u) = send(
+        &c,
+        Method::GET,
+        &format!(
+            "{scim}/Users/{id}?attributes=urn:userbridge:params:scim:schemas:extension:2.0:User:numericId"
+        ),
+        None,
+    )
+    .await;
+    let numeric = u["urn:userbridge:params:scim:schemas:extension:2.0:User"]["numericId"]
+        .as_i64()
+        .unwrap();
+    let (_, before) = send(&c, Method::GET, &format!("{scim}/Groups/4"), None).await;
+    assert_eq!(before["displayName"], "Auditors");
+    let r = c
+        .put(format!("{}/webconsole/api/V4/user/{numeric}", g.base))
+        .header("Authtoken", "QSDK demo-commvault-token")
+        .header("Accept", "application/json")
+        .json(&json!({"newName": "cv-grp", "userGroups": [{"name": "Auditors"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    let (_, after) = send(&c, Method::GET, &format!("{scim}/Groups/4"), None).await;
+    assert_eq!(member_ids(&after), std::slice::from_ref(&id));
+    assert_ne!(after["meta"]["version"], before["meta"]["version"]);
+
+    let (s, _) = send(
+        &c,
+        Method::PATCH,
+        &format!("{scim}/Groups/3"),
+        Some(patch(
+            json!([{"op": "add", "path": "members", "value": [{"value": id}]}]),
+        )),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let r = c
+        .get(format!("{}/webconsole/api/User/{numeric}", g.base))
+        .header("Authtoken", "QSDK demo-commvault-token")
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    let text = body.to_string();
+    assert!(
+        text.contains("Operators") && text.contains("Auditors"),
+        "{body}"
+    );
+}
