@@ -88,7 +88,16 @@ async fn groups_end_to_end() {
     assert_eq!(s, StatusCode::CREATED, "{group}");
     let gid = group["id"].as_str().unwrap().to_owned();
     assert_eq!(member_ids(&group), std::slice::from_ref(&ann));
-    assert_eq!(group["members"][0]["display"], "grp-ann");
+    // A member's display (its userName) is returned when asked for.
+    assert!(group["members"][0].get("display").is_none(), "{group}");
+    let (_, shown) = send(
+        &c,
+        Method::GET,
+        &format!("{scim}/Groups/{gid}?attributes=displayName,members,members.display"),
+        None,
+    )
+    .await;
+    assert_eq!(shown["members"][0]["display"], "grp-ann", "{shown}");
     assert_eq!(group["meta"]["resourceType"], "Group");
     let one = format!("{scim}/Groups/{gid}");
 

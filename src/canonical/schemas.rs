@@ -86,6 +86,23 @@ fn load(resource: &str) -> Schemas {
         // - the extension's write-only secrets (`mfa.secret`, `sharedSecret`) are accepted and
         //   stored but not announced: a never-returned member inside a returned complex value
         //   makes SCIM testers (scim2-tester) expect it back.
+        // A member's `display` is the member's userName, which the store fills in: read-only,
+        // and returned when asked for (`attributes=members.display`), so that a client
+        // comparing the members it wrote with those it reads sees no extra member.
+        if id.ends_with(":Group")
+            && let Some(Value::Array(attrs)) = s.get_mut("attributes")
+        {
+            for a in attrs.iter_mut() {
+                if let Some(Value::Array(subs)) = a.get_mut("subAttributes") {
+                    for sub in subs.iter_mut() {
+                        if sub.get("name").and_then(Value::as_str) == Some("display") {
+                            sub["mutability"] = Value::String("readOnly".into());
+                            sub["returned"] = Value::String("request".into());
+                        }
+                    }
+                }
+            }
+        }
         if id == EXT_SCHEMA
             && let Some(Value::Array(attrs)) = s.get_mut("attributes")
         {

@@ -165,18 +165,31 @@ fn written(tx: &Connection, g: &Map<String, Value>) -> Result<Written, BackendEr
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) => {
             for (i, m) in items.iter().enumerate() {
-                let value = m
-                    .get("value")
+                let value = m.get("value").and_then(Value::as_str);
+                // A member is named by its `value`, or by the user its `$ref` locates.
+                let by_ref = m
+                    .get("$ref")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| invalid("members", format!("members[{i}] needs a value")))?;
-                let n: Option<i64> = tx
-                    .prepare_cached("SELECT numeric_id FROM users WHERE id = ?1")
-                    .map_err(db)?
-                    .query_row(params![value], |r| r.get(0))
-                    .optional()
-                    .map_err(db)?;
-                let n = n.ok_or_else(|| {
-                    invalid("members", format!("members[{i}]: no user with id {value}"))
+                    .and_then(|r| r.rsplit_once("/Users/"))
+                    .map(|(_, id)| id.trim_end_matches('/'));
+                if value.is_none() && by_ref.is_none() {
+                    return Err(invalid("members", format!("members[{i}] needs a value")));
+                }
+                let mut n = None;
+                for id in [value, by_ref].into_iter().flatten() {
+                    n = tx
+                        .prepare_cached("SELECT numeric_id FROM users WHERE id = ?1")
+                        .map_err(db)?
+                        .query_row(params![id], |r| r.get(0))
+                        .optional()
+                        .map_err(db)?;
+                    if n.is_some() {
+                        break;
+                    }
+                }
+                let n: i64 = n.ok_or_else(|| {
+                    let named = value.or(by_ref).unwrap_or("");
+                    invalid("members", format!("members[{i}]: no user with id {named}"))
                 })?;
                 if !members.contains(&n) {
                     members.push(n);

@@ -19,8 +19,22 @@ fn group_error(e: &BackendError) -> Response<Body> {
     }
 }
 
+/// A group as the query asks for it: members' `display` only when `attributes` names it.
+pub(super) fn shown(mut g: GroupDoc, q: &Query) -> Value {
+    let asked = q.attributes.as_deref().is_some_and(|a| {
+        a.split(',')
+            .any(|x| x.trim().eq_ignore_ascii_case("members.display"))
+    });
+    if !asked && let Some(Value::Array(members)) = g.get_mut("members") {
+        for m in members.iter_mut().filter_map(Value::as_object_mut) {
+            m.shift_remove("display");
+        }
+    }
+    q.project(Value::Object(g))
+}
+
 fn answer(status: StatusCode, g: &GroupDoc, q: &Query) -> Response<Body> {
-    let mut r = json(status, SCIM_JSON, &q.project(Value::Object(g.clone())));
+    let mut r = json(status, SCIM_JSON, &shown(g.clone(), q));
     if let Some(Ok(v)) = version_of(g).map(hyper::header::HeaderValue::from_str) {
         r.headers_mut().insert(hyper::header::ETAG, v);
     }
@@ -28,7 +42,7 @@ fn answer(status: StatusCode, g: &GroupDoc, q: &Query) -> Response<Body> {
 }
 
 /// Handles a request under `/scim/v2/Groups` (`rest` is the path after it).
-pub async fn handle(
+pub(super) async fn handle(
     call: Call<'_>,
     store: &dyn GroupStore,
     method: &Method,
@@ -179,10 +193,7 @@ async fn search(store: &dyn GroupStore, q: Query) -> Response<Body> {
         Ok(all) => {
             let (page, total) = query.select_by(all, |g| g);
             let start = query.start + 1;
-            let items: Vec<Value> = page
-                .into_iter()
-                .map(|g| q.project(Value::Object(g)))
-                .collect();
+            let items: Vec<Value> = page.into_iter().map(|g| shown(g, &q)).collect();
             json(StatusCode::OK, SCIM_JSON, &list(items, start, total))
         }
         Err(e) => group_error(&e),

@@ -34,9 +34,16 @@ fn error(status: StatusCode, scim_type: Option<&str>, detail: &str) -> Response<
     super::respond::scim_error(status, scim_type, detail)
 }
 
-/// A stored user as a SCIM resource: secrets are never returned.
+/// A stored user as a SCIM resource: secrets are never returned; `meta.location` is where
+/// this ingress serves it.
 fn resource(user: &UserDoc) -> Value {
-    Value::Object(user.redacted_without_secrets())
+    let mut doc = user.redacted_without_secrets();
+    if let Some(id) = user.id().map(|id| format!("/scim/v2/Users/{id}"))
+        && let Some(Value::Object(meta)) = doc.get_mut("meta")
+    {
+        meta.insert("location".into(), Value::String(id));
+    }
+    Value::Object(doc)
 }
 
 fn backend_error(e: &BackendError) -> Response<Body> {
@@ -143,12 +150,19 @@ pub async fn handle(
             ),
         },
         (&Method::GET, "/Users") => search(store, q).await,
-        (&Method::POST, "/Users/.search" | "/.search") => {
+        (&Method::POST, "/Users/.search") => {
             let body = match read_doc(&body, limits) {
                 Ok(d) => Value::Object(d.0),
                 Err(resp) => return *resp,
             };
             search(store, Query::from_search_request(&body)).await
+        }
+        (&Method::POST, "/.search") => {
+            let body = match read_doc(&body, limits) {
+                Ok(d) => Value::Object(d.0),
+                Err(resp) => return *resp,
+            };
+            search_all(store, Query::from_search_request(&body)).await
         }
         (_, "/ServiceProviderConfig" | "/ResourceTypes" | "/Schemas") => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -407,6 +421,53 @@ async fn search(store: &dyn crate::backend::Store, q: Query) -> Response<Body> {
         }
         Err(e) => backend_error(&e),
     }
+}
+
+/// A search at the root (RFC 7644 §3.4.3): users, then groups, each filtered and sorted by
+/// its own schema (a filter naming an attribute one of them lacks selects none of it; one that
+/// neither has is the error), paged as one list.
+async fn search_all(store: &dyn crate::backend::Store, q: Query) -> Response<Body> {
+    let users = q.resolve(&schemas::USER);
+    let groups = store.group_store().map(|g| (g, q.resolve(&schemas::GROUP)));
+    let (start, count) = (q.start_index.max(1) - 1, q.count);
+    let mut items = Vec::new();
+    let mut total = 0;
+    let mut resolved = false;
+    match users {
+        Ok(uq) => {
+            resolved = true;
+            match store.query(uq).await {
+                Ok((page, n)) => {
+                    items.extend(page.iter().map(|u| q.project(resource(u))));
+                    total += n;
+                }
+                Err(e) => return backend_error(&e),
+            }
+        }
+        Err(resp) if !matches!(groups, Some((_, Ok(_)))) => return *resp,
+        Err(_) => {}
+    }
+    if let Some((g, Ok(mut gq))) = groups {
+        resolved = true;
+        gq.start = start.saturating_sub(total);
+        gq.count = count.saturating_sub(items.len());
+        match g.all_groups().await {
+            Ok(all) => {
+                let (page, n) = gq.select_by(all, |g| g);
+                items.extend(page.into_iter().map(|g| groups::shown(g, &q)));
+                total += n;
+            }
+            Err(e) => return backend_error(&e),
+        }
+    }
+    if !resolved {
+        return error(
+            StatusCode::BAD_REQUEST,
+            Some("invalidFilter"),
+            "no resource type has this filter's attributes",
+        );
+    }
+    json(StatusCode::OK, SCIM_JSON, &list(items, start + 1, total))
 }
 
 /// `filter`, `startIndex`, `count`, `attributes` and `excludedAttributes` of a request.
