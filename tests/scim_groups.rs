@@ -1,4 +1,5 @@
-//! `/scim/v2/Groups` end to end over real sockets on the embedded store: create with members,
+//! `/scim/v2/Groups` end to end over real sockets, on the embedded store and on a live SCIM
+//! provider behind the `scim` backend: create with members,
 //! read, list with `displayName eq` and `excludedAttributes=members`, PATCH of `members` the
 //! way Entra ID sends it (`Add`/`Remove` with a `value` list) and the way Okta does
 //! (`remove` with `members[value eq "…"]`, `replace` of `displayName`), PUT, ETags, delete —
@@ -11,7 +12,7 @@ mod common;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
-use common::gateway::start;
+use common::gateway::{Kind, start_on};
 
 async fn send(c: &Client, method: Method, url: &str, body: Option<Value>) -> (StatusCode, Value) {
     let mut req = c.request(method, url).bearer_auth("demo-scim-token");
@@ -55,8 +56,17 @@ fn patch(ops: Value) -> Value {
 }
 
 #[tokio::test]
-async fn groups_end_to_end() {
-    let g = start().await;
+async fn groups_end_to_end_on_sqlite() {
+    groups_end_to_end(Kind::Sqlite).await;
+}
+
+#[tokio::test]
+async fn groups_end_to_end_on_a_scim_provider() {
+    groups_end_to_end(Kind::Scim).await;
+}
+
+async fn groups_end_to_end(kind: Kind) {
+    let g = start_on(kind).await;
     let c = Client::new();
     let scim = format!("{}/scim/v2", g.base);
     let mut ids = Vec::new();
@@ -237,8 +247,17 @@ async fn groups_end_to_end() {
 /// A Commvault client's `userGroups` change shows in `/Groups`, and a `/Groups` PATCH in the
 /// Commvault read of the user.
 #[tokio::test]
-async fn a_dialect_group_operation_and_groups_agree() {
-    let g = start().await;
+async fn a_dialect_group_operation_and_groups_agree_on_sqlite() {
+    a_dialect_group_operation_and_groups_agree(Kind::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_dialect_group_operation_and_groups_agree_on_a_scim_provider() {
+    a_dialect_group_operation_and_groups_agree(Kind::Scim).await;
+}
+
+async fn a_dialect_group_operation_and_groups_agree(kind: Kind) {
+    let g = start_on(kind).await;
     let c = Client::new();
     let scim = format!("{}/scim/v2", g.base);
     let (s, u) = send(

@@ -92,3 +92,40 @@ pub fn quote(s: &str) -> String {
 pub fn wanted(cfg: &[GroupConfig]) -> impl Iterator<Item = (i64, &str)> {
     cfg.iter().map(|g| (i64::from(g.id), g.name.as_str()))
 }
+
+impl Groups {
+    /// The provider's id of the group a gateway id names: a configured group's number, or
+    /// the provider's own id of another group.
+    pub fn remote_of<'a>(&'a self, id: &'a str) -> &'a str {
+        id.parse::<i64>()
+            .ok()
+            .and_then(|n| self.0.iter().find(|g| g.id == n))
+            .map_or(id, |g| g.remote.as_str())
+    }
+
+    /// A provider group as this gateway serves it: a configured group under its number,
+    /// `meta.location` under `/scim/v2/Groups`.
+    pub fn served(
+        &self,
+        mut doc: serde_json::Map<String, Value>,
+    ) -> serde_json::Map<String, Value> {
+        let remote = doc
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let id = self
+            .0
+            .iter()
+            .find(|g| g.remote == remote)
+            .map_or(remote, |g| g.id.to_string());
+        if let Some(Value::Object(meta)) = doc.get_mut("meta") {
+            meta.insert(
+                "location".into(),
+                Value::String(format!("/scim/v2/Groups/{id}")),
+            );
+        }
+        doc.insert("id".into(), Value::String(id));
+        doc
+    }
+}

@@ -28,7 +28,8 @@ use super::index::Index;
 use super::merge::merge;
 use super::outbound::{Outbound, Reply};
 use super::{
-    Backend, BackendError, BoxFuture, Query, Search, Store, Stored, Want, strip_server_owned,
+    Backend, BackendError, BoxFuture, GroupDoc, GroupStore, Query, Search, Store, Stored, Want,
+    strip_server_owned,
 };
 use crate::canonical::{
     self, ATTRIBUTES, EXT_SCHEMA, GroupChange, GroupOp, OpKind, Operation, Target, UserDoc,
@@ -620,6 +621,233 @@ impl Backend for Scim {
     }
 }
 
+impl Scim {
+    /// A provider group as the gateway serves it: ids translated, `$ref`s to this gateway.
+    async fn served_group(&self, doc: Map<String, Value>) -> Result<GroupDoc, BackendError> {
+        let mut g = self.groups().await?.served(doc);
+        // A group without members has an empty list, as the embedded store shows it.
+        g.entry("members")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(Value::Array(members)) = g.get_mut("members") {
+            for m in members.iter_mut().filter_map(Value::as_object_mut) {
+                if let Some(v) = m.get("value").and_then(Value::as_str).map(str::to_owned) {
+                    m.insert("$ref".into(), Value::String(format!("/scim/v2/Users/{v}")));
+                }
+            }
+        }
+        Ok(g)
+    }
+
+    /// Refuses members that are no user on the provider, among those `doc` adds to `before`
+    /// (a provider may keep any value; the gateway's store does not, and neither does this),
+    /// and gives each member its `display`, the user's userName, as the embedded store does.
+    async fn check_members(
+        &self,
+        doc: &mut Map<String, Value>,
+        before: Option<&Map<String, Value>>,
+    ) -> Result<(), BackendError> {
+        let known: Vec<(String, Option<Value>)> = before
+            .and_then(|d| d.get("members"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| {
+                let v = m.get("value")?.as_str()?.to_owned();
+                Some((v, m.get("display").cloned()))
+            })
+            .collect();
+        let Some(Value::Array(members)) = doc.get_mut("members") else {
+            return Ok(());
+        };
+        for (i, m) in members.iter_mut().enumerate() {
+            let Some(m) = m.as_object_mut() else { continue };
+            let Some(v) = m.get("value").and_then(Value::as_str).map(str::to_owned) else {
+                continue;
+            };
+            m.shift_remove("$ref");
+            let display = match known.iter().find(|(k, _)| *k == v) {
+                Some((_, d)) => d.clone(),
+                None => match self.fetch(&v).await? {
+                    Some((user, _)) => user.get("userName").cloned(),
+                    None => {
+                        return Err(BackendError::Rejected(
+                            crate::rejection::Rejection::invalid(
+                                "members",
+                                "invalid",
+                                format!("members[{i}]: no user with id {v}"),
+                            ),
+                        ));
+                    }
+                },
+            };
+            match display {
+                Some(d) => m.insert("display".into(), d),
+                None => m.shift_remove("display"),
+            };
+        }
+        Ok(())
+    }
+
+    /// Refuses a `displayName` another group of the provider has (the configured groups are
+    /// found by their name; a provider may allow two of one name, the gateway does not).
+    async fn check_name(
+        &self,
+        doc: &Map<String, Value>,
+        own: Option<&str>,
+    ) -> Result<(), BackendError> {
+        let Some(name) = doc.get("displayName").and_then(Value::as_str) else {
+            return Ok(());
+        };
+        let filter = format!("displayName eq {}", quote(name));
+        let (found, _) = self.search("/Groups", &filter, 1, 2).await?;
+        if found
+            .iter()
+            .any(|g| g.get("id").and_then(Value::as_str) != own)
+        {
+            return Err(BackendError::Conflict(format!(
+                "a group named '{name}' exists"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The provider's group a gateway id names, and its version.
+    async fn fetch_group(
+        &self,
+        id: &str,
+    ) -> Result<Option<(String, Map<String, Value>, Option<String>)>, BackendError> {
+        let remote = self.groups().await?.remote_of(id).to_owned();
+        let path = format!("/Groups/{}", utf8_percent_encode(&remote, COMPONENT));
+        let r = self.http.call(Method::GET, &path, None, None).await?;
+        if r.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let doc = ok_json(&r)?;
+        let version = super::version_of(&doc).map(str::to_owned);
+        Ok(Some((path, doc, version)))
+    }
+}
+
+impl GroupStore for Scim {
+    fn get_group(&self, id: &str) -> BoxFuture<'_, Result<Option<GroupDoc>, BackendError>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            match self.fetch_group(&id).await? {
+                Some((_, doc, _)) => Ok(Some(self.served_group(doc).await?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn all_groups(&self) -> BoxFuture<'_, Result<Vec<GroupDoc>, BackendError>> {
+        Box::pin(async move {
+            const PAGE: usize = 200;
+            // The configured groups exist on the provider before it is listed.
+            self.groups().await?;
+            let mut out = Vec::new();
+            loop {
+                let (page, total) = self.search("/Groups", "", out.len() + 1, PAGE).await?;
+                let n = page.len();
+                for g in page {
+                    out.push(self.served_group(g).await?);
+                }
+                if out.len() > super::MAX_SCAN {
+                    return Err(BackendError::TooMany(format!(
+                        "the provider has more than {} groups",
+                        super::MAX_SCAN
+                    )));
+                }
+                if n == 0 || out.len() >= total {
+                    return Ok(out);
+                }
+            }
+        })
+    }
+
+    fn create_group(&self, group: GroupDoc) -> BoxFuture<'_, Result<GroupDoc, BackendError>> {
+        Box::pin(async move {
+            let mut doc = group;
+            for k in ["id", "meta"] {
+                doc.shift_remove(k);
+            }
+            self.check_name(&doc, None).await?;
+            self.check_members(&mut doc, None).await?;
+            doc.insert(
+                "schemas".into(),
+                serde_json::json!(["urn:ietf:params:scim:schemas:core:2.0:Group"]),
+            );
+            let r = self
+                .http
+                .call(Method::POST, "/Groups", Some(&Value::Object(doc)), None)
+                .await?;
+            self.served_group(ok_json(&r)?).await
+        })
+    }
+
+    fn replace_group(
+        &self,
+        id: &str,
+        group: GroupDoc,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<GroupDoc, BackendError>> {
+        let id = id.to_owned();
+        let wanted = if_match.map(str::to_owned);
+        Box::pin(async move {
+            let features = self.features().await?;
+            let (path, stored, version) =
+                self.fetch_group(&id).await?.ok_or(BackendError::NotFound)?;
+            super::check_version(wanted.as_deref(), &stored)?;
+            let mut doc = group;
+            for k in ["id", "meta"] {
+                doc.shift_remove(k);
+            }
+            self.check_name(&doc, stored.get("id").and_then(Value::as_str))
+                .await?;
+            self.check_members(&mut doc, Some(&stored)).await?;
+            doc.insert(
+                "schemas".into(),
+                serde_json::json!(["urn:ietf:params:scim:schemas:core:2.0:Group"]),
+            );
+            let if_match = version.as_deref().filter(|_| features.etag);
+            let r = self
+                .http
+                .call(Method::PUT, &path, Some(&Value::Object(doc)), if_match)
+                .await?;
+            if r.status == StatusCode::PRECONDITION_FAILED {
+                return Err(BackendError::Changed(String::new()));
+            }
+            self.served_group(ok_json(&r)?).await
+        })
+    }
+
+    fn delete_group(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<bool, BackendError>> {
+        let id = id.to_owned();
+        let wanted = if_match.map(str::to_owned);
+        Box::pin(async move {
+            let features = self.features().await?;
+            let Some((path, stored, version)) = self.fetch_group(&id).await? else {
+                return Ok(false);
+            };
+            super::check_version(wanted.as_deref(), &stored)?;
+            let if_match = version.as_deref().filter(|_| features.etag);
+            let r = self
+                .http
+                .call(Method::DELETE, &path, None, if_match)
+                .await?;
+            match r.status {
+                StatusCode::NOT_FOUND => Ok(false),
+                StatusCode::PRECONDITION_FAILED => Err(BackendError::Changed(String::new())),
+                s if s.is_success() => Ok(true),
+                _ => Err(r.error()),
+            }
+        })
+    }
+}
+
 /// A canonical attribute's SCIM path in a filter: `emails[primary].value` is `emails.value`,
 /// ext attributes are URN-qualified.
 fn filter_path(name: &str) -> String {
@@ -631,6 +859,10 @@ fn filter_path(name: &str) -> String {
 }
 
 impl Store for Scim {
+    fn group_store(&self) -> Option<&dyn GroupStore> {
+        Some(self)
+    }
+
     fn find(&self, target: &UserDoc) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
         let target = target.clone();
         Box::pin(async move {
