@@ -321,3 +321,64 @@ async fn a_dialect_group_operation_and_groups_agree(kind: Kind) {
         "{body}"
     );
 }
+
+/// Through a mirror: `/Groups` writes go to the primary, and each user whose memberships
+/// changed is copied to the shadow, whose provider then shows the membership.
+#[tokio::test]
+async fn through_a_mirror_the_shadow_gets_the_memberships() {
+    let server = common::peers::ScimServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::gateway::mirror_config(
+        dir.path(),
+        &server.url,
+        userbridge::config::OutboundConfig::default(),
+    );
+    let (base, _stop) = common::gateway::serve_config(config).await;
+    let c = Client::new();
+    let scim = format!("{base}/scim/v2");
+    let (s, u) = send(
+        &c,
+        Method::POST,
+        &format!("{scim}/Users"),
+        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "mirror-grp"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{u}");
+    let id = u["id"].as_str().unwrap().to_owned();
+    let (s, g) = send(
+        &c,
+        Method::PATCH,
+        &format!("{scim}/Groups/3"),
+        Some(patch(
+            json!([{"op": "add", "path": "members", "value": [{"value": id}]}]),
+        )),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{g}");
+    assert_eq!(member_ids(&g), std::slice::from_ref(&id));
+    // The shadow's provider: the user of that name is a member of its Operators group.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut url = reqwest::Url::parse(&format!("{}/Groups", server.url)).unwrap();
+        url.query_pairs_mut()
+            .append_pair("filter", "displayName eq \"Operators\"");
+        let l: Value = c.get(url).send().await.unwrap().json().await.unwrap();
+        let members = l["Resources"][0]["members"].clone();
+        let mut url = reqwest::Url::parse(&format!("{}/Users", server.url)).unwrap();
+        url.query_pairs_mut()
+            .append_pair("filter", "userName eq \"mirror-grp\"");
+        let users: Value = c.get(url).send().await.unwrap().json().await.unwrap();
+        if let Some(shadow_id) = users["Resources"][0]["id"].as_str()
+            && members
+                .as_array()
+                .is_some_and(|m| m.iter().any(|x| x["value"] == shadow_id))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shadow never showed the membership: {l} {users}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -18,7 +18,10 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
-use super::{Backend, BackendError, BoxFuture, Gauge, Query, Search, Store, Stored, Want};
+use super::{
+    Backend, BackendError, BoxFuture, Gauge, GroupDoc, GroupStore, Query, Search, Store, Stored,
+    Want,
+};
 use crate::audit::Audit;
 use crate::canonical::Identity;
 use crate::canonical::{
@@ -508,7 +511,112 @@ impl Mirror {
     }
 }
 
+impl Mirror {
+    fn primary_groups(&self) -> Result<&dyn GroupStore, BackendError> {
+        self.primary_store()?
+            .group_store()
+            .ok_or(BackendError::Unsupported(
+                "mirror",
+                "serve /Groups over this primary",
+            ))
+    }
+
+    /// Queues for the shadow each user whose groups a `/Groups` write changed: `before` and
+    /// `after` are the group's member lists.
+    async fn requeue_members(
+        &self,
+        before: Option<&GroupDoc>,
+        after: Option<&GroupDoc>,
+    ) -> Result<(), BackendError> {
+        let ids = |g: Option<&GroupDoc>| -> Vec<String> {
+            g.and_then(|g| g.get("members"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.get("value").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        };
+        let (b, a) = (ids(before), ids(after));
+        let store = self.primary_store()?;
+        for id in b
+            .iter()
+            .filter(|x| !a.contains(x))
+            .chain(a.iter().filter(|x| !b.contains(x)))
+        {
+            if let Some(user) = store.get(id).await? {
+                let full = self.full(&user).await?;
+                self.queued("put", full).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `/Groups` on the primary; each user whose memberships change is copied to the shadow as a
+/// user write (a shadow knows groups as its users' `groups`).
+impl GroupStore for Mirror {
+    fn get_group(&self, id: &str) -> BoxFuture<'_, Result<Option<GroupDoc>, BackendError>> {
+        let id = id.to_owned();
+        Box::pin(async move { self.primary_groups()?.get_group(&id).await })
+    }
+
+    fn all_groups(&self) -> BoxFuture<'_, Result<Vec<GroupDoc>, BackendError>> {
+        Box::pin(async move { self.primary_groups()?.all_groups().await })
+    }
+
+    fn create_group(&self, group: GroupDoc) -> BoxFuture<'_, Result<GroupDoc, BackendError>> {
+        Box::pin(async move {
+            let made = self.primary_groups()?.create_group(group).await?;
+            self.requeue_members(None, Some(&made)).await?;
+            Ok(made)
+        })
+    }
+
+    fn replace_group(
+        &self,
+        id: &str,
+        group: GroupDoc,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<GroupDoc, BackendError>> {
+        let (id, if_match) = (id.to_owned(), if_match.map(str::to_owned));
+        Box::pin(async move {
+            let groups = self.primary_groups()?;
+            let before = groups.get_group(&id).await?;
+            let after = groups
+                .replace_group(&id, group, if_match.as_deref())
+                .await?;
+            self.requeue_members(before.as_ref(), Some(&after)).await?;
+            Ok(after)
+        })
+    }
+
+    fn delete_group(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<bool, BackendError>> {
+        let (id, if_match) = (id.to_owned(), if_match.map(str::to_owned));
+        Box::pin(async move {
+            let groups = self.primary_groups()?;
+            let before = groups.get_group(&id).await?;
+            let gone = groups.delete_group(&id, if_match.as_deref()).await?;
+            if gone {
+                self.requeue_members(before.as_ref(), None).await?;
+            }
+            Ok(gone)
+        })
+    }
+}
+
 impl Store for Mirror {
+    fn group_store(&self) -> Option<&dyn GroupStore> {
+        self.inner
+            .primary
+            .store()?
+            .group_store()
+            .map(|_| self as &dyn GroupStore)
+    }
+
     fn keeps_secrets(&self) -> bool {
         self.inner.primary.store().is_some_and(Store::keeps_secrets)
     }
