@@ -382,3 +382,67 @@ async fn through_a_mirror_the_shadow_gets_the_memberships() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// On a webhook receiver, `/Groups` serves the configured groups with the users that show
+/// them; a membership change reaches the receiver as a user update with a group operation.
+#[tokio::test]
+async fn on_a_webhook_receiver_groups_are_the_users_groups() {
+    let g = start_on(Kind::Webhook).await;
+    let c = Client::new();
+    let scim = format!("{}/scim/v2", g.base);
+    let r = c
+        .put(format!("{}/user-service/v1/user", g.base))
+        .header("Authorization", "Bearer demo-vc-token")
+        .json(
+            &json!({"userKey": {"username": "wh-grp", "authenticator": "LOCAL"},
+                      "email": "wh-grp@example.com", "enabled": true}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut url = reqwest::Url::parse(&format!("{scim}/Users")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("filter", "userName eq \"wh-grp\"");
+    let (_, l) = send(&c, Method::GET, url.as_str(), None).await;
+    let id = l["Resources"][0]["id"].as_str().unwrap().to_owned();
+
+    let (s, before) = send(&c, Method::GET, &format!("{scim}/Groups/3"), None).await;
+    assert_eq!(s, StatusCode::OK, "{before}");
+    assert_eq!(before["displayName"], "Operators");
+    let (s, after) = send(
+        &c,
+        Method::PATCH,
+        &format!("{scim}/Groups/3"),
+        Some(patch(
+            json!([{"op": "Add", "path": "members", "value": [{"value": id}]}]),
+        )),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{after}");
+    assert_eq!(member_ids(&after), std::slice::from_ref(&id));
+    assert_ne!(after["meta"]["version"], before["meta"]["version"]);
+    let (_, u) = send(&c, Method::GET, &format!("{scim}/Users/{id}"), None).await;
+    assert_eq!(group_names(&u), ["Operators"], "{u}");
+    let (_, l) = send(&c, Method::GET, &format!("{scim}/Groups"), None).await;
+    assert_eq!(l["totalResults"], 2, "{l}");
+    let (s, gone) = send(
+        &c,
+        Method::PATCH,
+        &format!("{scim}/Groups/3"),
+        Some(patch(
+            json!([{"op": "remove", "path": format!("members[value eq \"{id}\"]")}]),
+        )),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{gone}");
+    assert!(member_ids(&gone).is_empty());
+    let (s, e) = send(
+        &c,
+        Method::POST,
+        &format!("{scim}/Groups"),
+        Some(json!({"displayName": "New"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_IMPLEMENTED, "{e}");
+}

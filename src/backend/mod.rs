@@ -6,6 +6,7 @@
 //! [`Operation::complete`] once it has found the user, inside its own transaction — and returns
 //! the stored user. No backend sees a mapping.
 
+pub mod derived_groups;
 pub mod http1;
 pub mod index;
 pub mod merge;
@@ -349,9 +350,12 @@ pub fn open(cfg: &BackendConfig, groups: &[GroupConfig]) -> Result<Arc<dyn Backe
             http,
             groups,
         )?)),
-        BackendConfig::Webhook { url, token, http } => {
-            Ok(Arc::new(webhook::Webhook::open(url, token.as_ref(), http)?))
-        }
+        BackendConfig::Webhook { url, token, http } => Ok(Arc::new(webhook::Webhook::open(
+            url,
+            token.as_ref(),
+            http,
+            groups,
+        )?)),
         BackendConfig::Mirror { .. } => Err("a mirror backend is opened with open_in".into()),
     }
 }

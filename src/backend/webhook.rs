@@ -29,13 +29,21 @@ use crate::redact::Secret;
 /// The webhook backend.
 pub struct Webhook {
     http: Outbound,
+    /// The configured groups: what `/Groups` serves, with the members the users show.
+    groups: Vec<crate::config::GroupConfig>,
 }
 
 impl Webhook {
     /// A backend posting to `url`.
-    pub fn open(url: &str, token: Option<&Secret>, cfg: &OutboundConfig) -> Result<Self, String> {
+    pub fn open(
+        url: &str,
+        token: Option<&Secret>,
+        cfg: &OutboundConfig,
+        groups: &[crate::config::GroupConfig],
+    ) -> Result<Self, String> {
         Ok(Self {
             http: Outbound::new(url, token, cfg, "application/json")?,
+            groups: groups.to_vec(),
         })
     }
 
@@ -130,7 +138,62 @@ struct ListAnswer {
 
 /// Reads through the `get` and `list` operations; a webhook estate is written through the
 /// dialects.
+/// `/Groups`: the configured groups and the users that show them
+/// ([`super::derived_groups`]).
+impl super::GroupStore for Webhook {
+    fn get_group(&self, id: &str) -> BoxFuture<'_, Result<Option<super::GroupDoc>, BackendError>> {
+        let id = id.to_owned();
+        Box::pin(async move { super::derived_groups::get(self, &self.groups, &id).await })
+    }
+
+    fn all_groups(&self) -> BoxFuture<'_, Result<Vec<super::GroupDoc>, BackendError>> {
+        Box::pin(super::derived_groups::all(self, &self.groups))
+    }
+
+    fn create_group(
+        &self,
+        _group: super::GroupDoc,
+    ) -> BoxFuture<'_, Result<super::GroupDoc, BackendError>> {
+        Box::pin(async {
+            Err(BackendError::Unsupported(
+                "webhook",
+                "create a group: its groups are declared in config",
+            ))
+        })
+    }
+
+    fn replace_group(
+        &self,
+        id: &str,
+        group: super::GroupDoc,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<super::GroupDoc, BackendError>> {
+        let (id, if_match) = (id.to_owned(), if_match.map(str::to_owned));
+        Box::pin(async move {
+            super::derived_groups::replace(self, &self.groups, &id, group, if_match.as_deref())
+                .await
+        })
+    }
+
+    fn delete_group(
+        &self,
+        _id: &str,
+        _if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<bool, BackendError>> {
+        Box::pin(async {
+            Err(BackendError::Unsupported(
+                "webhook",
+                "delete a group: its groups are declared in config",
+            ))
+        })
+    }
+}
+
 impl Store for Webhook {
+    fn group_store(&self) -> Option<&dyn super::GroupStore> {
+        Some(self)
+    }
+
     fn find(&self, target: &UserDoc) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
         let target = Value::Object(target.0.clone());
         Box::pin(async move {
