@@ -338,3 +338,60 @@ async fn entra_and_okta_on_sqlite() {
 async fn entra_and_okta_on_a_scim_provider() {
     cycles(Kind::Scim).await;
 }
+
+/// What Entra ID sends besides its main cycle: a PATCH without a path whose keys are dotted
+/// or URN-qualified, `manager` as a bare id (its documented behaviour), booleans as strings
+/// inside such a map, and a `Remove` of the manager.
+#[tokio::test]
+async fn entra_quirks() {
+    let g = start_on(Kind::Sqlite).await;
+    let idp = Idp {
+        c: Client::new(),
+        scim: format!("{}/scim/v2", g.base),
+    };
+    let (_, u) = idp
+        .call(
+            Method::POST,
+            "/Users",
+            Some(
+                json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                        "userName": "quirks@contoso.com", "active": true}),
+            ),
+        )
+        .await;
+    let id = u["id"].as_str().unwrap().to_owned();
+    let ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let (_, u) = idp
+        .call(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(patch(json!([
+                {"op": "Replace", "value": {
+                    "name.givenName": "Quinn",
+                    "name.familyName": "Irk",
+                    format!("{ent}:department"): "Finance",
+                    "active": "False"
+                }},
+                {"op": "Add", "path": format!("{ent}:manager"), "value": "26118915-6090-4610-87e4-49d8ca9f808d"}
+            ]))),
+        )
+        .await;
+    assert_eq!(u["name"]["givenName"], "Quinn", "{u}");
+    assert_eq!(u["name"]["familyName"], "Irk");
+    assert_eq!(u[ent]["department"], "Finance");
+    assert_eq!(u["active"], false);
+    assert_eq!(
+        u[ent]["manager"]["value"], "26118915-6090-4610-87e4-49d8ca9f808d",
+        "{u}"
+    );
+    let (_, u) = idp
+        .call(
+            Method::PATCH,
+            &format!("/Users/{id}"),
+            Some(patch(
+                json!([{"op": "Remove", "path": format!("{ent}:manager")}]),
+            )),
+        )
+        .await;
+    assert!(u[ent].get("manager").is_none(), "{u}");
+}

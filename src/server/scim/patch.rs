@@ -5,7 +5,8 @@
 //! What real provisioning clients send is accepted too: operation names in any case
 //! (`Replace`), attribute names in any case, booleans as strings (`"False"`) for boolean
 //! attributes, `add` through a filter that matches nothing (a new element is made from the
-//! filter's `eq` terms), and `remove` of multi-valued items given in `value`.
+//! filter's `eq` terms), `remove` of multi-valued items given in `value`, and a single
+//! complex attribute given as a bare id (Entra's `manager`), which is its `value`.
 
 use serde_json::{Map, Value};
 
@@ -313,6 +314,10 @@ fn coerce(info: Option<&AttrInfo>, v: &Value) -> Value {
             } else {
                 v.clone()
             }
+        }
+        // A single complex value given as its id (Entra sends `manager` so): `{"value": …}`.
+        (Some(i), Value::String(s)) if i.kind == "complex" && !i.multi => {
+            serde_json::json!({ "value": s })
         }
         _ => v.clone(),
     }
