@@ -17,7 +17,7 @@ use std::fmt;
 use serde_json::Value;
 
 pub use eval::{cmp_keys, compare, sort_key, values};
-pub use parse::parse;
+pub use parse::{parse, parse_within};
 
 use crate::canonical::schemas::Schemas;
 
@@ -179,6 +179,9 @@ pub struct Compare {
     pub op: Op,
     /// The literal.
     pub value: Value,
+    /// The literal as the client wrote it (what a PATCH that adds through an unmatched value
+    /// filter gives the new element).
+    pub sent: Value,
 }
 
 /// Why a filter was refused: the SCIM `scimType` and a message naming the position.
@@ -231,6 +234,23 @@ impl Sort {
 }
 
 impl Filter {
+    /// The `attr eq value` terms the filter requires (itself, or those of its top `and`),
+    /// with the values as sent: what an element matching it must hold.
+    pub fn eq_terms(&self) -> Vec<(&str, &Value)> {
+        fn one(f: &Filter) -> Option<(&str, &Value)> {
+            match f {
+                Filter::Compare(c) if c.op == Op::Eq && c.attr.keys.len() == 1 => {
+                    Some((c.attr.keys[0].as_str(), &c.sent))
+                }
+                _ => None,
+            }
+        }
+        match self {
+            Filter::And(fs) => fs.iter().filter_map(one).collect(),
+            f => one(f).into_iter().collect(),
+        }
+    }
+
     /// Every attribute the filter names (for a value path, the multi-valued attribute and its
     /// sub-attributes).
     pub fn attrs(&self) -> Vec<&Attr> {

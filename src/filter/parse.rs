@@ -115,6 +115,37 @@ pub fn parse(text: &str, schemas: &Schemas) -> Result<Filter, FilterError> {
     }
 }
 
+/// Parses `text`, the filter of a value path (`emails[type eq "work"]`) on the multi-valued
+/// complex attribute `parent`: its attributes are `parent`'s sub-attributes.
+pub fn parse_within(text: &str, parent: &str, schemas: &Schemas) -> Result<Filter, FilterError> {
+    let attr = resolve(parent, None, schemas).map_err(|m| path_error(1, &m))?;
+    if !attr.multi || attr.kind != Kind::Complex {
+        return Err(invalid(
+            1,
+            format!("`{}` is not a multi-valued complex attribute", attr.path),
+        ));
+    }
+    let tokens = lex(text)?;
+    if tokens.is_empty() {
+        return Err(invalid(1, "the filter is empty"));
+    }
+    let mut p = Parser {
+        tokens,
+        pos: 0,
+        end: text.chars().count() + 1,
+        schemas,
+        terms: 0,
+    };
+    let f = p.or(Some(&attr), 1)?;
+    match p.tokens.get(p.pos) {
+        None => Ok(f),
+        Some(t) => Err(invalid(
+            t.at,
+            format!("expected `and`, `or` or the end, found {}", show(&t.tok)),
+        )),
+    }
+}
+
 fn show(t: &Tok) -> String {
     match t {
         Tok::Open => "`(`".into(),
@@ -346,8 +377,13 @@ impl Parser<'_> {
         };
         self.pos += 1;
         value_of_complex(&mut attr, self.schemas).map_err(|m| invalid(at, m))?;
-        let value = coerce(&attr, op, literal).map_err(|m| invalid(value_at, m))?;
-        Ok(Filter::Compare(Compare { attr, op, value }))
+        let value = coerce(&attr, op, literal.clone()).map_err(|m| invalid(value_at, m))?;
+        Ok(Filter::Compare(Compare {
+            attr,
+            op,
+            value,
+            sent: literal,
+        }))
     }
 }
 

@@ -95,11 +95,16 @@ fn test(ctx: &mut Context<'_>) -> rusqlite::Result<bool> {
         if op == i64::from(PRESENT) {
             return Ok(Some(Filter::Present(attr)));
         }
-        let value = serde_json::from_str(v.as_str().unwrap_or("null")).unwrap_or(Value::Null);
-        Ok(u8::try_from(op)
-            .ok()
-            .and_then(Op::from_code)
-            .map(|op| Filter::Compare(Compare { attr, op, value })))
+        let value: Value =
+            serde_json::from_str(v.as_str().unwrap_or("null")).unwrap_or(Value::Null);
+        Ok(u8::try_from(op).ok().and_then(Op::from_code).map(|op| {
+            Filter::Compare(Compare {
+                attr,
+                op,
+                sent: value.clone(),
+                value,
+            })
+        }))
     })?;
     Ok(filter.as_ref().as_ref().is_some_and(|f| f.matches(&doc)))
 }

@@ -1,6 +1,7 @@
 //! RFC 7644 §3.5.2 PATCH on a user document: `add`, `replace` and `remove`, with or without
 //! a path; paths `attr`, `attr.sub`, `urn:…:User:attr[.sub]`, `attr[filter]` and
-//! `attr[filter].sub`, where a filter is comparisons (`eq ne co sw ew pr`) joined by `and`.
+//! `attr[filter].sub`, where a filter is any RFC 7644 filter on the attribute's
+//! sub-attributes ([`crate::filter`]), with the same meaning as in a search.
 //!
 //! What real provisioning clients send is accepted too: operation names in any case
 //! (`Replace`), attribute names in any case, booleans as strings (`"False"`) for boolean
@@ -43,16 +44,8 @@ struct Path {
     /// The extension the attribute belongs to; `None` for the core schema.
     schema: Option<&'static str>,
     attr: String,
-    filter: Option<Vec<Term>>,
+    filter: Option<crate::filter::Filter>,
     sub: Option<String>,
-}
-
-/// One comparison of a value filter.
-#[derive(Debug, Clone, PartialEq)]
-struct Term {
-    attr: String,
-    op: String,
-    value: Value,
 }
 
 /// Applies a PatchOp message to a user document.
@@ -160,11 +153,15 @@ fn parse_path(p: &str, schemas: &Schemas) -> Result<Path, PatchError> {
     let mut tail = &rest[end..];
     let mut filter = None;
     if let Some(f) = tail.strip_prefix('[') {
-        let close = f
-            .find(']')
-            .ok_or_else(|| err("invalidPath", format!("`{p}`: unclosed `[`")))?;
+        let close =
+            closing_bracket(f).ok_or_else(|| err("invalidPath", format!("`{p}`: unclosed `[`")))?;
+        let parent = match schema {
+            Some(s) => format!("{s}:{attr}"),
+            None => attr.to_owned(),
+        };
         filter = Some(
-            parse_filter(&f[..close]).map_err(|m| err("invalidFilter", format!("`{p}`: {m}")))?,
+            crate::filter::parse_within(&f[..close], &parent, schemas)
+                .map_err(|e| err(e.scim_type, format!("`{p}`: {}", e.message)))?,
         );
         tail = &f[close + 1..];
     }
@@ -209,101 +206,21 @@ fn info<'a>(
     }
 }
 
-/// `sub op value [and sub op value]…`.
-fn parse_filter(f: &str) -> Result<Vec<Term>, String> {
-    let tokens = tokenize(f)?;
-    let mut terms = Vec::new();
-    let mut it = tokens.into_iter().peekable();
-    loop {
-        let attr = it.next().ok_or("an empty filter")?;
-        let op = it
-            .next()
-            .ok_or("a comparison without an operator")?
-            .to_ascii_lowercase();
-        let value = match op.as_str() {
-            "pr" => Value::Null,
-            "eq" | "ne" | "co" | "sw" | "ew" => {
-                let raw = it.next().ok_or("a comparison without a value")?;
-                serde_json::from_str(&raw).map_err(|_| format!("`{raw}` is not a value"))?
-            }
-            other => return Err(format!("operator `{other}` is not supported here")),
-        };
-        terms.push(Term { attr, op, value });
-        match it.next() {
-            None => return Ok(terms),
-            Some(a) if a.eq_ignore_ascii_case("and") => {}
-            Some(t) => return Err(format!("`{t}`: only `and` joins comparisons here")),
+/// Where the `]` that closes a value filter is (none inside a string literal).
+fn closing_bracket(f: &str) -> Option<usize> {
+    let (mut in_string, mut escaped) = (false, false);
+    for (i, c) in f.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if in_string => escaped = true,
+            '"' => in_string = !in_string,
+            ']' if !in_string => return Some(i),
+            _ => {}
         }
     }
+    None
 }
 
-/// Words and JSON string literals.
-fn tokenize(f: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut chars = f.char_indices().peekable();
-    while let Some(&(start, c)) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-        } else if c == '"' {
-            chars.next();
-            let mut escaped = false;
-            let mut end = None;
-            for (i, ch) in chars.by_ref() {
-                match (escaped, ch) {
-                    (false, '\\') => escaped = true,
-                    (false, '"') => {
-                        end = Some(i);
-                        break;
-                    }
-                    _ => escaped = false,
-                }
-            }
-            let end = end.ok_or("an unterminated string")?;
-            out.push(f[start..=end].to_owned());
-        } else {
-            let mut end = f.len();
-            while let Some(&(i, ch)) = chars.peek() {
-                if ch.is_whitespace() {
-                    end = i;
-                    break;
-                }
-                chars.next();
-            }
-            out.push(f[start..end].to_owned());
-        }
-    }
-    Ok(out)
-}
-
-fn matches(item: &Value, terms: &[Term]) -> bool {
-    terms.iter().all(|t| {
-        let got = item
-            .as_object()
-            .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(&t.attr)))
-            .map(|(_, v)| v);
-        let text = |v: &Value| v.as_str().map(str::to_ascii_lowercase);
-        match (t.op.as_str(), got) {
-            ("pr", g) => g.is_some_and(|v| !v.is_null()),
-            ("ne", g) => g != Some(&t.value) && !eq_ci(g, &t.value),
-            (_, None) => false,
-            ("eq", Some(g)) => g == &t.value || eq_ci(Some(g), &t.value),
-            (op, Some(g)) => match (text(g), text(&t.value)) {
-                (Some(g), Some(w)) => match op {
-                    "co" => g.contains(&w),
-                    "sw" => g.starts_with(&w),
-                    _ => g.ends_with(&w),
-                },
-                _ => false,
-            },
-        }
-    })
-}
-
-fn eq_ci(got: Option<&Value>, want: &Value) -> bool {
-    matches!((got, want), (Some(Value::String(a)), Value::String(b)) if a.eq_ignore_ascii_case(b))
-}
-
-/// A boolean attribute sent as `"True"`/`"false"` becomes a boolean.
 fn coerce(info: Option<&AttrInfo>, v: &Value) -> Value {
     match (info, v) {
         (Some(i), Value::String(s)) if i.kind == "boolean" && !i.multi => {
@@ -403,7 +320,7 @@ fn one(
     let result = match (&path.filter, &path.sub) {
         (None, None) => whole(c, &key, op, value, multi, by_path),
         (None, Some(sub)) => sub_attr(c, &key, sub, op, value, multi),
-        (Some(terms), sub) => filtered(c, &key, terms, sub.as_deref(), op, value, &shown),
+        (Some(f), sub) => filtered(c, &key, f, sub.as_deref(), op, value, &shown),
     };
     // An extension left empty goes away.
     if let Some(s) = path.schema
@@ -544,7 +461,7 @@ fn sub_attr(
 fn filtered(
     c: &mut Map<String, Value>,
     key: &str,
-    terms: &[Term],
+    filter: &crate::filter::Filter,
     sub: Option<&str>,
     op: Op,
     value: Option<Value>,
@@ -563,7 +480,7 @@ fn filtered(
         _ => return Err(err("noTarget", format!("`{shown}` matches nothing"))),
     };
     let hits: Vec<usize> = (0..items.len())
-        .filter(|&i| matches(&items[i], terms))
+        .filter(|&i| items[i].as_object().is_some_and(|o| filter.matches(o)))
         .collect();
     if hits.is_empty() {
         match op {
@@ -575,8 +492,8 @@ fn filtered(
             // `emails[type eq "work"].value` expects).
             _ => {
                 let mut fresh = Map::new();
-                for t in terms.iter().filter(|t| t.op == "eq") {
-                    fresh.insert(t.attr.clone(), t.value.clone());
+                for (k, v) in filter.eq_terms() {
+                    fresh.insert(k.to_owned(), v.clone());
                 }
                 match (sub, value) {
                     (Some(s), Some(v)) => {
@@ -658,6 +575,29 @@ mod tests {
         );
     }
 
+    /// A PATCH path's value filter is the search grammar: `or`, `not`, a `]` inside a string,
+    /// case-exactness from the schema.
+    #[test]
+    fn value_filters_take_the_whole_grammar() {
+        let doc = json!({"userName": "a", "emails": [
+            {"value": "a]b@x", "type": "work"}, {"value": "c@x", "type": "home"},
+            {"value": "d@x", "type": "other", "primary": true}]});
+        let out = run(doc, json!([
+            {"op": "remove", "path": "emails[value eq \"A]B@X\" or (type eq \"HOME\" and not (primary eq true))]"},
+        ]))
+        .unwrap();
+        assert_eq!(
+            out["emails"],
+            json!([{"value": "d@x", "type": "other", "primary": true}])
+        );
+        let e = run(
+            json!({}),
+            json!([{"op": "remove", "path": "emails[nope eq 1]"}]),
+        )
+        .unwrap_err();
+        assert_eq!(e.scim_type, "invalidPath", "{e:?}");
+    }
+
     #[test]
     fn add_through_an_unmatched_filter_makes_the_element() {
         let out = run(
@@ -699,7 +639,7 @@ mod tests {
         assert_eq!(
             run(
                 json!({}),
-                json!([{"op": "add", "path": "emails[type gt 1]", "value": 1}])
+                json!([{"op": "add", "path": "emails[type xx 1]", "value": 1}])
             )
             .unwrap_err()
             .scim_type,
