@@ -27,4 +27,7 @@ VOLUME ["/app/data"]
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["/usr/local/bin/userbridge", "probe", "http://127.0.0.1:8080/healthz"]
 ENTRYPOINT ["/usr/local/bin/userbridge"]
-CMD ["serve"]
+# Credentials only from files mounted under /run/secrets/userbridge/ (config/container.toml):
+# the demo credentials of config/userbridge.toml never face a network (`serve` refuses them
+# off loopback; `serve --allow-insecure-credentials` for a lab).
+CMD ["serve", "--config", "config/container.toml"]

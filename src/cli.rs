@@ -63,6 +63,9 @@ pub enum Command {
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Serve on a non-loopback listener even with demo or short credentials (for labs).
+        #[arg(long, env = "USERBRIDGE_ALLOW_INSECURE_CREDENTIALS")]
+        allow_insecure_credentials: bool,
     },
     /// Print the OpenAPI 3.1 document of a dialect, generated from its mapping file.
     Openapi {
@@ -167,7 +170,13 @@ pub fn run(cli: Cli) -> i32 {
             config,
             listen,
             log_format,
-        } => serve(config.as_deref(), Flags { listen }, log_format),
+            allow_insecure_credentials,
+        } => serve(
+            config.as_deref(),
+            Flags { listen },
+            log_format,
+            allow_insecure_credentials,
+        ),
     }
 }
 
@@ -193,7 +202,12 @@ fn print_diags(diags: &[Diagnostic]) {
     }
 }
 
-fn serve(config: Option<&Path>, flags: Flags, log_format: LogFormat) -> i32 {
+fn serve(
+    config: Option<&Path>,
+    flags: Flags,
+    log_format: LogFormat,
+    allow_insecure_credentials: bool,
+) -> i32 {
     let filter = tracing_subscriber::EnvFilter::try_from_env("USERBRIDGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -216,6 +230,17 @@ fn serve(config: Option<&Path>, flags: Flags, log_format: LogFormat) -> i32 {
             return 1;
         }
     };
+    if let Some(refusal) = crate::bootstrap::refusal(&cfg) {
+        if !allow_insecure_credentials {
+            eprintln!("error: {refusal}");
+            return 1;
+        }
+        tracing::warn!(
+            listen = %cfg.server.listen,
+            "serving with demo or short credentials on a listener other machines reach \
+             (--allow-insecure-credentials)"
+        );
+    }
     // Requests are served on the workers' runtimes (`server::workers`); this one keeps the
     // signals, reloads and the mirror's copying.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -229,8 +254,19 @@ fn serve(config: Option<&Path>, flags: Flags, log_format: LogFormat) -> i32 {
         }
     };
     let path = config.map(Path::to_owned);
-    let load: std::sync::Arc<crate::server::reload::Loader> =
-        std::sync::Arc::new(move || load_with(path.as_deref(), &flags));
+    // A reload is held to the same bootstrap check as the start.
+    let load: std::sync::Arc<crate::server::reload::Loader> = std::sync::Arc::new(move || {
+        let (cfg, set) = load_with(path.as_deref(), &flags)?;
+        match crate::bootstrap::refusal(&cfg) {
+            Some(r) if !allow_insecure_credentials => {
+                let file = path
+                    .clone()
+                    .unwrap_or_else(|| "config/userbridge.toml".into());
+                Err(vec![Diagnostic::file(&file, r)])
+            }
+            _ => Ok((cfg, set)),
+        }
+    });
     match runtime.block_on(crate::server::run(cfg, set, load)) {
         Ok(()) => 0,
         Err(e) => {

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod backend;
+pub mod bootstrap;
 pub mod canonical;
 pub mod cli;
 pub mod config;

@@ -245,6 +245,7 @@ fn check_is_clean_on_the_shipped_files() {
 fn shipped_files_carry_schema_lines_and_the_schemas_are_current() {
     for f in [
         "config/userbridge.toml",
+        "config/container.toml",
         "mappings/vc-user-service.toml",
         "mappings/commvault-v4.toml",
         "mappings/opscenter.toml",
@@ -319,6 +320,7 @@ fn shipped_files_validate_against_their_schemas() {
     let mapping = validator("schemas/mapping.schema.json");
     for (f, v) in [
         ("config/userbridge.toml", &config),
+        ("config/container.toml", &config),
         ("mappings/vc-user-service.toml", &mapping),
         ("mappings/commvault-v4.toml", &mapping),
         ("mappings/opscenter.toml", &mapping),
