@@ -367,7 +367,12 @@ fn probe(url: &str) -> i32 {
 
 fn check(config: Option<&Path>) -> i32 {
     match load(config) {
-        Ok((_, set)) => {
+        Ok((cfg, set)) => {
+            // What `serve` would refuse on this listener: a warning here, so that a config can
+            // be checked before the credentials it will be given are in place.
+            if let Some(refusal) = crate::bootstrap::refusal(&cfg) {
+                eprintln!("warning: serve would refuse to start: {refusal}\n");
+            }
             let names: Vec<&str> = set.mappings.iter().map(|m| &*m.dialect).collect();
             println!(
                 "ok: config and {} mapping{} ({})",

@@ -265,3 +265,24 @@ fn the_container_config_serves_with_mounted_secrets_only() {
     let (up, log) = serves(start());
     assert!(up, "{log}");
 }
+
+/// `check` warns of what `serve` would refuse (and still exits 0: the config is valid).
+#[test]
+fn check_warns_of_what_serve_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), |c| {
+        c.replace("listen = \"127.0.0.1:8080\"", "listen = \"0.0.0.0:8080\"")
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_userbridge"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: serve would refuse to start"),
+        "{err}"
+    );
+    assert!(err.contains("demo-scim-admin"), "{err}");
+}
