@@ -373,6 +373,22 @@ fn check(config: Option<&Path>) -> i32 {
             if let Some(refusal) = crate::bootstrap::refusal(&cfg) {
                 eprintln!("warning: serve would refuse to start: {refusal}\n");
             }
+            let embedded = std::iter::once(&cfg.backend)
+                .chain(cfg.backends.values())
+                .find_map(|b| match b {
+                    crate::config::BackendConfig::Sqlite { path } => Some(path),
+                    _ => None,
+                });
+            if let Some(store) = embedded
+                && cfg.secrets.key.is_none()
+                && cfg.secrets.key_file.is_none()
+            {
+                eprintln!(
+                    "warning: no [secrets] key: the store's secrets are sealed under a key kept \
+                     beside it ({}); set secrets.key_file or USERBRIDGE_SECRETS__KEY\n",
+                    crate::sealed::beside(store).display()
+                );
+            }
             let names: Vec<&str> = set.mappings.iter().map(|m| &*m.dialect).collect();
             println!(
                 "ok: config and {} mapping{} ({})",

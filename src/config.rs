@@ -52,6 +52,23 @@ pub struct Config {
     /// Caller credentials, per dialect. Secrets: never logged.
     #[serde(default)]
     pub credentials: Vec<Credential>,
+    /// The key the embedded store seals users' secrets under.
+    #[serde(default)]
+    pub secrets: SecretsConfig,
+}
+
+/// Where the key that seals secrets at rest comes from ([`crate::sealed`]): `key` (best from
+/// the environment, `USERBRIDGE_SECRETS__KEY`), else `key_file`, else a key the store generates
+/// beside itself. 32 bytes, as 64 hex digits or Base64 (`openssl rand -hex 32`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// The key itself. Secret: never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Secret>,
+    /// A file holding the key (a mounted secret), kept apart from the store and its backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
 }
 
 /// The HTTP listener.

@@ -23,4 +23,5 @@ pub mod openapi;
 pub mod private_fs;
 pub mod redact;
 pub mod rejection;
+pub mod sealed;
 pub mod server;

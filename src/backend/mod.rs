@@ -335,9 +335,15 @@ pub trait Store: Send + Sync {
 }
 
 /// Opens the configured backend.
-pub fn open(cfg: &BackendConfig, groups: &[GroupConfig]) -> Result<Arc<dyn Backend>, String> {
+pub fn open(
+    cfg: &BackendConfig,
+    groups: &[GroupConfig],
+    secrets: &crate::config::SecretsConfig,
+) -> Result<Arc<dyn Backend>, String> {
     match cfg {
-        BackendConfig::Sqlite { path } => Ok(Arc::new(sqlite::Sqlite::open(path, groups)?)),
+        BackendConfig::Sqlite { path } => {
+            Ok(Arc::new(sqlite::Sqlite::open(path, groups, secrets)?))
+        }
         BackendConfig::Scim {
             url,
             token,
@@ -373,10 +379,18 @@ pub fn open_in(
         queue,
     } = cfg
     else {
-        return open(cfg, &config.groups);
+        return open(cfg, &config.groups, &config.secrets);
     };
-    let p = open(config.named_backend(primary)?, &config.groups)?;
-    let s = open(config.named_backend(shadow)?, &config.groups)?;
+    let p = open(
+        config.named_backend(primary)?,
+        &config.groups,
+        &config.secrets,
+    )?;
+    let s = open(
+        config.named_backend(shadow)?,
+        &config.groups,
+        &config.secrets,
+    )?;
     Ok(Arc::new(mirror::Mirror::open(p, s, queue, audit.clone())?))
 }
 

@@ -125,7 +125,9 @@ impl WebhookReceiver {
     /// [`WebhookReceiver::start`] on `addr` (a port a gateway was told before it listened).
     pub async fn start_at(addr: &str, groups: &[GroupConfig]) -> WebhookReceiver {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Sqlite::open(&dir.path().join("estate.db"), groups).unwrap());
+        let store = Arc::new(
+            Sqlite::open(&dir.path().join("estate.db"), groups, &Default::default()).unwrap(),
+        );
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();

@@ -23,6 +23,7 @@ use crate::config::GroupConfig;
 
 mod groups;
 mod query;
+mod seal;
 mod writer;
 use writer::Writer;
 
@@ -58,8 +59,13 @@ pub struct Sqlite {
 }
 
 impl Sqlite {
-    /// Opens (creating when needed) the database at `path` and declares `groups`.
-    pub fn open(path: &Path, groups: &[GroupConfig]) -> Result<Self, String> {
+    /// Opens (creating when needed) the database at `path` and declares `groups`; users'
+    /// secrets are sealed under the key `secrets` names ([`crate::sealed`]).
+    pub fn open(
+        path: &Path,
+        groups: &[GroupConfig],
+        secrets: &crate::config::SecretsConfig,
+    ) -> Result<Self, String> {
         crate::private_fs::sqlite_file(path)
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let fail = |e: rusqlite::Error| format!("{}: {e}", path.display());
@@ -76,7 +82,12 @@ impl Sqlite {
             .map_err(fail)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(fail)?;
+        // Deleted content is overwritten, so that a secret rewritten sealed leaves no clear
+        // copy in a free page.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
+        seal::register(&conn, path, secrets)?;
         conn.execute_batch(query::INDEX).map_err(fail)?;
         groups::migrate(&conn).map_err(fail)?;
         query::register(&conn).map_err(fail)?;
@@ -90,7 +101,18 @@ impl Sqlite {
             .map_err(fail)?;
         }
         groups::stamp(&tx).map_err(fail)?;
+        let resealed = seal::migrate(&tx).map_err(fail)?;
         tx.commit().map_err(fail)?;
+        if resealed > 0 {
+            // The clear versions are gone from the WAL too.
+            conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")
+                .map_err(fail)?;
+            tracing::warn!(
+                users = resealed,
+                store = %path.display(),
+                "sealed the secrets this store kept in clear"
+            );
+        }
         Ok(Self {
             writer: Writer::start(conn)?,
         })
@@ -237,7 +259,7 @@ impl Store for Sqlite {
                 .map_err(db)?;
             let mut stmt = tx
                 .prepare(&format!(
-                    "SELECT numeric_id, id, doc, secrets, created, modified, version FROM users {filter}
+                    "SELECT numeric_id, id, doc, '{{}}', created, modified, version FROM users {filter}
                      ORDER BY numeric_id LIMIT {count} OFFSET {start}"
                 ))
                 .map_err(db)?;
@@ -402,7 +424,7 @@ fn find(
     args: &[&dyn rusqlite::ToSql],
 ) -> Result<Option<Row>, BackendError> {
     tx.prepare_cached(&format!(
-        "SELECT numeric_id, id, doc, secrets, created, modified, version FROM users WHERE {cond}"
+        "SELECT numeric_id, id, doc, ub_open(id, secrets), created, modified, version FROM users WHERE {cond}"
     ))
     .map_err(db)?
     .query_row(args, row)
@@ -435,8 +457,7 @@ fn resolve(tx: &Connection, target: &UserDoc) -> Result<Row, BackendError> {
 /// document holds it are read (a prefilter in SQL where the text is plain ASCII, as the stored
 /// JSON writes it) and each is checked on the attributes searched.
 fn search_users(tx: &Connection, search: &Search) -> Result<(Vec<UserDoc>, usize), BackendError> {
-    const COLUMNS: &str =
-        "SELECT numeric_id, id, doc, secrets, created, modified, version FROM users";
+    const COLUMNS: &str = "SELECT numeric_id, id, doc, '{}', created, modified, version FROM users";
     let Some(text) = &search.text else {
         let total: i64 = tx
             .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
@@ -563,7 +584,7 @@ fn create(tx: &Connection, op: Operation) -> Result<UserDoc, BackendError> {
     let ts = now();
     tx.prepare_cached(
         "INSERT INTO users (id, user_name, authenticator, doc, secrets, created, modified)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+         VALUES (?1, ?2, ?3, ?4, ub_seal(?1, ?5), ?6, ?6)",
     )
     .map_err(db)?
     .execute(params![
@@ -648,7 +669,7 @@ fn write_row(
     let (name, auth) = name_and_authenticator(&doc)?;
     let modified = now();
     tx.prepare_cached(
-        "UPDATE users SET user_name = ?2, authenticator = ?3, doc = ?4, secrets = ?5,
+        "UPDATE users SET user_name = ?2, authenticator = ?3, doc = ?4, secrets = ub_seal(id, ?5),
                 modified = ?6, version = version + 1
          WHERE numeric_id = ?1",
     )
@@ -805,6 +826,22 @@ fn into_doc(
     Ok(canonical::with_schemas(doc))
 }
 
+/// An in-memory store with the store's functions, sealing under a fixed key (tests).
+#[cfg(test)]
+fn test_connection() -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(SCHEMA).unwrap();
+    conn.execute_batch(query::INDEX).unwrap();
+    groups::migrate(&conn).unwrap();
+    query::register(&conn).unwrap();
+    let key = crate::config::SecretsConfig {
+        key: Some(crate::redact::Secret::new("11".repeat(32))),
+        key_file: None,
+    };
+    seal::register(&conn, Path::new("memory"), &key).unwrap();
+    conn
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -831,10 +868,15 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let root = tempfile::tempdir().unwrap();
         let path = root.path().join("data/userbridge.db");
-        let store = Sqlite::open(&path, &[]).unwrap();
+        let store = Sqlite::open(&path, &[], &Default::default()).unwrap();
         store.apply(user("ann"), Want::Id).await.unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        for f in ["userbridge.db", "userbridge.db-wal", "userbridge.db-shm"] {
+        for f in [
+            "userbridge.db",
+            "userbridge.db-wal",
+            "userbridge.db-shm",
+            "secrets.key",
+        ] {
             assert_eq!(mode(&root.path().join("data").join(f)), 0o600, "{f}");
         }
         assert_eq!(mode(&root.path().join("data")), 0o700);
@@ -843,8 +885,7 @@ mod tests {
     /// Every statement a write runs is prepared once: none is prepared again on each run.
     #[test]
     fn the_write_path_statements_are_not_prepared_again() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(SCHEMA).unwrap();
+        let conn = test_connection();
         conn.execute(
             "INSERT INTO groups (id, name) VALUES (1, 'a'), (2, 'b')",
             [],

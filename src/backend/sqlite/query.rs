@@ -263,7 +263,7 @@ pub fn run(tx: &Connection, q: &Query) -> Result<(Vec<UserDoc>, usize), BackendE
     ));
     let mut stmt = tx
         .prepare_cached(&format!(
-            "SELECT numeric_id, id, doc, secrets, created, modified, version FROM users \
+            "SELECT numeric_id, id, doc, '{{}}', created, modified, version FROM users \
              WHERE {cond} ORDER BY {by} LIMIT {limit} OFFSET {offset}"
         ))
         .map_err(db)?;
@@ -292,10 +292,7 @@ mod tests {
     use crate::filter::{Sort, parse};
 
     fn store() -> (Connection, Vec<UserDoc>) {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(super::super::SCHEMA).unwrap();
-        conn.execute_batch(INDEX).unwrap();
-        register(&conn).unwrap();
+        let conn = super::super::test_connection();
         conn.execute(
             "INSERT INTO groups (id, name) VALUES (7, 'Admins'), (8, 'Ops')",
             [],
