@@ -133,3 +133,82 @@ async fn a_clear_store_is_sealed_at_start() {
         .unwrap_err();
     assert!(e.to_string().contains("sealed under key"), "{e}");
 }
+
+/// The mirror's queue holds what it must still copy to the shadow — the password included —
+/// sealed, never in clear; once copied, nothing of it is left in any file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_queue_keeps_secrets_sealed_until_copied() {
+    use common::binary::signal;
+    let shadow = common::peers::ScimServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::gateway::mirror_config(
+        dir.path(),
+        &shadow.url,
+        userbridge::config::OutboundConfig {
+            timeout_ms: 500,
+            ..userbridge::config::OutboundConfig::default()
+        },
+    );
+    let (base, _stop) = common::gateway::serve_config(config).await;
+    let c = reqwest::Client::new();
+    // The shadow stops answering: the copies wait in the queue.
+    signal(shadow.pid(), "-STOP");
+    for i in 0..3 {
+        let r = c
+            .put(format!("{base}/user-service/v1/user"))
+            .header("Authorization", "Bearer demo-vc-token")
+            .json(
+                &json!({"userKey": {"username": format!("queued-{i}"), "authenticator": "LOCAL"},
+                          "password": format!("{PASSWORD}-{i}"), "mfaSecret": format!("{SEED}{i}"),
+                          "enabled": true}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    assert!(common::gateway::metric(&base, "userbridge_mirror_queue_depth").await > 0);
+    for i in 0..3 {
+        assert_nowhere(dir.path(), &format!("{PASSWORD}-{i}"));
+        assert_nowhere(dir.path(), &format!("{SEED}{i}"));
+    }
+    let queue = rusqlite::Connection::open(dir.path().join("mirror-queue.db")).unwrap();
+    let sealed: String = queue
+        .query_row(
+            "SELECT secrets FROM pending ORDER BY seq LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(sealed.starts_with("{\"sealed\":1,"), "{sealed}");
+    drop(queue);
+    // Back: the copies open their secrets, reach the shadow, and leave the queue.
+    signal(shadow.pid(), "-CONT");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while common::gateway::metric(&base, "userbridge_mirror_queue_depth").await != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mirror did not drain"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        common::gateway::metric(&base, "userbridge_mirror_set_aside").await,
+        0
+    );
+    let found: serde_json::Value = c
+        .get(format!(
+            "{}/Users?filter=userName%20eq%20%22queued-2%22",
+            shadow.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["totalResults"], 1, "{found}");
+    for i in 0..3 {
+        assert_nowhere(dir.path(), &format!("{PASSWORD}-{i}"));
+    }
+}

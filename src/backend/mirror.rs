@@ -9,6 +9,11 @@
 //! order of writes holds). A copy the shadow refuses for good (a 4xx-like answer) is retried
 //! a few times, then moved to the `dead` table, counted and audited, so one bad user cannot
 //! stall the mirror.
+//!
+//! A queued user's secrets (the password the shadow must receive, MFA seeds) are kept apart
+//! from its document, sealed ([`crate::sealed`]) with the entry's document as associated data,
+//! and the entry is deleted (`secure_delete`) once copied; an entry set aside keeps no secret.
+//! A queue written before sealing is sealed at start.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -27,6 +32,7 @@ use crate::canonical::Identity;
 use crate::canonical::{
     ATTRIBUTES, GroupChange, GroupOp, GroupRef, OpKind, Operation, UserDoc, location,
 };
+use crate::sealed::Sealer;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS pending (
@@ -36,7 +42,8 @@ CREATE TABLE IF NOT EXISTS pending (
     doc      TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_at  INTEGER NOT NULL DEFAULT 0,
-    error    TEXT
+    error    TEXT,
+    secrets  TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS dead (
     seq     INTEGER PRIMARY KEY,
@@ -61,6 +68,7 @@ struct Inner {
     primary: Arc<dyn Backend>,
     shadow: Arc<dyn Backend>,
     queue: Mutex<Connection>,
+    sealer: Sealer,
     wake: tokio::sync::Notify,
     audit: Audit,
     depth: AtomicI64,
@@ -95,6 +103,7 @@ impl Mirror {
         shadow: Arc<dyn Backend>,
         queue: &Path,
         audit: Audit,
+        secrets: &crate::config::SecretsConfig,
     ) -> Result<Self, String> {
         crate::private_fs::sqlite_file(queue)
             .map_err(|e| format!("cannot create {}: {e}", queue.display()))?;
@@ -105,7 +114,11 @@ impl Mirror {
             .map_err(fail)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(fail)?;
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
+        let (sealer, _) = Sealer::load(secrets, queue)?;
+        seal_queue(&conn, &sealer).map_err(fail)?;
         let dead: i64 = conn
             .query_row("SELECT count(*) FROM dead", [], |r| r.get(0))
             .map_err(fail)?;
@@ -116,6 +129,7 @@ impl Mirror {
             primary,
             shadow,
             queue: Mutex::new(conn),
+            sealer,
             wake: tokio::sync::Notify::new(),
             audit,
             depth: AtomicI64::new(depth),
@@ -158,12 +172,17 @@ impl Inner {
         dialect: &str,
         doc: &UserDoc,
     ) -> Result<(), BackendError> {
-        let text = Value::Object(doc.exposed().clone()).to_string();
+        let mut doc = doc.exposed().clone();
+        let secrets = super::take_secrets(&mut doc);
+        let text = Value::Object(doc).to_string();
+        let sealed = seal_entry(&self.sealer, &text, &secrets)?;
         let dialect = dialect.to_owned();
         self.blocking(move |c| {
-            c.prepare_cached("INSERT INTO pending (op, dialect, doc) VALUES (?1, ?2, ?3)")?
-                .execute(params![op, dialect, text])
-                .map(|_| ())
+            c.prepare_cached(
+                "INSERT INTO pending (op, dialect, doc, secrets) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![op, dialect, text, sealed])
+            .map(|_| ())
         })
         .await?;
         self.depth.fetch_add(1, Ordering::Relaxed);
@@ -175,13 +194,13 @@ impl Inner {
         let row = self
             .blocking(|c| {
                 c.prepare_cached(
-                    "SELECT seq, dialect, doc, attempts, next_at, op FROM pending ORDER BY seq LIMIT 1",
+                    "SELECT seq, dialect, doc, attempts, next_at, op, secrets FROM pending ORDER BY seq LIMIT 1",
                 )?
                 .query_row([], |r| {
                     Ok((
                         (r.get::<_, i64>(0)?, r.get::<_, String>(5)?),
                         r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
+                        (r.get::<_, String>(2)?, r.get::<_, String>(6)?),
                         r.get::<_, i64>(3)?,
                         r.get::<_, i64>(4)?,
                     ))
@@ -189,19 +208,30 @@ impl Inner {
                 .optional()
             })
             .await?;
-        Ok(
-            row.map(|((seq, op), dialect, doc, attempts, next_at)| Entry {
-                seq,
-                op,
-                dialect,
-                doc: match serde_json::from_str(&doc) {
-                    Ok(Value::Object(m)) => m,
-                    _ => Map::new(),
-                },
-                attempts,
-                next_at,
-            }),
-        )
+        let Some(((seq, op), dialect, (text, sealed), attempts, next_at)) = row else {
+            return Ok(None);
+        };
+        let mut doc = match serde_json::from_str(&text) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let secrets = self
+            .sealer
+            .open(&entry_aad(&text), &sealed)
+            .map_err(|e| BackendError::Failed(format!("mirror queue entry {seq}: {e}")))?;
+        if let Ok(Value::Object(secrets)) = serde_json::from_str::<Value>(&secrets) {
+            for (k, v) in secrets {
+                crate::canonical::set(&mut doc, &location(&k), v);
+            }
+        }
+        Ok(Some(Entry {
+            seq,
+            op,
+            dialect,
+            doc,
+            attempts,
+            next_at,
+        }))
     }
 
     async fn done(self: &Arc<Self>, seq: i64) -> Result<(), BackendError> {
@@ -350,6 +380,78 @@ impl Inner {
         };
         self.audit.write(ctx, op, status, error, None).await;
     }
+}
+
+/// The associated data an entry's secrets are sealed with: its document, so that they open
+/// for that entry only.
+fn entry_aad(doc: &str) -> String {
+    format!("mirror:{doc}")
+}
+
+/// An entry's secrets, sealed for the entry whose document is `doc` (`{}` when none).
+fn seal_entry(
+    sealer: &Sealer,
+    doc: &str,
+    secrets: &Map<String, Value>,
+) -> Result<String, BackendError> {
+    if secrets.is_empty() {
+        return Ok("{}".to_owned());
+    }
+    sealer
+        .seal(&entry_aad(doc), &Value::Object(secrets.clone()).to_string())
+        .map_err(|e| BackendError::Failed(format!("mirror queue: {e}")))
+}
+
+/// Moves the secrets a queue written before sealing kept in its documents into the sealed
+/// column; entries set aside lose theirs.
+fn seal_queue(conn: &Connection, sealer: &Sealer) -> Result<(), rusqlite::Error> {
+    let has_column = conn
+        .prepare("SELECT 1 FROM pragma_table_info('pending') WHERE name = 'secrets'")?
+        .exists([])?;
+    if !has_column {
+        conn.execute_batch("ALTER TABLE pending ADD COLUMN secrets TEXT NOT NULL DEFAULT '{}'")?;
+    }
+    let tx = conn.unchecked_transaction()?;
+    let mut moved = 0usize;
+    for table in ["pending", "dead"] {
+        let rows: Vec<(i64, String)> = tx
+            .prepare(&format!("SELECT seq, doc FROM {table}"))?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (seq, text) in rows {
+            let Ok(Value::Object(mut doc)) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            let secrets = super::take_secrets(&mut doc);
+            if secrets.is_empty() {
+                continue;
+            }
+            let text = Value::Object(doc).to_string();
+            if table == "pending" {
+                let sealed = seal_entry(sealer, &text, &secrets)
+                    .map_err(|e| rusqlite::Error::UserFunctionError(e.to_string().into()))?;
+                tx.execute(
+                    "UPDATE pending SET doc = ?2, secrets = ?3 WHERE seq = ?1",
+                    params![seq, text, sealed],
+                )?;
+            } else {
+                tx.execute(
+                    "UPDATE dead SET doc = ?2 WHERE seq = ?1",
+                    params![seq, text],
+                )?;
+            }
+            moved += 1;
+        }
+    }
+    tx.commit()?;
+    if moved > 0 {
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        tracing::info!(
+            entries = moved,
+            "sealed the secrets the mirror queue kept in clear"
+        );
+    }
+    Ok(())
 }
 
 /// Whether the shadow refused the copy itself (retrying will not help).

@@ -391,7 +391,13 @@ pub fn open_in(
         &config.groups,
         &config.secrets,
     )?;
-    Ok(Arc::new(mirror::Mirror::open(p, s, queue, audit.clone())?))
+    Ok(Arc::new(mirror::Mirror::open(
+        p,
+        s,
+        queue,
+        audit.clone(),
+        &config.secrets,
+    )?))
 }
 
 /// Whether an `If-Match` / `If-None-Match` value (`*`, or entity tags separated by commas)
@@ -425,6 +431,19 @@ pub fn check_version(
     } else {
         Err(BackendError::Changed(current.to_owned()))
     }
+}
+
+/// Moves the secret attributes out of `doc`, keyed by attribute name.
+pub(crate) fn take_secrets(doc: &mut Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    for a in crate::canonical::ATTRIBUTES.iter().filter(|a| a.secret) {
+        let loc = crate::canonical::location(a.name);
+        if let Some(v) = crate::canonical::get(doc, &loc).cloned() {
+            crate::canonical::remove(doc, &loc);
+            out.insert(a.name.to_owned(), v);
+        }
+    }
+    out
 }
 
 /// Removes the members a store owns (`id`, `meta`, `groups`, `schemas`, ext `numericId`) from a

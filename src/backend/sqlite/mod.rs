@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use super::merge::merge;
+use super::take_secrets;
 use super::{
     Backend, BackendError, BoxFuture, Gauge, GroupDoc, GroupStore, Query, Search, Store, Stored,
     Want, strip_server_owned,
@@ -531,19 +532,6 @@ fn delete(tx: &Connection, op: Operation) -> Result<UserDoc, BackendError> {
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// Moves the secret attributes out of `doc`, keyed by attribute name.
-fn take_secrets(doc: &mut Map<String, Value>) -> Map<String, Value> {
-    let mut out = Map::new();
-    for a in canonical::ATTRIBUTES.iter().filter(|a| a.secret) {
-        let loc = location(a.name);
-        if let Some(v) = canonical::get(doc, &loc).cloned() {
-            canonical::remove(doc, &loc);
-            out.insert(a.name.to_owned(), v);
-        }
-    }
-    out
 }
 
 fn name_and_authenticator(doc: &Map<String, Value>) -> Result<(String, String), BackendError> {
