@@ -212,3 +212,54 @@ async fn the_mirror_queue_keeps_secrets_sealed_until_copied() {
         assert_nowhere(dir.path(), &format!("{PASSWORD}-{i}"));
     }
 }
+
+/// A mirror queue from before sealing (secrets in the entries' documents) is sealed at start:
+/// the pending entry keeps its secrets sealed, the entry set aside loses them.
+#[tokio::test]
+async fn a_clear_mirror_queue_is_sealed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("mirror-queue.db");
+    {
+        let conn = rusqlite::Connection::open(&queue).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE pending (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 op TEXT NOT NULL DEFAULT 'put', dialect TEXT NOT NULL, doc TEXT NOT NULL,
+                 attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0,
+                 error TEXT);
+             CREATE TABLE dead (seq INTEGER PRIMARY KEY, dialect TEXT NOT NULL,
+                 doc TEXT NOT NULL, error TEXT NOT NULL, at TEXT NOT NULL);",
+        )
+        .unwrap();
+        let doc = json!({"userName": "old-queued", "password": PASSWORD}).to_string();
+        conn.execute(
+            "INSERT INTO pending (dialect, doc) VALUES ('vc-user-service', ?1)",
+            [&doc],
+        )
+        .unwrap();
+        let dead = json!({"userName": "old-dead", "password": format!("{PASSWORD}-dead")});
+        conn.execute(
+            "INSERT INTO dead (seq, dialect, doc, error, at) VALUES (9, 'vc-user-service', ?1, 'x', 't')",
+            [dead.to_string()],
+        )
+        .unwrap();
+    }
+    // The shadow is nowhere: opening the mirror does not need it.
+    let config = common::gateway::mirror_config(
+        dir.path(),
+        "http://127.0.0.1:9",
+        userbridge::config::OutboundConfig::default(),
+    );
+    let audit = userbridge::audit::Audit::disabled();
+    let mirror = userbridge::backend::open_in(&config.backend, &config, &audit).unwrap();
+    drop(mirror);
+    assert_nowhere(dir.path(), PASSWORD);
+    assert_nowhere(dir.path(), &format!("{PASSWORD}-dead"));
+    let conn = rusqlite::Connection::open(&queue).unwrap();
+    let (doc, sealed): (String, String) = conn
+        .query_row("SELECT doc, secrets FROM pending", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(doc, json!({"userName": "old-queued"}).to_string());
+    assert!(sealed.starts_with("{\"sealed\":1,"), "{sealed}");
+}
