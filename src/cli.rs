@@ -114,6 +114,14 @@ pub enum Command {
     /// Read a token from standard input (one line) and print the `token_sha256 = "…"` line
     /// that lets a credential's config hold its digest instead of the token.
     HashSecret,
+    /// Reseal the embedded store's secrets under the current `[secrets]` key: values sealed
+    /// under a key in `previous_key_files` (or kept in clear) are rewritten. `serve` does the
+    /// same at start; this does it offline, and says how many.
+    Rekey {
+        /// Config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// How `serve` writes its logs.
@@ -159,6 +167,7 @@ pub fn run(cli: Cli) -> i32 {
         ),
         Command::Schema { which } => schema(which),
         Command::HashSecret => hash_secret(),
+        Command::Rekey { config } => rekey(config.as_deref()),
         Command::Audit { config, user, json } => audit(config.as_deref(), &user, json),
         Command::Import(a) => crate::migrate::cli::import(a),
         Command::Export(a) => crate::migrate::cli::export(a),
@@ -178,6 +187,46 @@ pub fn run(cli: Cli) -> i32 {
             allow_insecure_credentials,
         ),
     }
+}
+
+fn rekey(config: Option<&Path>) -> i32 {
+    let config = match Config::load(config, &Flags::default()) {
+        Ok((c, _)) => c,
+        Err(diags) => {
+            print_diags(&diags);
+            return 1;
+        }
+    };
+    let mut stores: Vec<&Path> = std::iter::once(&config.backend)
+        .chain(config.backends.values())
+        .filter_map(|b| match b {
+            crate::config::BackendConfig::Sqlite { path } => Some(path.as_path()),
+            _ => None,
+        })
+        .collect();
+    stores.sort();
+    stores.dedup();
+    if stores.is_empty() {
+        eprintln!("rekey: no sqlite store in the config (other backends keep their own secrets)");
+        return 2;
+    }
+    let mut failed = false;
+    for path in stores {
+        match crate::backend::sqlite::Sqlite::open(path, &config.groups, &config.secrets) {
+            Ok(s) => {
+                let (n, kid) = s.resealed();
+                println!(
+                    "{}: {n} users resealed; all under key {kid}",
+                    path.display()
+                );
+            }
+            Err(e) => {
+                eprintln!("rekey: {e}");
+                failed = true;
+            }
+        }
+    }
+    i32::from(failed)
 }
 
 fn hash_secret() -> i32 {

@@ -69,6 +69,10 @@ pub struct SecretsConfig {
     /// A file holding the key (a mounted secret), kept apart from the store and its backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
+    /// Files holding the keys used before the current one: values sealed under them still
+    /// open, and the store reseals them under the current key at start (`userbridge rekey`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_key_files: Vec<PathBuf>,
 }
 
 /// The HTTP listener.

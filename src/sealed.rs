@@ -25,6 +25,8 @@ const SEALED: &str = "sealed";
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
     kid: String,
+    /// Earlier keys, by key id: they open, never seal.
+    previous: Vec<(String, XChaCha20Poly1305)>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -67,6 +69,7 @@ impl Sealer {
         Self {
             cipher: XChaCha20Poly1305::new(key.into()),
             kid: crate::config::hex(&digest[..8]),
+            previous: Vec::new(),
         }
     }
 
@@ -78,6 +81,21 @@ impl Sealer {
     /// The configured key, or the key beside the store at `store` (generated, 0600, when
     /// there is none yet).
     pub fn load(cfg: &SecretsConfig, store: &Path) -> Result<(Self, KeySource), String> {
+        let (mut sealer, source) = Self::load_current(cfg, store)?;
+        for f in &cfg.previous_key_files {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("secrets.previous_key_files {}: {e}", f.display()))?;
+            let key = parse_key(&text)
+                .map_err(|e| format!("secrets.previous_key_files {}: {e}", f.display()))?;
+            let old = Self::new(&key);
+            if old.kid != sealer.kid {
+                sealer.previous.push((old.kid, old.cipher));
+            }
+        }
+        Ok((sealer, source))
+    }
+
+    fn load_current(cfg: &SecretsConfig, store: &Path) -> Result<(Self, KeySource), String> {
         if let Some(k) = &cfg.key {
             let key = parse_key(k.expose()).map_err(|e| format!("secrets.key: {e}"))?;
             return Ok((Self::new(&key), KeySource::Config));
@@ -137,12 +155,17 @@ impl Sealer {
             return Ok(stored.to_owned());
         };
         let kid = env.get("kid").and_then(Value::as_str).unwrap_or("");
-        if kid != self.kid {
+        let cipher = if kid == self.kid {
+            &self.cipher
+        } else if let Some((_, c)) = self.previous.iter().find(|(k, _)| k == kid) {
+            c
+        } else {
             return Err(format!(
-                "a secret is sealed under key {kid}, not under the configured key {}",
+                "a secret is sealed under key {kid}, not under the configured key {} \
+                 (an earlier key goes in [secrets] previous_key_files)",
                 self.kid
             ));
-        }
+        };
         let field = |k: &str| {
             env.get(k)
                 .and_then(Value::as_str)
@@ -154,8 +177,7 @@ impl Sealer {
         if nonce.len() != 24 {
             return Err("a sealed secret with a bad nonce".into());
         }
-        let clear = self
-            .cipher
+        let clear = cipher
             .decrypt(
                 XNonce::from_slice(&nonce),
                 Payload {

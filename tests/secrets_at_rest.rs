@@ -84,7 +84,8 @@ async fn a_clients_secrets_are_sealed_on_disk_and_still_serve() {
 }
 
 /// A store from before sealing (secrets in clear in the column) is sealed at start; the
-/// secrets still read back through the store, and no clear copy is left in the files.
+/// secrets still read back through the store, and no clear copy is left in the files. Another
+/// key does not open the store.
 #[tokio::test]
 async fn a_clear_store_is_sealed_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,6 +105,7 @@ async fn a_clear_store_is_sealed_at_start() {
     let key = SecretsConfig {
         key: Some(userbridge::redact::Secret::new("2a".repeat(32))),
         key_file: None,
+        previous_key_files: Vec::new(),
     };
     let store = Sqlite::open(&path, &[], &key).unwrap();
     let u = store
@@ -123,15 +125,11 @@ async fn a_clear_store_is_sealed_at_start() {
     let other = SecretsConfig {
         key: Some(userbridge::redact::Secret::new("3b".repeat(32))),
         key_file: None,
+        previous_key_files: Vec::new(),
     };
-    let store = Sqlite::open(&path, &[], &other).unwrap();
-    let e = store
-        .store()
-        .unwrap()
-        .get_with_secrets("u-1")
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("sealed under key"), "{e}");
+    // The store does not open: the start stops, naming both keys.
+    let e = Sqlite::open(&path, &[], &other).err().unwrap();
+    assert!(e.contains("sealed under key"), "{e}");
 }
 
 /// The mirror's queue holds what it must still copy to the shadow — the password included —
@@ -262,4 +260,82 @@ async fn a_clear_mirror_queue_is_sealed_at_start() {
         .unwrap();
     assert_eq!(doc, json!({"userName": "old-queued"}).to_string());
     assert!(sealed.starts_with("{\"sealed\":1,"), "{sealed}");
+}
+
+/// Rotation: values sealed under a key now listed in `previous_key_files` still open, and the
+/// store reseals them under the current key at open; after that the old key is not needed.
+#[tokio::test]
+async fn a_store_is_resealed_under_a_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rotated.db");
+    let old_file = dir.path().join("old.key");
+    std::fs::write(&old_file, "4c".repeat(32)).unwrap();
+    let old = SecretsConfig {
+        key_file: Some(old_file.clone()),
+        ..SecretsConfig::default()
+    };
+    {
+        let store = Sqlite::open(&path, &[], &old).unwrap();
+        let op = userbridge::canonical::Operation {
+            operation: userbridge::canonical::OpKind::Create,
+            dialect: "test".into(),
+            target: None,
+            user: userbridge::canonical::UserDoc(
+                json!({"userName": "rotated", "password": PASSWORD})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            ),
+            groups: None,
+            caller_password: None,
+            preconditions: Vec::new(),
+            pending: Vec::new(),
+        };
+        store
+            .apply(op, userbridge::backend::Want::Id)
+            .await
+            .unwrap();
+    }
+    let new = SecretsConfig {
+        key: Some(userbridge::redact::Secret::new("5d".repeat(32))),
+        previous_key_files: vec![old_file.clone()],
+        ..SecretsConfig::default()
+    };
+    let store = Sqlite::open(&path, &[], &new).unwrap();
+    let (resealed, kid) = store.resealed();
+    assert_eq!(resealed, 1);
+    let kid = kid.to_owned();
+    let id = store
+        .store()
+        .unwrap()
+        .list(Some("rotated".into()), 0, 10)
+        .await
+        .unwrap()
+        .0[0]
+        .id()
+        .unwrap()
+        .to_owned();
+    drop(store);
+    // The old key is gone: what the store holds opens under the new one alone.
+    std::fs::remove_file(&old_file).unwrap();
+    let only_new = SecretsConfig {
+        previous_key_files: Vec::new(),
+        ..new
+    };
+    let store = Sqlite::open(&path, &[], &only_new).unwrap();
+    assert_eq!(store.resealed(), (0, kid.as_str()));
+    let u = store
+        .store()
+        .unwrap()
+        .get_with_secrets(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(u.0["password"], PASSWORD);
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let stored: String = conn
+        .query_row("SELECT secrets FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert!(stored.contains(&format!("\"kid\":\"{kid}\"")), "{stored}");
 }

@@ -57,9 +57,17 @@ PRAGMA user_version = 1;
 /// The SQLite backend.
 pub struct Sqlite {
     writer: Writer,
+    resealed: usize,
+    kid: String,
 }
 
 impl Sqlite {
+    /// How many users' secrets this open resealed (from clear, or from an earlier key), and
+    /// the id of the key they are sealed under now.
+    pub fn resealed(&self) -> (usize, &str) {
+        (self.resealed, &self.kid)
+    }
+
     /// Opens (creating when needed) the database at `path` and declares `groups`; users'
     /// secrets are sealed under the key `secrets` names ([`crate::sealed`]).
     pub fn open(
@@ -88,7 +96,7 @@ impl Sqlite {
         conn.pragma_update(None, "secure_delete", "ON")
             .map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
-        seal::register(&conn, path, secrets)?;
+        let kid = seal::register(&conn, path, secrets)?;
         conn.execute_batch(query::INDEX).map_err(fail)?;
         groups::migrate(&conn).map_err(fail)?;
         query::register(&conn).map_err(fail)?;
@@ -102,7 +110,7 @@ impl Sqlite {
             .map_err(fail)?;
         }
         groups::stamp(&tx).map_err(fail)?;
-        let resealed = seal::migrate(&tx).map_err(fail)?;
+        let resealed = seal::migrate(&tx, &kid).map_err(fail)?;
         tx.commit().map_err(fail)?;
         if resealed > 0 {
             // The clear versions are gone from the WAL too.
@@ -111,11 +119,15 @@ impl Sqlite {
             tracing::warn!(
                 users = resealed,
                 store = %path.display(),
-                "sealed the secrets this store kept in clear"
+                kid = %kid,
+                "sealed under the current key the secrets this store kept in clear or under an \
+                 earlier key"
             );
         }
         Ok(Self {
             writer: Writer::start(conn)?,
+            resealed,
+            kid,
         })
     }
 
@@ -825,6 +837,7 @@ fn test_connection() -> Connection {
     let key = crate::config::SecretsConfig {
         key: Some(crate::redact::Secret::new("11".repeat(32))),
         key_file: None,
+        previous_key_files: Vec::new(),
     };
     seal::register(&conn, Path::new("memory"), &key).unwrap();
     conn

@@ -12,8 +12,8 @@ use rusqlite::functions::FunctionFlags;
 use crate::config::SecretsConfig;
 use crate::sealed::{KeySource, Sealer};
 
-/// Loads the key and registers `ub_seal` and `ub_open` on `conn`.
-pub fn register(conn: &Connection, store: &Path, cfg: &SecretsConfig) -> Result<(), String> {
+/// Loads the key and registers `ub_seal` and `ub_open` on `conn`; the current key's id.
+pub fn register(conn: &Connection, store: &Path, cfg: &SecretsConfig) -> Result<String, String> {
     let (sealer, source) = Sealer::load(cfg, store)?;
     match &source {
         KeySource::Beside(p) => tracing::warn!(
@@ -25,6 +25,7 @@ pub fn register(conn: &Connection, store: &Path, cfg: &SecretsConfig) -> Result<
         KeySource::File(p) => tracing::info!(key = %p.display(), kid = sealer.kid(), "secrets key"),
         KeySource::Config => tracing::info!(kid = sealer.kid(), "secrets key from the config"),
     }
+    let kid = sealer.kid().to_owned();
     let sealer = Arc::new(sealer);
     let flags = FunctionFlags::SQLITE_UTF8;
     let fail = |e: rusqlite::Error| format!("{}: {e}", store.display());
@@ -48,14 +49,16 @@ pub fn register(conn: &Connection, store: &Path, cfg: &SecretsConfig) -> Result<
                 .map_err(|e| rusqlite::Error::UserFunctionError(e.into()))
         },
     )
-    .map_err(fail)
+    .map_err(fail)?;
+    Ok(kid)
 }
 
-/// Seals the secrets of every user whose secrets are still in clear; how many.
-pub fn migrate(tx: &Connection) -> rusqlite::Result<usize> {
+/// Seals under the current key `kid` the secrets of every user whose secrets are in clear or
+/// sealed under an earlier key; how many.
+pub fn migrate(tx: &Connection, kid: &str) -> rusqlite::Result<usize> {
     tx.execute(
-        "UPDATE users SET secrets = ub_seal(id, secrets)
-         WHERE secrets != '{}' AND secrets NOT LIKE '{\"sealed\":%'",
-        [],
+        "UPDATE users SET secrets = ub_seal(id, ub_open(id, secrets))
+         WHERE secrets != '{}' AND secrets NOT LIKE ?1",
+        [format!("{{\"sealed\":1,\"kid\":\"{kid}\",%")],
     )
 }
