@@ -112,8 +112,14 @@ pub enum Command {
         which: SchemaKind,
     },
     /// Read a token from standard input (one line) and print the `token_sha256 = "…"` line
-    /// that lets a credential's config hold its digest instead of the token.
-    HashSecret,
+    /// that lets a credential's config hold its digest instead of the token; with
+    /// `--password`, a caller password's `password_argon2 = "…"` line (Argon2id, OWASP's
+    /// parameters).
+    HashSecret {
+        /// Hash a caller password (Argon2id) instead of a token (SHA-256).
+        #[arg(long)]
+        password: bool,
+    },
     /// Reseal the embedded store's secrets under the current `[secrets]` key: values sealed
     /// under a key in `previous_key_files` (or kept in clear) are rewritten. `serve` does the
     /// same at start; this does it offline, and says how many.
@@ -166,7 +172,7 @@ pub fn run(cli: Cli) -> i32 {
             body.as_deref(),
         ),
         Command::Schema { which } => schema(which),
-        Command::HashSecret => hash_secret(),
+        Command::HashSecret { password } => hash_secret(password),
         Command::Rekey { config } => rekey(config.as_deref()),
         Command::Audit { config, user, json } => audit(config.as_deref(), &user, json),
         Command::Import(a) => crate::migrate::cli::import(a),
@@ -229,17 +235,30 @@ fn rekey(config: Option<&Path>) -> i32 {
     i32::from(failed)
 }
 
-fn hash_secret() -> i32 {
+fn hash_secret(password: bool) -> i32 {
     let mut line = String::new();
     if let Err(e) = std::io::stdin().read_line(&mut line) {
         eprintln!("hash-secret: cannot read standard input: {e}");
         return 2;
     }
-    let Some(token) = crate::config::secret_line(&line) else {
-        eprintln!("hash-secret: no token on standard input");
+    let what = if password { "password" } else { "token" };
+    let Some(secret) = crate::config::secret_line(&line) else {
+        eprintln!("hash-secret: no {what} on standard input");
         return 2;
     };
-    let digest = crate::config::hex(&crate::config::sha256(token.as_bytes()));
+    if password {
+        let hashed = crate::password::Hashing::new(&crate::config::PasswordConfig::default())
+            .and_then(|h| h.hash_now(secret));
+        match hashed {
+            Ok(phc) => println!("password_argon2 = \"{phc}\""),
+            Err(e) => {
+                eprintln!("hash-secret: {e}");
+                return 2;
+            }
+        }
+        return 0;
+    }
+    let digest = crate::config::hex(&crate::config::sha256(secret.as_bytes()));
     println!("token_sha256 = \"{digest}\"");
     0
 }

@@ -73,6 +73,50 @@ pub struct SecretsConfig {
     /// open, and the store reseals them under the current key at start (`userbridge rekey`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous_key_files: Vec<PathBuf>,
+    /// How the embedded store hashes passwords ([`crate::password`]).
+    #[serde(default)]
+    pub passwords: PasswordConfig,
+}
+
+/// Argon2id parameters for the passwords the embedded store keeps (OWASP's password storage
+/// guidance by default: 19 MiB, 2 iterations, 1 lane). A hash made under other parameters
+/// still verifies: each hash names its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordConfig {
+    /// Memory per hash, in KiB.
+    #[serde(default = "default_memory_kib")]
+    pub memory_kib: u32,
+    /// Passes over that memory.
+    #[serde(default = "default_iterations")]
+    pub iterations: u32,
+    /// Lanes.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: u32,
+    /// Hashes computed at once, off the serving threads (`0`: one per CPU).
+    #[serde(default)]
+    pub threads: usize,
+}
+
+fn default_memory_kib() -> u32 {
+    19_456
+}
+fn default_iterations() -> u32 {
+    2
+}
+fn default_parallelism() -> u32 {
+    1
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        Self {
+            memory_kib: default_memory_kib(),
+            iterations: default_iterations(),
+            parallelism: default_parallelism(),
+            threads: 0,
+        }
+    }
 }
 
 /// The HTTP listener.
@@ -436,6 +480,10 @@ pub struct Credential {
     /// A file holding that password, as `token_file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
+    /// Instead of the password, its Argon2id hash as a PHC string (`userbridge hash-secret
+    /// --password` prints it): verified off the serving threads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_argon2: Option<String>,
 }
 
 impl Config {
@@ -476,6 +524,19 @@ impl Config {
                     Err(e) => out.push(format!("{what}: password_file {e}")),
                 }
             }
+            if let Some(h) = &c.password_argon2 {
+                if c.password.is_some() {
+                    out.push(format!(
+                        "{what} gives password_argon2 with password or password_file: keep one"
+                    ));
+                }
+                if let Err(e) = crate::password::check_phc(h) {
+                    out.push(format!("{what}: password_argon2 is {e}"));
+                }
+            }
+        }
+        if let Err(e) = crate::password::Hashing::new(&self.secrets.passwords) {
+            out.push(e);
         }
         out
     }

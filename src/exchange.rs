@@ -246,16 +246,19 @@ impl Exchange {
     }
 
     /// Step-up: an operation restating the caller's own password must carry the password of
-    /// `caller` (constant time).
-    pub fn step_up(&self, op: &Operation, caller: &Credential) -> Result<(), Rejection> {
+    /// `caller` (constant time; a `password_argon2` is verified off the runtime).
+    pub async fn step_up(&self, op: &Operation, caller: &Credential) -> Result<(), Rejection> {
         let Some(given) = &op.caller_password else {
             return Ok(());
         };
-        if caller
-            .password
-            .as_ref()
-            .is_some_and(|p| p.ct_eq(given.expose().as_bytes()))
-        {
+        let ok = match (&caller.password, &caller.password_argon2) {
+            (Some(p), _) => p.ct_eq(given.expose().as_bytes()),
+            (None, Some(phc)) => {
+                crate::password::verify(phc.clone(), given.expose().to_owned()).await
+            }
+            (None, None) => false,
+        };
+        if ok {
             return Ok(());
         }
         let field = self

@@ -20,6 +20,7 @@ pub mod load;
 pub mod mapping;
 pub mod migrate;
 pub mod openapi;
+pub mod password;
 pub mod private_fs;
 pub mod redact;
 pub mod rejection;

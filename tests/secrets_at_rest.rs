@@ -81,6 +81,109 @@ async fn a_clients_secrets_are_sealed_on_disk_and_still_serve() {
         )
         .unwrap();
     assert!(stored.starts_with("{\"sealed\":1,\"kid\":"), "{stored}");
+    // Opened with the key: the MFA seed, and of the password only its Argon2id hash.
+    let id: String = conn
+        .query_row(
+            "SELECT id FROM users WHERE user_name = 'sealed-ann'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let (sealer, _) = userbridge::sealed::Sealer::load(&SecretsConfig::default(), path).unwrap();
+    let clear = sealer.open(&id, &stored).unwrap();
+    assert!(clear.contains(SEED), "{clear}");
+    assert!(!clear.contains(PASSWORD), "{clear}");
+    assert!(clear.contains("$argon2id$v=19$m=19456,t=2,p=1$"), "{clear}");
+}
+
+/// A mirror's shadow gets the clear password from the request that carried it (the primary
+/// keeps only a hash): the shadow's own store verifies it, for a dialect create and for a
+/// `/scim/v2` replace, and the queue keeps nothing once copied.
+#[tokio::test]
+async fn a_mirror_shadow_gets_the_password_the_request_sent() {
+    let receiver = common::peers::WebhookReceiver::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::gateway::mirror_config(
+        dir.path(),
+        "http://127.0.0.1:1",
+        userbridge::config::OutboundConfig::default(),
+    );
+    config.backends.insert(
+        "shadow".into(),
+        userbridge::config::BackendConfig::Webhook {
+            url: receiver.url.clone(),
+            token: None,
+            http: userbridge::config::OutboundConfig::default(),
+        },
+    );
+    let (base, _stop) = common::gateway::serve_config(config).await;
+    let c = reqwest::Client::new();
+    let r = c
+        .put(format!("{base}/user-service/v1/user"))
+        .bearer_auth("demo-vc-token")
+        .json(
+            &json!({"userKey": {"username": "shadowed", "authenticator": "LOCAL"},
+                      "password": PASSWORD, "enabled": true}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let drained = || async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while common::gateway::metric(&base, "userbridge_mirror_queue_depth").await != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the mirror did not drain"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    drained().await;
+    let shadow_id = |store: std::sync::Arc<Sqlite>| async move {
+        store
+            .store()
+            .unwrap()
+            .list(Some("shadowed".into()), 0, 1)
+            .await
+            .unwrap()
+            .0[0]
+            .id()
+            .unwrap()
+            .to_owned()
+    };
+    let sid = shadow_id(std::sync::Arc::clone(&receiver.store)).await;
+    let verify = |pw: &'static str| {
+        let store = std::sync::Arc::clone(&receiver.store);
+        let sid = sid.clone();
+        async move {
+            store
+                .store()
+                .unwrap()
+                .verify_password(&sid, pw.to_owned())
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(verify(PASSWORD).await, Some(true));
+    // A /scim/v2 replace with a new password reaches the shadow too.
+    let found = common::gateway::scim_users_named(&base, "shadowed").await;
+    let id = found["Resources"][0]["id"].as_str().unwrap().to_owned();
+    let r = c
+        .put(format!("{base}/scim/v2/Users/{id}"))
+        .bearer_auth("demo-scim-token")
+        .json(&json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                      "userName": "shadowed", "password": "An0ther-Passw0rd",
+                      "urn:userbridge:params:scim:schemas:extension:2.0:User": {"authenticator": "LOCAL"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    drained().await;
+    assert_eq!(verify("An0ther-Passw0rd").await, Some(true));
+    assert_eq!(verify(PASSWORD).await, Some(false));
+    assert_nowhere(dir.path(), PASSWORD);
+    assert_nowhere(dir.path(), "An0ther-Passw0rd");
 }
 
 /// A store from before sealing (secrets in clear in the column) is sealed at start; the
@@ -104,8 +207,7 @@ async fn a_clear_store_is_sealed_at_start() {
     }
     let key = SecretsConfig {
         key: Some(userbridge::redact::Secret::new("2a".repeat(32))),
-        key_file: None,
-        previous_key_files: Vec::new(),
+        ..SecretsConfig::default()
     };
     let store = Sqlite::open(&path, &[], &key).unwrap();
     let u = store
@@ -115,7 +217,16 @@ async fn a_clear_store_is_sealed_at_start() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(u.0["password"], PASSWORD);
+    // The MFA seed reads back; the password was replaced by its hash: it verifies, and is
+    // never given back.
+    assert_eq!(
+        u.0["urn:userbridge:params:scim:schemas:extension:2.0:User"]["mfa"]["secret"],
+        SEED
+    );
+    assert!(u.0.get("password").is_none(), "{u:?}");
+    let verify = |pw: &str| store.store().unwrap().verify_password("u-1", pw.to_owned());
+    assert_eq!(verify(PASSWORD).await.unwrap(), Some(true));
+    assert_eq!(verify("not-it").await.unwrap(), Some(false));
     drop(store);
     assert_nowhere(dir.path(), PASSWORD);
     assert_nowhere(dir.path(), SEED);
@@ -124,8 +235,7 @@ async fn a_clear_store_is_sealed_at_start() {
     // Another key does not open them: a clear error, not the secrets.
     let other = SecretsConfig {
         key: Some(userbridge::redact::Secret::new("3b".repeat(32))),
-        key_file: None,
-        previous_key_files: Vec::new(),
+        ..SecretsConfig::default()
     };
     // The store does not open: the start stops, naming both keys.
     let e = Sqlite::open(&path, &[], &other).err().unwrap();
@@ -331,11 +441,66 @@ async fn a_store_is_resealed_under_a_new_key() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(u.0["password"], PASSWORD);
+    assert!(u.0.get("password").is_none(), "{u:?}");
+    assert_eq!(
+        store
+            .store()
+            .unwrap()
+            .verify_password(&id, PASSWORD.to_owned())
+            .await
+            .unwrap(),
+        Some(true)
+    );
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let stored: String = conn
         .query_row("SELECT secrets FROM users", [], |r| r.get(0))
         .unwrap();
     assert!(stored.contains(&format!("\"kid\":\"{kid}\"")), "{stored}");
+}
+
+/// A caller's step-up password given as `password_argon2` (the config holds only its hash):
+/// the right password lets a Commvault password change through, a wrong one is the dialect's
+/// refusal naming `validationPassword`.
+#[tokio::test]
+async fn a_step_up_password_kept_as_a_hash_verifies() {
+    let mut config = common::gateway::base_config();
+    let hashing =
+        userbridge::password::Hashing::new(&userbridge::config::PasswordConfig::default()).unwrap();
+    let cred = config
+        .credentials
+        .iter_mut()
+        .find(|c| c.dialect == "commvault-v4")
+        .unwrap();
+    cred.password = None;
+    cred.password_argon2 = Some(hashing.hash_now("demo-admin-password").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    config.backend = userbridge::config::BackendConfig::Sqlite {
+        path: dir.path().join("store.db"),
+    };
+    let (base, _stop) = common::gateway::serve_config(config).await;
+    assert_eq!(
+        common::vc_create(&base, "demo-vc-token", "stepped")
+            .await
+            .status(),
+        200
+    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let change = |caller: &str| {
+        json!({"newPassword": b64.encode("N3w-Secret-stepped"),
+               "validationPassword": b64.encode(caller)})
+    };
+    let c = reqwest::Client::new();
+    let send = |body: serde_json::Value| {
+        c.put(format!("{base}/webconsole/api/V4/user/1"))
+            .header("authtoken", "QSDK demo-commvault-token")
+            .json(&body)
+            .send()
+    };
+    let wrong = send(change("demo-admin-passwore")).await.unwrap();
+    assert_eq!(wrong.status(), 400);
+    let text = wrong.text().await.unwrap();
+    assert!(text.contains("validationPassword"), "{text}");
+    let right = send(change("demo-admin-password")).await.unwrap();
+    assert_eq!(right.status(), 200, "{}", right.text().await.unwrap());
 }

@@ -538,6 +538,7 @@ impl Backend for Mirror {
         Box::pin(async move {
             let dialect = Arc::clone(&op.dialect);
             let kind = op.operation;
+            let password = sent_password(&op.user);
             // The whole user: it is queued for the shadow.
             let stored = self.inner.primary.apply(op, Want::User).await?.into_doc()?;
             // Acknowledged by the primary: queued before the client hears of it. A queue that
@@ -547,7 +548,9 @@ impl Backend for Mirror {
                     .enqueue("delete", &dialect, &identity_doc(&stored))
                     .await
             } else {
-                self.inner.enqueue("put", &dialect, &stored).await
+                self.inner
+                    .enqueue("put", &dialect, &with_password(&stored, password))
+                    .await
             };
             queued.map_err(|e| {
                 tracing::error!(error = %e, "mirror: written to the primary but not queued for the shadow");
@@ -728,6 +731,15 @@ impl Store for Mirror {
         Box::pin(async move { self.primary_store()?.get_with_secrets(&id).await })
     }
 
+    fn verify_password(
+        &self,
+        id: &str,
+        clear: String,
+    ) -> BoxFuture<'_, Result<Option<bool>, BackendError>> {
+        let id = id.to_owned();
+        Box::pin(async move { self.primary_store()?.verify_password(&id, clear).await })
+    }
+
     fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
         let id = id.to_owned();
         Box::pin(async move { self.primary_store()?.get(&id).await })
@@ -757,9 +769,11 @@ impl Store for Mirror {
 
     fn create(&self, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
         Box::pin(async move {
+            let password = sent_password(&user);
             let stored = self.primary_store()?.create(user).await?;
             let full = self.full(&stored).await?;
-            self.queued("put", full).await?;
+            self.queued("put", with_password(&full, password).into_owned())
+                .await?;
             Ok(stored)
         })
     }
@@ -773,12 +787,14 @@ impl Store for Mirror {
         let id = id.to_owned();
         let if_match = if_match.map(str::to_owned);
         Box::pin(async move {
+            let password = sent_password(&user);
             let stored = self
                 .primary_store()?
                 .replace(&id, user, if_match.as_deref())
                 .await?;
             let full = self.full(&stored).await?;
-            self.queued("put", full).await?;
+            self.queued("put", with_password(&full, password).into_owned())
+                .await?;
             Ok(stored)
         })
     }
@@ -801,6 +817,27 @@ impl Store for Mirror {
             }
             Ok(gone)
         })
+    }
+}
+
+/// The clear password a write sent: the shadow gets it from the request that carried it,
+/// since the primary keeps only its hash.
+fn sent_password(user: &UserDoc) -> Option<Value> {
+    crate::canonical::get(user.exposed(), &location("password"))
+        .filter(|v| v.is_string())
+        .cloned()
+}
+
+/// `stored` with the password the write sent, for the queue (which seals it apart and deletes
+/// it once copied).
+fn with_password(stored: &UserDoc, password: Option<Value>) -> std::borrow::Cow<'_, UserDoc> {
+    match password {
+        None => std::borrow::Cow::Borrowed(stored),
+        Some(p) => {
+            let mut doc = stored.clone();
+            crate::canonical::set(&mut doc.0, &location("password"), p);
+            std::borrow::Cow::Owned(doc)
+        }
     }
 }
 

@@ -327,10 +327,22 @@ pub trait Store: Send + Sync {
     fn keeps_secrets(&self) -> bool {
         false
     }
-    /// The user with canonical `id`, secrets included where the store can give them back
-    /// (import compares them to skip identical lines; never rendered or printed).
+    /// The user with canonical `id`, the secrets that must stay recoverable (MFA seeds, shared
+    /// secrets) included where the store can give them back — a password never, it is kept
+    /// as a hash (import compares them to skip identical lines, a mirror copies them; never
+    /// rendered or printed).
     fn get_with_secrets(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
         self.get(id)
+    }
+    /// Whether `clear` is the password the user `id` has, where the store can tell (it keeps
+    /// passwords as hashes: [`crate::password`]); `None` where it cannot.
+    fn verify_password(
+        &self,
+        id: &str,
+        clear: String,
+    ) -> BoxFuture<'_, Result<Option<bool>, BackendError>> {
+        let _ = (id, clear);
+        Box::pin(async { Ok(None) })
     }
 }
 

@@ -320,6 +320,13 @@ impl Importer {
         let id = stored.id().unwrap_or_default().to_owned();
         let mut changes = op.user.exposed().clone();
         crate::backend::strip_server_owned(&mut changes);
+        // A password is compared by verifying it against the stored hash: the same one is not
+        // written again (nor hashed again).
+        if let Some(Value::String(pw)) = changes.get("password")
+            && store.verify_password(&id, pw.clone()).await? == Some(true)
+        {
+            changes.shift_remove("password");
+        }
         let secrets = carries_secrets(&changes);
         let comparable = !secrets || store.keeps_secrets();
         if comparable {

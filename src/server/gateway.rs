@@ -51,7 +51,7 @@ pub async fn handle(
         {
             let _ = routed.user.set(user);
         }
-        if let Err(rej) = exchange.step_up(&op, caller) {
+        if let Err(rej) = exchange.step_up(&op, caller).await {
             break 'answer refuse(routed, &rej, About::default());
         }
         write(routed, exchange, caller, op).await

@@ -112,6 +112,8 @@ impl ScimServer {
 pub struct WebhookReceiver {
     /// Its URL.
     pub url: String,
+    /// The store behind it (what the estate holds).
+    pub store: Arc<Sqlite>,
     _stop: tokio::sync::oneshot::Sender<()>,
     _dir: tempfile::TempDir,
 }
@@ -131,6 +133,7 @@ impl WebhookReceiver {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let held = Arc::clone(&store);
         tokio::spawn(async move {
             loop {
                 let (stream, _) = tokio::select! {
@@ -152,6 +155,7 @@ impl WebhookReceiver {
         });
         WebhookReceiver {
             url,
+            store: held,
             _stop: tx,
             _dir: dir,
         }

@@ -23,6 +23,7 @@ use crate::canonical::{self, GroupChange, GroupOp, OpKind, Operation, Target, Us
 use crate::config::GroupConfig;
 
 mod groups;
+mod passwords;
 mod query;
 mod seal;
 mod writer;
@@ -59,6 +60,7 @@ pub struct Sqlite {
     writer: Writer,
     resealed: usize,
     kid: String,
+    hashing: crate::password::Hashing,
 }
 
 impl Sqlite {
@@ -97,6 +99,7 @@ impl Sqlite {
             .map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
         let kid = seal::register(&conn, path, secrets)?;
+        let hashing = crate::password::Hashing::new(&secrets.passwords)?;
         conn.execute_batch(query::INDEX).map_err(fail)?;
         groups::migrate(&conn).map_err(fail)?;
         query::register(&conn).map_err(fail)?;
@@ -111,8 +114,17 @@ impl Sqlite {
         }
         groups::stamp(&tx).map_err(fail)?;
         let resealed = seal::migrate(&tx, &kid).map_err(fail)?;
+        let hashed = passwords::migrate(&tx, &hashing)
+            .map_err(|e| format!("{}: hashing the stored passwords: {e}", path.display()))?;
         tx.commit().map_err(fail)?;
-        if resealed > 0 {
+        if hashed > 0 {
+            tracing::warn!(
+                users = hashed,
+                store = %path.display(),
+                "replaced the clear passwords this store kept by their Argon2id hashes"
+            );
+        }
+        if resealed > 0 || hashed > 0 {
             // The clear versions are gone from the WAL too.
             conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")
                 .map_err(fail)?;
@@ -128,6 +140,7 @@ impl Sqlite {
             writer: Writer::start(conn)?,
             resealed,
             kid,
+            hashing,
         })
     }
 
@@ -159,14 +172,18 @@ impl Backend for Sqlite {
         "sqlite"
     }
 
-    fn apply(&self, op: Operation, _: Want) -> BoxFuture<'_, Result<Stored, BackendError>> {
-        self.blocking(move |tx| {
-            let stored = match op.operation {
-                OpKind::Create => create(tx, op)?,
-                OpKind::Update => update(tx, op)?,
-                OpKind::Delete => delete(tx, op)?,
-            };
-            Ok(Stored::from_doc(stored))
+    fn apply(&self, mut op: Operation, _: Want) -> BoxFuture<'_, Result<Stored, BackendError>> {
+        Box::pin(async move {
+            passwords::hash_in(&self.hashing, &mut op.user.0).await?;
+            self.blocking(move |tx| {
+                let stored = match op.operation {
+                    OpKind::Create => create(tx, op)?,
+                    OpKind::Update => update(tx, op)?,
+                    OpKind::Delete => delete(tx, op)?,
+                };
+                Ok(Stored::from_doc(stored))
+            })
+            .await
         })
     }
 
@@ -252,6 +269,23 @@ impl Store for Sqlite {
         self.get_doc(id, true)
     }
 
+    fn verify_password(
+        &self,
+        id: &str,
+        clear: String,
+    ) -> BoxFuture<'_, Result<Option<bool>, BackendError>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let Some(phc) = self
+                .blocking(move |tx| passwords::stored_hash(tx, &id))
+                .await?
+            else {
+                return Ok(Some(false));
+            };
+            Ok(Some(crate::password::verify(phc, clear).await))
+        })
+    }
+
     fn list(
         &self,
         user_name: Option<String>,
@@ -290,44 +324,52 @@ impl Store for Sqlite {
         })
     }
 
-    fn create(&self, user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
-        self.blocking(move |tx| {
-            let op = Operation {
-                operation: OpKind::Create,
-                dialect: Arc::from("scim"),
-                target: None,
-                user,
-                groups: None,
-                caller_password: None,
-                preconditions: Vec::new(),
-                pending: Vec::new(),
-            };
-            let stored = create(tx, op)?;
-            Ok(stored)
+    fn create(&self, mut user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+        Box::pin(async move {
+            passwords::hash_in(&self.hashing, &mut user.0).await?;
+            self.blocking(move |tx| {
+                let op = Operation {
+                    operation: OpKind::Create,
+                    dialect: Arc::from("scim"),
+                    target: None,
+                    user,
+                    groups: None,
+                    caller_password: None,
+                    preconditions: Vec::new(),
+                    pending: Vec::new(),
+                };
+                let stored = create(tx, op)?;
+                Ok(stored)
+            })
+            .await
         })
     }
 
     fn replace(
         &self,
         id: &str,
-        user: UserDoc,
+        mut user: UserDoc,
         if_match: Option<&str>,
     ) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
         let id = id.to_owned();
         let if_match = if_match.map(str::to_owned);
-        self.blocking(move |tx| {
-            let Some(r) = find(tx, "id = ?1", &[&id as &dyn rusqlite::ToSql])? else {
-                return Err(BackendError::NotFound);
-            };
-            check_row_version(if_match.as_deref(), &r)?;
-            let mut doc = user.0;
-            strip_server_owned(&mut doc);
-            // Secrets not restated are kept, each on its own (SCIM never returns them, so a
-            // client cannot restate them).
-            let mut secrets = r.secrets.clone();
-            secrets.extend(take_secrets(&mut doc));
-            let written = write_row(tx, r, doc, secrets)?;
-            Ok(UserDoc(into_doc(tx, written, false)?))
+        Box::pin(async move {
+            passwords::hash_in(&self.hashing, &mut user.0).await?;
+            self.blocking(move |tx| {
+                let Some(r) = find(tx, "id = ?1", &[&id as &dyn rusqlite::ToSql])? else {
+                    return Err(BackendError::NotFound);
+                };
+                check_row_version(if_match.as_deref(), &r)?;
+                let mut doc = user.0;
+                strip_server_owned(&mut doc);
+                // Secrets not restated are kept, each on its own (SCIM never returns them, so a
+                // client cannot restate them).
+                let mut secrets = r.secrets.clone();
+                secrets.extend(take_secrets(&mut doc));
+                let written = write_row(tx, r, doc, secrets)?;
+                Ok(UserDoc(into_doc(tx, written, false)?))
+            })
+            .await
         })
     }
 
@@ -797,7 +839,12 @@ fn into_doc(
         Value::from(r.numeric_id),
     );
     if with_secrets {
-        for (k, v) in r.secrets {
+        // A password's hash is never given back.
+        for (k, v) in r
+            .secrets
+            .into_iter()
+            .filter(|(_, v)| !passwords::is_hash(v))
+        {
             canonical::set(&mut doc, &location(&k), v);
         }
     }
@@ -836,8 +883,7 @@ fn test_connection() -> Connection {
     query::register(&conn).unwrap();
     let key = crate::config::SecretsConfig {
         key: Some(crate::redact::Secret::new("11".repeat(32))),
-        key_file: None,
-        previous_key_files: Vec::new(),
+        ..crate::config::SecretsConfig::default()
     };
     seal::register(&conn, Path::new("memory"), &key).unwrap();
     conn
