@@ -3,6 +3,10 @@
 //! pragmas (WAL, synchronous NORMAL). Prints `creates/s` and `updates/s` as JSON.
 //!
 //! `cargo run --release --example bench-sqlite-loop -- DB_FILE CREATES UPDATES`
+//!
+//! With `--hash-rate SECONDS` instead, the ceiling a password create cannot pass: Argon2id
+//! hashes per second at the default `[secrets.passwords]` parameters, one thread per CPU, with
+//! nothing else running (`hashes_per_s`, `ms_per_hash` as JSON).
 
 use std::time::Instant;
 
@@ -13,6 +17,9 @@ use userbridge::backend::sqlite::SCHEMA;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args.next().ok_or("DB_FILE")?;
+    if path == "--hash-rate" {
+        return hash_rate(args.next().ok_or("SECONDS")?.parse()?);
+    }
     let creates: u64 = args.next().ok_or("CREATES")?.parse()?;
     let updates: u64 = args.next().ok_or("UPDATES")?.parse()?;
     let mut conn = Connection::open(&path)?;
@@ -76,6 +83,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{}",
         serde_json::json!({"creates_per_s": create_rate, "updates_per_s": update_rate})
+    );
+    Ok(())
+}
+
+/// Argon2id hashes per second on every CPU at the default parameters, for `seconds`.
+fn hash_rate(seconds: f64) -> Result<(), Box<dyn std::error::Error>> {
+    let hashing = userbridge::password::Hashing::new(&Default::default())?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = Instant::now();
+    let done: u64 = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let hashing = &hashing;
+                s.spawn(move || {
+                    let mut n = 0u64;
+                    while started.elapsed().as_secs_f64() < seconds {
+                        if hashing.hash_now(&format!("Pw-1234-bench-{t}-{n}")).is_ok() {
+                            n += 1;
+                        }
+                    }
+                    n
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or(0)).sum()
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"hashes_per_s": done as f64 / elapsed, "threads": threads,
+            "ms_per_hash": elapsed * 1000.0 * threads as f64 / done.max(1) as f64})
     );
     Ok(())
 }
