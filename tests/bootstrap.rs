@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -50,28 +52,8 @@ fn serve(cfg: &Path, extra: &[&str]) -> Child {
 
 /// Waits for the process to exit (its status and stderr), or for `listening` in its log
 /// (`None`: it serves; it is killed).
-fn outcome(mut child: Child) -> (Option<i32>, String) {
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code();
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    (status, reader.join().unwrap())
+fn outcome(child: Child) -> (Option<i32>, String) {
+    outcome_after(child, Duration::from_secs(20))
 }
 
 /// Serves for a moment: true when it logged that it listens (then it is stopped).
@@ -101,7 +83,9 @@ fn outcome_after(mut child: Child, grace: Duration) -> (Option<i32>, String) {
         let _ = child.kill();
         let _ = child.wait();
     }
-    (code, reader.join().unwrap())
+    let log = reader.join().unwrap();
+    common::logs::keep("serve", log.as_bytes());
+    (code, log)
 }
 
 #[test]

@@ -75,6 +75,7 @@ async fn the_drain_deadline_bounds_a_stuck_client() {
         path: dir.path().join("store.db"),
     };
     let set = MappingSet::load_dir(&config.mappings.dir, None, &config.mapping_vars()).unwrap();
+    common::logs::capture();
     let state = State::new(config, set).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -282,6 +282,13 @@ async fn battery(nofile: u64) -> Value {
     if log_bytes == 0 {
         failures.push("no log was written (the secret scan saw nothing)".into());
     }
+    // Kept with the rest of the run's logs for scripts/scan-test-logs.
+    let kept = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-logs");
+    if std::fs::create_dir_all(&kept).is_ok() {
+        for (name, f) in [("gateway", &files[0]), ("backend", &files[1])] {
+            let _ = std::fs::copy(f, kept.join(format!("battery-{name}.log")));
+        }
+    }
 
     let statuses = tally.statuses.lock().unwrap().clone();
     let mut by_status: BTreeMap<u16, u64> = BTreeMap::new();

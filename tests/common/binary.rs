@@ -24,6 +24,9 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Ok(log) = self.log.lock() {
+            super::logs::keep("serve", log.as_bytes());
+        }
     }
 }
 

@@ -93,6 +93,7 @@ pub async fn serve_config_with<H: Handler<bytes::Bytes>>(
     config: Config,
     handler: H,
 ) -> (String, tokio::sync::oneshot::Sender<()>) {
+    super::logs::capture();
     let set = MappingSet::load_dir(&config.mappings.dir, None, &config.mapping_vars()).unwrap();
     let state = State::new(config, set).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

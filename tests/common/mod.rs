@@ -71,5 +71,6 @@ pub fn contains(got: &Value, want: &Value) -> bool {
 pub mod binary;
 pub mod faulty;
 pub mod gateway;
+pub mod logs;
 pub mod markdown;
 pub mod peers;
