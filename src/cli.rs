@@ -203,17 +203,27 @@ fn rekey(config: Option<&Path>) -> i32 {
             return 1;
         }
     };
-    let mut stores: Vec<&Path> = std::iter::once(&config.backend)
-        .chain(config.backends.values())
+    let all = || std::iter::once(&config.backend).chain(config.backends.values());
+    let mut stores: Vec<&Path> = all()
         .filter_map(|b| match b {
             crate::config::BackendConfig::Sqlite { path } => Some(path.as_path()),
             _ => None,
         })
         .collect();
-    stores.sort();
-    stores.dedup();
-    if stores.is_empty() {
-        eprintln!("rekey: no sqlite store in the config (other backends keep their own secrets)");
+    let mut queues: Vec<&Path> = all()
+        .filter_map(|b| match b {
+            crate::config::BackendConfig::Mirror { queue, .. } => Some(queue.as_path()),
+            _ => None,
+        })
+        .collect();
+    for list in [&mut stores, &mut queues] {
+        list.sort();
+        list.dedup();
+    }
+    if stores.is_empty() && queues.is_empty() {
+        eprintln!(
+            "rekey: no sqlite store or mirror queue in the config (other backends keep their own secrets)"
+        );
         return 2;
     }
     let mut failed = false;
@@ -226,6 +236,18 @@ fn rekey(config: Option<&Path>) -> i32 {
                     path.display()
                 );
             }
+            Err(e) => {
+                eprintln!("rekey: {e}");
+                failed = true;
+            }
+        }
+    }
+    for path in queues {
+        match crate::backend::mirror::rekey_queue(path, &config.secrets) {
+            Ok((n, kid)) => println!(
+                "{}: {n} queued copies resealed; all under key {kid}",
+                path.display()
+            ),
             Err(e) => {
                 eprintln!("rekey: {e}");
                 failed = true;

@@ -128,6 +128,12 @@ impl Sealer {
         }
     }
 
+    /// Whether `stored` is sealed under this sealer's current key (an earlier key's value, or a
+    /// clear one, is to be resealed).
+    pub fn is_current(&self, stored: &str) -> bool {
+        envelope(stored).is_some_and(|e| e.get("kid").and_then(Value::as_str) == Some(&self.kid))
+    }
+
     /// `secrets` (a JSON object) sealed for the row `aad`; an empty object stays `{}`.
     pub fn seal(&self, aad: &str, secrets: &str) -> Result<String, String> {
         if secrets.trim() == "{}" || secrets.is_empty() {

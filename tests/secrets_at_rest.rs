@@ -323,12 +323,11 @@ async fn the_mirror_queue_keeps_secrets_sealed_until_copied() {
 
 /// A mirror queue from before sealing (secrets in the entries' documents) is sealed at start:
 /// the pending entry keeps its secrets sealed, the entry set aside loses them.
-#[tokio::test]
-async fn a_clear_mirror_queue_is_sealed_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let queue = dir.path().join("mirror-queue.db");
+/// A mirror queue as written before sealing: one pending copy and one set aside, each with
+/// a password in its document.
+fn clear_queue(queue: &Path) {
     {
-        let conn = rusqlite::Connection::open(&queue).unwrap();
+        let conn = rusqlite::Connection::open(queue).unwrap();
         conn.execute_batch(
             "CREATE TABLE pending (seq INTEGER PRIMARY KEY AUTOINCREMENT,
                  op TEXT NOT NULL DEFAULT 'put', dialect TEXT NOT NULL, doc TEXT NOT NULL,
@@ -351,6 +350,13 @@ async fn a_clear_mirror_queue_is_sealed_at_start() {
         )
         .unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_clear_mirror_queue_is_sealed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("mirror-queue.db");
+    clear_queue(&queue);
     // The shadow is nowhere: opening the mirror does not need it.
     let config = common::gateway::mirror_config(
         dir.path(),
@@ -370,6 +376,59 @@ async fn a_clear_mirror_queue_is_sealed_at_start() {
         .unwrap();
     assert_eq!(doc, json!({"userName": "old-queued"}).to_string());
     assert!(sealed.starts_with("{\"sealed\":1,"), "{sealed}");
+}
+
+/// Rotation of a mirror queue's key: copies waiting under the old key are resealed under the
+/// new one (`rekey`, or at start), after which the old key is not needed; a key that opens
+/// nothing stops it, naming the key ids.
+#[test]
+fn a_mirror_queue_is_resealed_under_a_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("mirror-queue.db");
+    clear_queue(&queue);
+    let old_file = dir.path().join("old.key");
+    std::fs::write(&old_file, "6e".repeat(32)).unwrap();
+    let old = SecretsConfig {
+        key_file: Some(old_file.clone()),
+        ..SecretsConfig::default()
+    };
+    let (n, old_kid) = userbridge::backend::mirror::rekey_queue(&queue, &old).unwrap();
+    assert_eq!(n, 2, "the pending copy sealed, the set-aside one cleared");
+    let stranger = SecretsConfig {
+        key: Some(userbridge::redact::Secret::new("7f".repeat(32))),
+        ..SecretsConfig::default()
+    };
+    let err = userbridge::backend::mirror::rekey_queue(&queue, &stranger).unwrap_err();
+    assert!(
+        err.contains(&old_kid) && err.contains("previous_key_files"),
+        "{err}"
+    );
+    let new = SecretsConfig {
+        previous_key_files: vec![old_file.clone()],
+        ..stranger
+    };
+    let (n, new_kid) = userbridge::backend::mirror::rekey_queue(&queue, &new).unwrap();
+    assert_eq!(n, 1);
+    assert_ne!(new_kid, old_kid);
+    std::fs::remove_file(&old_file).unwrap();
+    let only_new = SecretsConfig {
+        previous_key_files: Vec::new(),
+        ..new
+    };
+    assert_eq!(
+        userbridge::backend::mirror::rekey_queue(&queue, &only_new).unwrap(),
+        (0, new_kid.clone())
+    );
+    let conn = rusqlite::Connection::open(&queue).unwrap();
+    let sealed: String = conn
+        .query_row("SELECT secrets FROM pending", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        sealed.contains(&format!("\"kid\":\"{new_kid}\"")),
+        "{sealed}"
+    );
+    drop(conn);
+    assert_nowhere(dir.path(), PASSWORD);
 }
 
 /// Rotation: values sealed under a key now listed in `previous_key_files` still open, and the

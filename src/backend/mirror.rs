@@ -105,20 +105,8 @@ impl Mirror {
         audit: Audit,
         secrets: &crate::config::SecretsConfig,
     ) -> Result<Self, String> {
-        crate::private_fs::sqlite_file(queue)
-            .map_err(|e| format!("cannot create {}: {e}", queue.display()))?;
+        let (conn, sealer, _) = open_queue(queue, secrets)?;
         let fail = |e: rusqlite::Error| format!("{}: {e}", queue.display());
-        let conn = Connection::open(queue).map_err(fail)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(fail)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(fail)?;
-        conn.pragma_update(None, "secure_delete", "ON")
-            .map_err(fail)?;
-        conn.execute_batch(SCHEMA).map_err(fail)?;
-        let (sealer, _) = Sealer::load(secrets, queue)?;
-        seal_queue(&conn, &sealer).map_err(fail)?;
         let dead: i64 = conn
             .query_row("SELECT count(*) FROM dead", [], |r| r.get(0))
             .map_err(fail)?;
@@ -402,9 +390,44 @@ fn seal_entry(
         .map_err(|e| BackendError::Failed(format!("mirror queue: {e}")))
 }
 
+/// Opens (creates, 0600) the queue at `queue`, its secrets sealed under the current key: the
+/// connection, the sealer and how many entries were (re)sealed.
+fn open_queue(
+    queue: &Path,
+    secrets: &crate::config::SecretsConfig,
+) -> Result<(Connection, Sealer, usize), String> {
+    crate::private_fs::sqlite_file(queue)
+        .map_err(|e| format!("cannot create {}: {e}", queue.display()))?;
+    let fail = |e: rusqlite::Error| format!("{}: {e}", queue.display());
+    let conn = Connection::open(queue).map_err(fail)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(fail)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(fail)?;
+    conn.pragma_update(None, "secure_delete", "ON")
+        .map_err(fail)?;
+    conn.execute_batch(SCHEMA).map_err(fail)?;
+    let (sealer, _) = Sealer::load(secrets, queue)?;
+    let moved = seal_queue(&conn, &sealer).map_err(fail)?;
+    Ok((conn, sealer, moved))
+}
+
+/// Reseals the secrets of the mirror queue at `queue` under the current key (`userbridge
+/// rekey`, offline): how many entries, and that key's id.
+pub fn rekey_queue(
+    queue: &Path,
+    secrets: &crate::config::SecretsConfig,
+) -> Result<(usize, String), String> {
+    let (_, sealer, moved) = open_queue(queue, secrets)?;
+    Ok((moved, sealer.kid().to_owned()))
+}
+
 /// Moves the secrets a queue written before sealing kept in its documents into the sealed
-/// column; entries set aside lose theirs.
-fn seal_queue(conn: &Connection, sealer: &Sealer) -> Result<(), rusqlite::Error> {
+/// column (entries set aside lose theirs), and reseals under the current key the entries
+/// sealed under an earlier one, so that the earlier key can go once this has run; how many
+/// entries changed.
+fn seal_queue(conn: &Connection, sealer: &Sealer) -> Result<usize, rusqlite::Error> {
     let has_column = conn
         .prepare("SELECT 1 FROM pragma_table_info('pending') WHERE name = 'secrets'")?
         .exists([])?;
@@ -443,15 +466,46 @@ fn seal_queue(conn: &Connection, sealer: &Sealer) -> Result<(), rusqlite::Error>
             moved += 1;
         }
     }
+    let user_fn = |e: String| rusqlite::Error::UserFunctionError(e.into());
+    let stale: Vec<(i64, String, String)> = tx
+        .prepare("SELECT seq, doc, secrets FROM pending WHERE secrets != '{}'")?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?
+        .filter(|row| row.as_ref().map_or(true, |(_, _, s)| !sealer.is_current(s)))
+        .collect::<Result<_, _>>()?;
+    let resealed = stale.len();
+    for (seq, doc, sealed) in stale {
+        let aad = entry_aad(&doc);
+        let clear = sealer.open(&aad, &sealed).map_err(user_fn)?;
+        let again = sealer.seal(&aad, &clear).map_err(user_fn)?;
+        tx.execute(
+            "UPDATE pending SET secrets = ?2 WHERE seq = ?1",
+            params![seq, again],
+        )?;
+    }
     tx.commit()?;
-    if moved > 0 {
+    if moved + resealed > 0 {
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
+    if moved > 0 {
         tracing::info!(
             entries = moved,
             "sealed the secrets the mirror queue kept in clear"
         );
     }
-    Ok(())
+    if resealed > 0 {
+        tracing::info!(
+            entries = resealed,
+            kid = sealer.kid(),
+            "resealed the mirror queue's secrets under the current key"
+        );
+    }
+    Ok(moved + resealed)
 }
 
 /// Whether the shadow refused the copy itself (retrying will not help).
