@@ -52,6 +52,23 @@ pub enum Command {
         /// Body file, or `-` for standard input (default: empty body).
         body: Option<PathBuf>,
     },
+    /// Run the `[[tests]]` of the mapping files through the gateway's own exchange (no server,
+    /// no backend): each test's result, a diff at the test's file:line for each failure; exit 1
+    /// when any fails.
+    Test {
+        /// Config file (default: config/userbridge.toml when present).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Also write the results as JUnit XML to this file.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Print each test's whole outcome (what its `expect` is compared with).
+        #[arg(long)]
+        show: bool,
+        /// Dialects, or mapping files (a file outside the config's mappings replaces the
+        /// dialect of the same name); default: every mapping.
+        mappings: Vec<String>,
+    },
     /// Run the gateway: every dialect of the mappings on one listener, the configured backend.
     Serve {
         /// Config file (default: config/userbridge.toml when present).
@@ -172,6 +189,12 @@ pub fn run(cli: Cli) -> i32 {
             body.as_deref(),
         ),
         Command::Schema { which } => schema(which),
+        Command::Test {
+            config,
+            junit,
+            show,
+            mappings,
+        } => test(config.as_deref(), &mappings, junit.as_deref(), show),
         Command::HashSecret { password } => hash_secret(password),
         Command::Rekey { config } => rekey(config.as_deref()),
         Command::Audit { config, user, json } => audit(config.as_deref(), &user, json),
@@ -193,6 +216,109 @@ pub fn run(cli: Cli) -> i32 {
             allow_insecure_credentials,
         ),
     }
+}
+
+fn test(config: Option<&Path>, mappings: &[String], junit: Option<&Path>, show: bool) -> i32 {
+    let (cfg, mut set) = match load(config) {
+        Ok(x) => x,
+        Err(d) => {
+            print_diags(&d);
+            return 1;
+        }
+    };
+    let mut chosen: Vec<String> = Vec::new();
+    for a in mappings {
+        let p = Path::new(a);
+        if !(a.ends_with(".toml") || p.is_file()) {
+            if set.get(a).is_none() {
+                eprintln!("error: no mapping defines the dialect `{a}`");
+                return 1;
+            }
+            chosen.push(a.clone());
+            continue;
+        }
+        let m = match crate::mapping::load::load_file(p, &Default::default()) {
+            Ok(m) => m,
+            Err(d) => {
+                print_diags(&d);
+                return 1;
+            }
+        };
+        // Compiled again with the config's variables for that dialect, as serve would.
+        let m = match cfg.mapping_vars().get(&*m.dialect) {
+            Some(vars) => match crate::mapping::load::load_file(p, vars) {
+                Ok(m) => m,
+                Err(d) => {
+                    print_diags(&d);
+                    return 1;
+                }
+            },
+            None => m,
+        };
+        let dialect = m.dialect.to_string();
+        set.mappings.retain(|x| *x.dialect != *dialect);
+        set.mappings.push(std::sync::Arc::new(m));
+        chosen.push(dialect);
+    }
+    let picked: Vec<&crate::mapping::Mapping> = chosen
+        .iter()
+        .filter_map(|d| set.get(d))
+        .map(|m| &**m)
+        .collect();
+    let reports = crate::authoring::test::run(&set, &cfg.limits, &picked);
+    let mut out = std::io::stdout().lock();
+    for r in &reports {
+        let verdict = if r.passed() { "ok" } else { "FAILED" };
+        let _ = writeln!(out, "test {}: {} ... {verdict}", r.dialect, r.name);
+        if show {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&r.outcome).unwrap_or_default()
+            );
+        }
+    }
+    let failed: Vec<&crate::authoring::test::Report> =
+        reports.iter().filter(|r| !r.passed()).collect();
+    if !failed.is_empty() {
+        let _ = writeln!(out, "\nfailures:\n");
+        for r in &failed {
+            let mut place = r.place.clone();
+            place.message = format!("test `{}` failed", r.name);
+            let _ = writeln!(out, "{place}");
+            for f in &r.failures {
+                let _ = writeln!(out, "  {}", f.replace('\n', "\n  "));
+            }
+            let _ = writeln!(out);
+        }
+    }
+    let empty: Vec<&str> = set
+        .mappings
+        .iter()
+        .filter(|m| picked.is_empty() || picked.iter().any(|p| p.dialect == m.dialect))
+        .filter(|m| m.tests.is_empty())
+        .map(|m| &*m.dialect)
+        .collect();
+    for d in &empty {
+        eprintln!("warning: the mapping of `{d}` has no [[tests]]");
+    }
+    let _ = writeln!(
+        out,
+        "\ntest result: {}. {} passed; {} failed",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        reports.len() - failed.len(),
+        failed.len()
+    );
+    if let Some(path) = junit {
+        let written = crate::private_fs::create(path).and_then(|mut f| {
+            std::io::Write::write_all(&mut f, crate::authoring::test::junit(&reports).as_bytes())
+        });
+        if let Err(e) = written {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return 2;
+        }
+    }
+    i32::from(!failed.is_empty())
 }
 
 fn rekey(config: Option<&Path>) -> i32 {

@@ -6,6 +6,7 @@
 //! [`mapping`] compiles the mapping files and translates requests both ways.
 
 pub mod audit;
+pub mod authoring;
 pub mod backend;
 pub mod bootstrap;
 pub mod canonical;

@@ -332,3 +332,82 @@ fn shipped_files_validate_against_their_schemas() {
     let broken = as_json("[server]\nlisten = 8080\nlistne = \"x\"\n");
     assert!(!config.is_valid(&broken));
 }
+
+/// `userbridge test`: the shipped mappings' tests pass (exit 0); an edited copy with one wrong
+/// expectation fails at that test's line with a diff (exit 1), in the JUnit file too (0600);
+/// a test that could never run is a load error at its name, for `check` and `test` alike.
+#[test]
+fn test_runs_the_mappings_own_tests_and_points_at_a_failure() {
+    let out = bin().args(["test"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("test result: ok. "), "{stdout}");
+    assert!(
+        stdout.contains("test opscenter: register user ... ok"),
+        "{stdout}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string("mappings/opscenter.toml").unwrap();
+    let at = good.find("name = \"reject first name 65\"").unwrap();
+    let rule = at + good[at..].find("rule = \"max_length\"").unwrap();
+    let bad = format!(
+        "{}rule = \"min_length\"{}",
+        &good[..rule],
+        &good[rule + "rule = \"max_length\"".len()..]
+    );
+    let copy = tmp.path().join("opscenter.toml");
+    std::fs::write(&copy, &bad).unwrap();
+    let junit = tmp.path().join("report.xml");
+    let out = bin()
+        .arg("test")
+        .arg(&copy)
+        .arg("--junit")
+        .arg(&junit)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let line = bad[..at].matches('\n').count() + 1;
+    assert!(
+        stdout.contains(&format!(
+            "{}:{line}:8: test `reject first name 65` failed",
+            copy.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("rule: expected \"min_length\", got \"max_length\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("FAILED. 22 passed; 1 failed"), "{stdout}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("failures=\"1\"") && xml.contains("<failure message=\"rule: expected &quot;min_length&quot;, got &quot;max_length&quot;\">"));
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&junit).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let broken = bad.replacen(
+        "[[tests]]\nname = \"reject first name 65\"",
+        "[[tests]]\nname = \"nothing to run\"\nexpect = { status = 400 }\n\n[[tests]]\nname = \"reject first name 65\"",
+        1,
+    );
+    std::fs::write(&copy, &broken).unwrap();
+    let out = bin().arg("test").arg(&copy).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    let line = broken
+        .lines()
+        .position(|l| l == "name = \"nothing to run\"")
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!(
+            "{}:{line}:8: a test needs a `request` or a `render`",
+            copy.display()
+        )),
+        "{stderr}"
+    );
+}

@@ -63,7 +63,7 @@ fn every_mapping_language_example_holds() {
     let file = Path::new("example.toml");
     let vars = BTreeMap::new();
     let mut set: Option<MappingSet> = None;
-    let (mut compiled, mut invalid, mut requests) = (0, 0, 0);
+    let (mut compiled, mut invalid, mut requests, mut tests) = (0, 0, 0, 0);
     let mut i = 0;
     while i < blocks.len() {
         let b = &blocks[i];
@@ -76,9 +76,21 @@ fn every_mapping_language_example_holds() {
                     let all: Vec<String> = d.iter().map(ToString::to_string).collect();
                     panic!("{at}: example does not compile:\n{}", all.join("\n"))
                 });
-                set = Some(MappingSet {
+                let one = MappingSet {
                     mappings: vec![Arc::new(m)],
-                });
+                };
+                // An example's own [[tests]] pass, as `userbridge test` runs them.
+                let limits = userbridge::config::Limits::default();
+                for r in userbridge::authoring::test::run(&one, &limits, &[]) {
+                    assert!(
+                        r.passed(),
+                        "{at}: the example's test `{}` fails:\n{}",
+                        r.name,
+                        r.failures.join("\n")
+                    );
+                    tests += 1;
+                }
+                set = Some(one);
                 compiled += 1;
             }
             (Some("toml"), Some("invalid")) => {
@@ -206,8 +218,8 @@ fn every_mapping_language_example_holds() {
     }
     // The document's examples are all there (a broken block parser would find none).
     assert!(
-        compiled >= 15 && invalid >= 5 && requests >= 12,
-        "{compiled} {invalid} {requests}"
+        compiled >= 15 && invalid >= 5 && requests >= 12 && tests >= 3,
+        "{compiled} {invalid} {requests} {tests}"
     );
 }
 

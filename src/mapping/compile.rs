@@ -393,6 +393,7 @@ impl Compiler<'_> {
             .find(|r| r.dests.iter().any(|d| matches!(d, Dest::CallerPassword)))
             .map(|r| r.name.clone());
 
+        let tests = self.tests(spec.tests);
         let (auth, errors) = (auth?, errors?);
         if !self.diags.is_empty() {
             return None;
@@ -411,7 +412,59 @@ impl Compiler<'_> {
             success,
             errors,
             caller_password_field,
+            tests,
         })
+    }
+
+    /// The `[[tests]]` entries, each placed at its `name`; one that could never run (neither a
+    /// request nor a user to render, two bodies, nothing expected) is refused here.
+    fn tests(&mut self, specs: Vec<super::spec::TestSpec>) -> Vec<FileTest> {
+        let mut out = Vec::with_capacity(specs.len());
+        for t in specs {
+            let at = t.name.span();
+            match (&t.request, &t.render) {
+                (None, None) => self.err(at.clone(), "a test needs a `request` or a `render`"),
+                (Some(_), Some(_)) => {
+                    self.err(at.clone(), "a test has a `request` or a `render`, not both")
+                }
+                (Some(r), None) => {
+                    let bodies = [
+                        r.body.is_some(),
+                        r.raw_body.is_some(),
+                        r.body_file.is_some(),
+                    ];
+                    if bodies.iter().filter(|b| **b).count() > 1 {
+                        self.err(
+                            at.clone(),
+                            "a test's request has one of `body`, `raw_body`, `body_file`",
+                        );
+                    }
+                }
+                (None, Some(_)) => {}
+            }
+            let mut t = t;
+            if let Some(text) = t.expect_json.take() {
+                match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Object(m)) => t.expect.extend(m),
+                    Ok(_) => self.err(at.clone(), "a test's `expect_json` must be a JSON object"),
+                    Err(e) => self.err(
+                        at.clone(),
+                        format!("a test's `expect_json` is not JSON: {e}"),
+                    ),
+                }
+            }
+            if t.expect.is_empty() {
+                self.err(
+                    at.clone(),
+                    "a test expects something: `[tests.expect]` is empty",
+                );
+            }
+            out.push(FileTest {
+                place: Diagnostic::at(self.file, self.src, Some(at), ""),
+                spec: t,
+            });
+        }
+        out
     }
 
     /// A success answer: `[success]`, or a route's `answer`.

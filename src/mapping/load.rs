@@ -40,7 +40,7 @@ pub fn load_str(
     }
 }
 
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 12] = [
     "dialect",
     "title",
     "vars",
@@ -52,6 +52,7 @@ const KEYS: [&str; 11] = [
     "preconditions",
     "success",
     "errors",
+    "tests",
 ];
 
 fn parse(c: &mut Compiler<'_>) -> Option<(MappingSpec, Spans)> {
@@ -73,6 +74,7 @@ fn parse(c: &mut Compiler<'_>) -> Option<(MappingSpec, Spans)> {
         unknown_members: UnknownPolicy::Ignore,
         fields: Vec::new(),
         preconditions: Vec::new(),
+        tests: Vec::new(),
         success: SuccessSpec {
             status: 200,
             body: BodySpec::Empty,
@@ -130,6 +132,17 @@ fn parse(c: &mut Compiler<'_>) -> Option<(MappingSpec, Spans)> {
                 spans.errors = span;
                 if let Some(a) = de(file, src, value, d) {
                     spec.errors = a;
+                }
+            }
+            "tests" => {
+                let Some(items) = value.get_ref().as_array() else {
+                    c.err(span, "`tests` must be an array of tables (`[[tests]]`)");
+                    continue;
+                };
+                for item in items.iter() {
+                    if let Some(t) = de(file, src, item, d) {
+                        spec.tests.push(t);
+                    }
                 }
             }
             "routes" | "fields" | "preconditions" => {

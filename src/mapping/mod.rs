@@ -56,6 +56,17 @@ pub struct Mapping {
     pub errors: Errors,
     /// The request member that carries the caller's password, for error messages.
     pub caller_password_field: Option<Box<str>>,
+    /// The file's `[[tests]]`, for `userbridge test`.
+    pub tests: Vec<FileTest>,
+}
+
+/// A `[[tests]]` entry of a mapping file, with its place (at its `name`) for failures.
+#[derive(Debug, Clone)]
+pub struct FileTest {
+    /// Where the test is written.
+    pub place: crate::diagnostic::Diagnostic,
+    /// What it says.
+    pub spec: spec::TestSpec,
 }
 
 impl Mapping {

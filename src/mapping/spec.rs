@@ -93,6 +93,62 @@ pub struct MappingSpec {
     pub success: SuccessSpec,
     /// The error answers.
     pub errors: ErrorsSpec,
+    /// Tests of this mapping, run by `userbridge test` (no server, no backend).
+    #[serde(default)]
+    pub tests: Vec<TestSpec>,
+}
+
+/// One `[[tests]]` entry: a request (or a stored user to render) and what must come of it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestSpec {
+    /// What the test shows, as failures name it.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// The request, as a client sends it. Either this or `render`.
+    #[serde(default)]
+    pub request: Option<TestRequestSpec>,
+    /// The user the backend holds, for an update's preconditions and merge.
+    #[serde(default)]
+    pub stored: Option<serde_json::Map<String, Value>>,
+    /// The reverse direction: a stored canonical user (or, an array, a list's page)
+    /// rendered as the answer of `route`.
+    #[serde(default)]
+    pub render: Option<Value>,
+    /// The route whose answer `render` is (default: the dialect's update route).
+    #[serde(default)]
+    pub route: Option<String>,
+    /// The expectation. Members whose name starts with `/` are JSON pointers into the outcome;
+    /// `body_contains` is a substring of the answer body; any other member must equal the
+    /// outcome's member of that name (`canonical`, `notes`, `status`, `field`, `rule`, `body`,
+    /// `read`, `target`…). `userbridge test --show` prints a test's whole outcome.
+    #[serde(default)]
+    pub expect: serde_json::Map<String, Value>,
+    /// More of the expectation, as JSON text: for values TOML cannot write (`null`).
+    #[serde(default)]
+    pub expect_json: Option<String>,
+}
+
+/// A test's request.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestRequestSpec {
+    /// HTTP method.
+    pub method: String,
+    /// The path, with a query string when the route reads one.
+    pub path: String,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A JSON body, written as TOML.
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// A body given verbatim (invalid JSON, a number too deep to write as TOML).
+    #[serde(default)]
+    pub raw_body: Option<String>,
+    /// A file holding the body, relative to the mapping file.
+    #[serde(default)]
+    pub body_file: Option<String>,
 }
 
 /// Policy for body members no rule knows.
