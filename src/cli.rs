@@ -45,6 +45,11 @@ pub enum Command {
         /// answer of the route METHOD PATH, as a client of that dialect would receive it.
         #[arg(long)]
         reverse: bool,
+        /// Also say where each canonical attribute came from (the rule at file:line, its
+        /// source, its transforms) and what became of each request member; `--explain=json`
+        /// prints it and the result as one JSON object.
+        #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "text")]
+        explain: Option<ExplainFormat>,
         /// HTTP method.
         method: String,
         /// Request path (a query string is ignored).
@@ -156,6 +161,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// How `translate --explain` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainFormat {
+    /// Lines for a person.
+    Text,
+    /// One JSON object: `{"explanation": …, "result": …}`.
+    Json,
+}
+
 /// The schemas `schema` prints.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum SchemaKind {
@@ -174,6 +188,7 @@ pub fn run(cli: Cli) -> i32 {
             headers,
             show_secrets,
             reverse,
+            explain,
             method,
             path,
             body,
@@ -183,6 +198,7 @@ pub fn run(cli: Cli) -> i32 {
             Mode {
                 show_secrets,
                 reverse,
+                explain,
             },
             &method,
             &path,
@@ -635,6 +651,7 @@ fn check(config: Option<&Path>) -> i32 {
 struct Mode {
     show_secrets: bool,
     reverse: bool,
+    explain: Option<ExplainFormat>,
 }
 
 fn translate(
@@ -703,6 +720,9 @@ fn translate(
         body: &bytes,
         request_id: "offline",
     };
+    if let Some(format) = mode.explain {
+        return explain(&set, &cfg.limits, req, format, mode.show_secrets);
+    }
     match dry_run(&set, &cfg.limits, req, None) {
         DryRun::NoRoute => {
             eprintln!("error: no mapping has a route for {method} {path_only}");
@@ -741,6 +761,53 @@ fn translate(
             0
         }
     }
+}
+
+/// `translate --explain`: the explanation of the route's rules on `req`, then the result.
+fn explain(
+    set: &crate::mapping::MappingSet,
+    limits: &crate::config::Limits,
+    req: Offline<'_>,
+    format: ExplainFormat,
+    show_secrets: bool,
+) -> i32 {
+    let (path, query) = req.path.split_once('?').unwrap_or((req.path, ""));
+    let explanation = Exchange::route(set, req.method, path).ok().and_then(|ex| {
+        let empty = crate::json::Node::Obj(Vec::new());
+        let node = if req.body.is_empty() {
+            Ok(empty)
+        } else {
+            crate::json::parse_node(req.body, limits.max_json_depth)
+        };
+        // A body that does not parse is explained as empty; the result says why it failed.
+        let node = node.unwrap_or(crate::json::Node::Obj(Vec::new()));
+        ex.mapping
+            .explain(ex.route, &ex.params, query, req.headers, &node)
+    });
+    let result = crate::authoring::test::outcome_of(dry_run(set, limits, req, None), show_secrets);
+    let code = if result.get("canonical").is_some() || result.get("read").is_some() {
+        0
+    } else {
+        2
+    };
+    let mut out = std::io::stdout().lock();
+    let text = match format {
+        ExplainFormat::Json => {
+            let v = serde_json::json!({"explanation": explanation, "result": result});
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        }
+        ExplainFormat::Text => {
+            let head = match &explanation {
+                Some(e) => crate::mapping::explain::render_text(e),
+                None => format!("no mapping has a route for {} {path}\n", req.method),
+            };
+            let result = serde_json::to_string_pretty(&result).unwrap_or_default();
+            format!("{head}\nresult:\n{result}")
+        }
+    };
+    // A closed pipe (`| head`) ends the output, not the process with a panic.
+    let _ = writeln!(out, "{text}");
+    code
 }
 
 /// `translate --reverse`: a canonical user (or operation) as the route's success answer.

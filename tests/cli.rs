@@ -411,3 +411,92 @@ fn test_runs_the_mappings_own_tests_and_points_at_a_failure() {
         "{stderr}"
     );
 }
+
+/// `translate --explain`: each rule at its line with what it did (secrets as `***`), each
+/// request member with what became of it; `--explain=json` is one object with the result.
+#[test]
+fn translate_explain_says_where_each_attribute_came_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = tmp.path().join("body.json");
+    std::fs::write(
+        &body,
+        r#"{"userKey":{"username":"ann","authenticator":"LOCAL"},"password":"Expl41n-me!",
+            "firstName":"Ann","locale":"en_US","primaryPhone":"5550100",
+            "primaryPhoneCountryCode":"+1","id":"u-1","bogus":true}"#,
+    )
+    .unwrap();
+    let out = bin()
+        .args(["translate", "--explain", "PUT", "/user-service/v1/user"])
+        .arg(&body)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let src = std::fs::read_to_string("mappings/vc-user-service.toml").unwrap();
+    let line_of = |needle: &str| {
+        let at = src.find(needle).unwrap();
+        let table = src[..at].rfind("[[fields]]").unwrap();
+        src[..table].matches('\n').count() + 1
+    };
+    let first = line_of("source = \"$.firstName\"");
+    assert!(
+        text.contains(&format!(
+            "mappings/vc-user-service.toml:{first}  $.firstName → name.givenName: set = \"Ann\""
+        )),
+        "{text}"
+    );
+    assert!(text.contains("$.locale | replace(\"_\" → \"-\") → locale: set = \"en-US\""));
+    assert!(text.contains("→ password: set = \"***\""), "{text}");
+    assert!(!text.contains("Expl41n-me!"), "{text}");
+    assert!(text.contains("→ phoneNumbers[primary].value: set = \"tel:+1-5550100\""));
+    let member = |m: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{m} ")))
+            .unwrap_or_else(|| panic!("no line for {m}:\n{text}"))
+            .to_owned()
+    };
+    assert!(member("bogus").contains("ignored"), "{text}");
+    assert!(member("id").contains("read-only"), "{text}");
+    assert!(member("password").contains("secret"), "{text}");
+    assert!(member("primaryPhone").contains("mapped"), "{text}");
+
+    let out = bin()
+        .args([
+            "translate",
+            "--explain=json",
+            "PUT",
+            "/user-service/v1/user",
+        ])
+        .arg(&body)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["explanation"]["route"], "create-user");
+    assert_eq!(v["result"]["canonical"]["user"]["name"]["givenName"], "Ann");
+    assert_eq!(v["result"]["canonical"]["user"]["password"], "***");
+    let rule = v["explanation"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["source"] == "$.firstName")
+        .unwrap();
+    assert_eq!(rule["at"], format!("mappings/vc-user-service.toml:{first}"));
+
+    // A refusal: the rule that refused says so, and the exit code is translate's 2.
+    std::fs::write(
+        &body,
+        r#"{"userKey":{"username":"ann","authenticator":"LOCAL"},"email":"x"}"#,
+    )
+    .unwrap();
+    let out = bin()
+        .args(["translate", "--explain", "PUT", "/user-service/v1/user"])
+        .arg(&body)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("→ emails[primary].value: refused: email must be an email address"),
+        "{text}"
+    );
+}

@@ -124,7 +124,16 @@ pub fn outcome(
         body: &body,
         request_id: REQUEST_ID,
     };
-    Ok(match dry_run(set, limits, offline, stored.as_ref()) {
+    Ok(outcome_of(
+        dry_run(set, limits, offline, stored.as_ref()),
+        true,
+    ))
+}
+
+/// A dry run's result as an outcome value (the shapes in this module's doc); secrets in clear
+/// when `expose`, else `***`.
+pub fn outcome_of(run: DryRun, expose: bool) -> Value {
+    match run {
         DryRun::NoRoute => json!({"route": "not found"}),
         DryRun::Refused { rejection, answer } if rejection.outcome == Outcome::MethodNotAllowed => {
             let allow: Vec<String> = answer
@@ -146,9 +155,14 @@ pub fn outcome(
         }
         DryRun::Translated { translation, .. } => {
             let notes: Vec<String> = translation.notes.iter().map(ToString::to_string).collect();
-            json!({"canonical": translation.op.to_exposed_json(), "notes": notes})
+            let op = if expose {
+                translation.op.to_exposed_json()
+            } else {
+                serde_json::to_value(&translation.op).unwrap_or_default()
+            };
+            json!({"canonical": op, "notes": notes})
         }
-    })
+    }
 }
 
 /// `render` (one stored user, or an array: a list's page) as the answer of `route` (default:

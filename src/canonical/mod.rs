@@ -165,6 +165,31 @@ pub enum Step {
     Primary(Box<str>),
 }
 
+/// The mapping-file name of a location: the inverse of [`location`] (`ext.mfa.secret`,
+/// `emails[primary].value`).
+pub fn display_steps(steps: &[Step]) -> String {
+    let mut s = String::new();
+    for (i, step) in steps.iter().enumerate() {
+        let (key, primary) = match step {
+            Step::Key(k) => (&**k, false),
+            Step::Primary(k) => (&**k, true),
+        };
+        let key = match key {
+            EXT_SCHEMA if i == 0 => "ext",
+            ENTERPRISE_SCHEMA if i == 0 => "enterprise",
+            k => k,
+        };
+        if i > 0 {
+            s.push('.');
+        }
+        s.push_str(key);
+        if primary {
+            s.push_str("[primary]");
+        }
+    }
+    s
+}
+
 /// Where an attribute lives in the SCIM JSON document: `ext.mfa.secret` is
 /// `[EXT_SCHEMA, "mfa", "secret"]`.
 pub fn location(name: &str) -> Vec<Step> {

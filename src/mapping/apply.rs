@@ -14,7 +14,7 @@ use crate::json::{JsonError, Node, parse_node};
 use crate::redact::Secret;
 use crate::rejection::Rejection;
 
-enum Eval {
+pub(super) enum Eval {
     Absent,
     Null,
     Value(Value),
@@ -22,16 +22,16 @@ enum Eval {
     Groups(Vec<GroupRef>),
 }
 
-struct Ctx<'a> {
-    op: OpKind,
-    params: &'a Params,
-    query: &'a str,
-    headers: &'a http::HeaderMap,
+pub(super) struct Ctx<'a> {
+    pub(super) op: OpKind,
+    pub(super) params: &'a Params,
+    pub(super) query: &'a str,
+    pub(super) headers: &'a http::HeaderMap,
 }
 
 #[derive(Default)]
-struct Out {
-    user: Map<String, Value>,
+pub(super) struct Out {
+    pub(super) user: Map<String, Value>,
     target: Map<String, Value>,
     groups_op: Option<Value>,
     groups_values: Option<Vec<GroupRef>>,
@@ -332,7 +332,7 @@ impl Mapping {
 
 /// The object a route's `members` path names: an object, or for `$.path[0]` an array of
 /// exactly one object.
-fn members_of<'b>(body: &'b Node<'b>, m: &Members) -> Result<&'b Node<'b>, Rejection> {
+pub(super) fn members_of<'b>(body: &'b Node<'b>, m: &Members) -> Result<&'b Node<'b>, Rejection> {
     let name = &*m.name;
     let mut v = body;
     for k in &m.keys {
@@ -422,7 +422,11 @@ fn group_ref(item: Value) -> GroupRef {
     g
 }
 
-fn fetch<'b>(rule: &'b Rule, body: &'b Node<'b>, ctx: &Ctx<'b>) -> Option<Cow<'b, Node<'b>>> {
+pub(super) fn fetch<'b>(
+    rule: &'b Rule,
+    body: &'b Node<'b>,
+    ctx: &Ctx<'b>,
+) -> Option<Cow<'b, Node<'b>>> {
     match &rule.source {
         Source::Body(p) => p.get_node(body),
         Source::Param(name) => ctx
@@ -453,7 +457,7 @@ fn required_with(name: &str, other: &str) -> Rejection {
     )
 }
 
-fn eval<'b>(
+pub(super) fn eval<'b>(
     rule: &'b Rule,
     raw: Option<Cow<'b, Node<'b>>>,
     ctx: &Ctx<'b>,
@@ -853,7 +857,7 @@ fn write(i: usize, rule: &Rule, ev: Eval, ctx: &Ctx<'_>, out: &mut Out) -> Resul
     Ok(())
 }
 
-fn apply_join(
+pub(super) fn apply_join(
     i: usize,
     rule: &Rule,
     join: &Arc<Join>,

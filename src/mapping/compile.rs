@@ -876,6 +876,16 @@ impl Compiler<'_> {
             return None;
         }
         let group_items = dests.iter().any(|d| matches!(d, Dest::GroupsValues));
+        let line = self.src[..at.start.min(self.src.len())]
+            .matches('\n')
+            .count()
+            + 1;
+        let written: Box<str> = match (&f.source, &f.value, &f.join) {
+            (Some(s), _, _) => s.get_ref().as_str().into(),
+            (None, Some(v), _) => format!("value {v}").into(),
+            (None, None, Some(_)) => "join".into(),
+            _ => "".into(),
+        };
         Some(Rule {
             name,
             source,
@@ -904,6 +914,8 @@ impl Compiler<'_> {
             constant,
             keep: false,
             group_items,
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            written,
         })
     }
 

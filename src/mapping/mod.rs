@@ -7,6 +7,7 @@
 
 mod apply;
 mod compile;
+pub mod explain;
 pub mod load;
 pub mod path;
 pub mod render;
@@ -350,6 +351,10 @@ struct Rule {
     keep: bool,
     /// The rule fills `groups.values`: its items are read straight into group references.
     group_items: bool,
+    /// The line of its `[[fields]]` table (for `translate --explain`).
+    line: u32,
+    /// Its source as written: `$.a.b`, `param:id`, `value …`, `join`.
+    written: Box<str>,
 }
 
 impl Rule {

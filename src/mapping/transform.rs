@@ -35,6 +35,20 @@ pub enum Transform {
 }
 
 impl Transform {
+    /// The transform as a mapping file names it (`base64`, `strip(" -")`, `map`…).
+    pub fn name(&self) -> String {
+        match self {
+            Self::Base64 => "base64".into(),
+            Self::ToString => "to_string".into(),
+            Self::ParseInt32 => "parse_int32".into(),
+            Self::Strip(s) => format!("strip({s:?})"),
+            Self::TrimStart(s) => format!("trim_start({s:?})"),
+            Self::Replace(a, b) => format!("replace({a:?} → {b:?})"),
+            Self::Map { shown, .. } => format!("map({shown})"),
+            Self::Capture(re) => format!("capture({:?})", re.as_str()),
+        }
+    }
+
     /// Compiles a spec; `ignore_case` comes from the field rule. The error says what is wrong.
     pub fn compile(spec: &TransformSpec, ignore_case: bool) -> Result<Self, String> {
         Ok(match spec {
