@@ -55,10 +55,20 @@ impl Compiler<'_> {
         };
 
         let mut rules = Vec::new();
+        let mut places = Vec::new();
         for (i, f) in spec.fields.iter().enumerate() {
             let at = spans.fields.get(i).cloned().unwrap_or_default();
+            let line = self.src[..at.start.min(self.src.len())]
+                .matches('\n')
+                .count()
+                + 1;
             if let Some(r) = self.rule(f, at, None) {
                 rules.push(r);
+                places.push(RulePlace {
+                    line: u32::try_from(line).unwrap_or(u32::MAX),
+                    written: written(f),
+                    parts: f.parts.values().map(written).collect(),
+                });
             }
         }
         let names: Vec<Box<str>> = rules.iter().map(|r| r.name.clone()).collect();
@@ -413,6 +423,7 @@ impl Compiler<'_> {
             errors,
             caller_password_field,
             tests,
+            places,
         })
     }
 
@@ -876,16 +887,6 @@ impl Compiler<'_> {
             return None;
         }
         let group_items = dests.iter().any(|d| matches!(d, Dest::GroupsValues));
-        let line = self.src[..at.start.min(self.src.len())]
-            .matches('\n')
-            .count()
-            + 1;
-        let written: Box<str> = match (&f.source, &f.value, &f.join) {
-            (Some(s), _, _) => s.get_ref().as_str().into(),
-            (None, Some(v), _) => format!("value {v}").into(),
-            (None, None, Some(_)) => "join".into(),
-            _ => "".into(),
-        };
         Some(Rule {
             name,
             source,
@@ -914,8 +915,6 @@ impl Compiler<'_> {
             constant,
             keep: false,
             group_items,
-            line: u32::try_from(line).unwrap_or(u32::MAX),
-            written,
         })
     }
 
@@ -1138,4 +1137,14 @@ pub(super) struct Spans {
     pub auth: Range<usize>,
     pub success: Range<usize>,
     pub errors: Range<usize>,
+}
+
+/// A rule's source as written: `$.a.b`, `param:id`, `value …`, `join`.
+fn written(f: &FieldSpec) -> Box<str> {
+    match (&f.source, &f.value, &f.join) {
+        (Some(s), _, _) => s.get_ref().as_str().into(),
+        (None, Some(v), _) => format!("value {v}").into(),
+        (None, None, Some(_)) => "join".into(),
+        _ => "".into(),
+    }
 }

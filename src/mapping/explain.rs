@@ -91,7 +91,10 @@ impl Mapping {
                 continue;
             };
             let node = if rule.routes.is_some() { body } else { scope };
-            rules.push(trace(&file, rule, node, &ctx));
+            let Some(place) = self.places.get(i) else {
+                continue;
+            };
+            rules.push(trace(&file, rule, place, node, &ctx));
         }
         let mut members = Vec::new();
         if let Node::Obj(_) = scope {
@@ -114,7 +117,7 @@ impl Mapping {
         let mut by = Vec::new();
         let (mut secret, mut read_only) = (false, false);
         for &i in route_rules {
-            let Some(rule) = self.rules.get(i) else {
+            let (Some(rule), Some(place)) = (self.rules.get(i), self.places.get(i)) else {
                 continue;
             };
             let reads = |written: &str| {
@@ -125,11 +128,7 @@ impl Mapping {
                             .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
                 })
             };
-            let covers = reads(&rule.written)
-                || rule
-                    .join
-                    .as_ref()
-                    .is_some_and(|j| j.parts.iter().any(|(_, p)| reads(&p.written)));
+            let covers = reads(&place.written) || place.parts.iter().any(|p| reads(p));
             if !covers {
                 continue;
             }
@@ -137,9 +136,9 @@ impl Mapping {
             read_only |= rule.read_only;
             let to = rule.targets();
             by.push(if to.is_empty() {
-                format!("{file}:{} (checked)", rule.line)
+                format!("{file}:{} (checked)", place.line)
             } else {
-                format!("{file}:{} → {}", rule.line, to.join(", "))
+                format!("{file}:{} → {}", place.line, to.join(", "))
             });
         }
         let became = if by.is_empty() {
@@ -185,16 +184,14 @@ impl Rule {
     }
 }
 
-fn trace(file: &str, rule: &Rule, node: &Node<'_>, ctx: &Ctx<'_>) -> RuleTrace {
-    let source = match &rule.join {
-        Some(j) => {
-            let parts: Vec<&str> = j.parts.iter().map(|(_, p)| &*p.written).collect();
-            format!("join of {}", parts.join(", "))
-        }
-        None => rule.written.to_string(),
+fn trace(file: &str, rule: &Rule, place: &RulePlace, node: &Node<'_>, ctx: &Ctx<'_>) -> RuleTrace {
+    let source = if rule.join.is_some() {
+        format!("join of {}", place.parts.join(", "))
+    } else {
+        place.written.to_string()
     };
     let mut t = RuleTrace {
-        at: format!("{file}:{}", rule.line),
+        at: format!("{file}:{}", place.line),
         source,
         to: rule.targets(),
         identifies: rule

@@ -47,6 +47,8 @@ pub struct Mapping {
     pub auth: AuthPlan,
     unknown: UnknownPolicy,
     rules: Vec<Rule>,
+    /// `places[i]` is where `rules[i]` is written.
+    places: Vec<RulePlace>,
     known: Known,
     preconditions: Vec<Pre>,
     /// The named views, in file order.
@@ -351,10 +353,18 @@ struct Rule {
     keep: bool,
     /// The rule fills `groups.values`: its items are read straight into group references.
     group_items: bool,
-    /// The line of its `[[fields]]` table (for `translate --explain`).
+}
+
+/// Where a top-level rule is written and what it reads, for `translate --explain` only (kept
+/// beside the rules, not in them, so that the request path walks no more than it needs).
+#[derive(Debug, Clone)]
+struct RulePlace {
+    /// The line of its `[[fields]]` table.
     line: u32,
     /// Its source as written: `$.a.b`, `param:id`, `value …`, `join`.
     written: Box<str>,
+    /// A join's parts' sources, as written.
+    parts: Vec<Box<str>>,
 }
 
 impl Rule {
