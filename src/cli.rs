@@ -299,13 +299,7 @@ fn test(config: Option<&Path>, mappings: &[String], junit: Option<&Path>, show: 
     if !failed.is_empty() {
         let _ = writeln!(out, "\nfailures:\n");
         for r in &failed {
-            let mut place = r.place.clone();
-            place.message = format!("test `{}` failed", r.name);
-            let _ = writeln!(out, "{place}");
-            for f in &r.failures {
-                let _ = writeln!(out, "  {}", f.replace('\n', "\n  "));
-            }
-            let _ = writeln!(out);
+            let _ = writeln!(out, "{}\n", r.failure());
         }
     }
     let empty: Vec<&str> = set

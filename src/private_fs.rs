@@ -84,6 +84,20 @@ pub fn sqlite_file(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Opens the SQLite database at `path` as userbridge keeps each of its own: created 0600 (with
+/// its side files, [`sqlite_file`]), a 5 s busy timeout, WAL (readers do not block the writer;
+/// an acknowledged commit survives a process kill). Errors name the file.
+pub fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, String> {
+    sqlite_file(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let fail = |e: rusqlite::Error| format!("{}: {e}", path.display());
+    let conn = rusqlite::Connection::open(path).map_err(fail)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(fail)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(fail)?;
+    Ok(conn)
+}
+
 /// Sets 0600 on an open regular file (a device such as `/dev/stdout` is left alone).
 fn narrow(f: &File) -> io::Result<()> {
     let meta = f.metadata()?;

@@ -350,11 +350,11 @@ fn test_runs_the_mappings_own_tests_and_points_at_a_failure() {
     let tmp = tempfile::tempdir().unwrap();
     let good = std::fs::read_to_string("mappings/opscenter.toml").unwrap();
     let at = good.find("name = \"reject first name 65\"").unwrap();
-    let rule = at + good[at..].find("rule = \"max_length\"").unwrap();
-    let bad = format!(
-        "{}rule = \"min_length\"{}",
-        &good[..rule],
-        &good[rule + "rule = \"max_length\"".len()..]
+    let bad = common::replace_after(
+        &good,
+        "name = \"reject first name 65\"",
+        "rule = \"max_length\"",
+        "rule = \"min_length\"",
     );
     let copy = tmp.path().join("opscenter.toml");
     std::fs::write(&copy, &bad).unwrap();

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests stop at the line that failed
 
+mod common;
+
 use std::path::Path;
 
 use userbridge::mapping::MappingSet;
@@ -26,11 +28,7 @@ fn the_shipped_mappings_pass_their_own_tests() {
     let failures: Vec<String> = reports
         .iter()
         .filter(|r| !r.passed())
-        .map(|r| {
-            let mut place = r.place.clone();
-            place.message = format!("test `{}` failed", r.name);
-            format!("{place}\n  {}", r.failures.join("\n  "))
-        })
+        .map(userbridge::authoring::test::Report::failure)
         .collect();
     assert!(
         failures.is_empty(),
@@ -48,11 +46,11 @@ fn the_shipped_mappings_pass_their_own_tests() {
 fn a_wrong_expectation_fails_at_its_place() {
     let src = std::fs::read_to_string("mappings/opscenter.toml").unwrap();
     let at = src.find("name = \"register user\"").unwrap();
-    let user = at + src[at..].find("userName = \"user_1\"").unwrap();
-    let edited = format!(
-        "{}userName = \"someone-else\"{}",
-        &src[..user],
-        &src[user + "userName = \"user_1\"".len()..]
+    let edited = common::replace_after(
+        &src,
+        "name = \"register user\"",
+        "userName = \"user_1\"",
+        "userName = \"someone-else\"",
     );
     let file = Path::new("mappings/opscenter.toml");
     let m = userbridge::mapping::load::load_str(file, &edited, &Default::default()).unwrap();

@@ -44,6 +44,19 @@ impl Report {
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }
+
+    /// A failed test as `userbridge test` prints it: `file:line:col: test `NAME` failed` with
+    /// the line and a caret, then each expectation that did not hold, indented.
+    pub fn failure(&self) -> String {
+        let mut place = self.place.clone();
+        place.message = format!("test `{}` failed", self.name);
+        let mut s = place.to_string();
+        for f in &self.failures {
+            s.push_str("\n  ");
+            s.push_str(&f.replace('\n', "\n  "));
+        }
+        s
+    }
 }
 
 /// Runs every test of `mappings` (all of `set` when empty) against `set`.

@@ -34,14 +34,8 @@ fn db(e: rusqlite::Error) -> BackendError {
 impl Index {
     /// Opens (creating when needed) the index at `path`.
     pub fn open(path: &Path) -> Result<Self, String> {
-        crate::private_fs::sqlite_file(path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let fail = |e: rusqlite::Error| format!("{}: {e}", path.display());
-        let conn = Connection::open(path).map_err(fail)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(fail)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(fail)?;
+        let conn = crate::private_fs::open_sqlite(path)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),

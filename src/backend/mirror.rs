@@ -396,13 +396,8 @@ fn open_queue(
     queue: &Path,
     secrets: &crate::config::SecretsConfig,
 ) -> Result<(Connection, Sealer, usize), String> {
-    crate::private_fs::sqlite_file(queue)
-        .map_err(|e| format!("cannot create {}: {e}", queue.display()))?;
     let fail = |e: rusqlite::Error| format!("{}: {e}", queue.display());
-    let conn = Connection::open(queue).map_err(fail)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(fail)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(fail)?;
+    let conn = crate::private_fs::open_sqlite(queue)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(fail)?;
     conn.pragma_update(None, "secure_delete", "ON")

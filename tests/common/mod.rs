@@ -68,6 +68,14 @@ pub fn contains(got: &Value, want: &Value) -> bool {
         _ => got == want,
     }
 }
+/// `src` with the first `from` after `anchor` replaced by `to` (an edit a test makes to one
+/// entry of a mapping file); panics when either is missing.
+pub fn replace_after(src: &str, anchor: &str, from: &str, to: &str) -> String {
+    let at = src.find(anchor).unwrap();
+    let i = at + src[at..].find(from).unwrap();
+    format!("{}{to}{}", &src[..i], &src[i + from.len()..])
+}
+
 pub mod binary;
 pub mod faulty;
 pub mod gateway;

@@ -77,18 +77,11 @@ impl Sqlite {
         groups: &[GroupConfig],
         secrets: &crate::config::SecretsConfig,
     ) -> Result<Self, String> {
-        crate::private_fs::sqlite_file(path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let fail = |e: rusqlite::Error| format!("{}: {e}", path.display());
-        let mut conn = Connection::open(path).map_err(fail)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(fail)?;
+        let mut conn = crate::private_fs::open_sqlite(path)?;
         // Every statement the store runs stays prepared (rusqlite keeps 16 by default; the
         // store has more, and an evicted one is parsed again on its next use).
         conn.set_prepared_statement_cache_capacity(64);
-        // WAL: readers do not block the writer; an acknowledged commit survives a process kill.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(fail)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(fail)?;
         conn.pragma_update(None, "foreign_keys", "ON")
