@@ -97,6 +97,23 @@ pub enum Command {
         /// The dialect (a mapping file's stem).
         dialect: String,
     },
+    /// Print a mapping skeleton for a vendor's operations from its OpenAPI 3.x document (YAML
+    /// or JSON): routes, parameters, every request member as a rule with its checks, guessed
+    /// canonical targets marked `# TODO check`, answers, and a test from the example.
+    Scaffold {
+        /// The vendor's OpenAPI 3.x document.
+        #[arg(long)]
+        openapi: PathBuf,
+        /// An `operationId` to make a route of (repeatable; at least one).
+        #[arg(long = "operation", required = true)]
+        operations: Vec<String>,
+        /// The dialect's name (default: the document's title in kebab case).
+        #[arg(long)]
+        dialect: Option<String>,
+        /// Write the skeleton to this file (refused if it exists) instead of standard output.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
     /// Probe a health endpoint (for container HEALTHCHECKs without curl): exit 0 on a 200.
     Probe {
         /// `http://host:port/path` of the endpoint.
@@ -219,6 +236,12 @@ pub fn run(cli: Cli) -> i32 {
         Command::Convert(a) => crate::migrate::cli::convert(a),
         Command::Diff(a) => crate::migrate::cli::diff(a),
         Command::Probe { url } => probe(&url),
+        Command::Scaffold {
+            openapi,
+            operations,
+            dialect,
+            out,
+        } => scaffold(&openapi, operations, dialect, out.as_deref()),
         Command::Openapi { config, dialect } => openapi(config.as_deref(), &dialect),
         Command::Serve {
             config,
@@ -231,6 +254,57 @@ pub fn run(cli: Cli) -> i32 {
             log_format,
             allow_insecure_credentials,
         ),
+    }
+}
+
+fn scaffold(
+    openapi: &Path,
+    operations: Vec<String>,
+    dialect: Option<String>,
+    out: Option<&Path>,
+) -> i32 {
+    use crate::authoring::{scaffold, vendor_doc::VendorDoc};
+    let doc = match VendorDoc::read(openapi) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let req = scaffold::Request {
+        operations,
+        dialect,
+        source: openapi.display().to_string(),
+    };
+    let text = match scaffold::scaffold(&doc, &req) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let Some(out) = out else {
+        print!("{text}");
+        return 0;
+    };
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    match written {
+        Ok(()) => {
+            eprintln!(
+                "wrote {}: `userbridge test {}` runs its test; every `# TODO check` is a guess to confirm",
+                out.display(),
+                out.display()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", out.display());
+            1
+        }
     }
 }
 
