@@ -350,6 +350,11 @@ fn test(config: Option<&Path>, mappings: &[String], junit: Option<&Path>, show: 
         set.mappings.push(std::sync::Arc::new(m));
         chosen.push(dialect);
     }
+    let conflicts = set.conflicts();
+    if !conflicts.is_empty() {
+        print_diags(&conflicts);
+        return 1;
+    }
     let picked: Vec<&crate::mapping::Mapping> = chosen
         .iter()
         .filter_map(|d| set.get(d))

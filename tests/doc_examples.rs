@@ -2,7 +2,7 @@
 //! language and config examples, run by `tests/docs.rs`) are exercised here.
 //!
 //! `sh` blocks of README.md and docs/operations.md run, in order, as one bash script per doc in
-//! a sandbox holding copies of `config/`, `mappings/` and `schemas/`, with a `cargo` on PATH
+//! a sandbox holding copies of `config/`, `mappings/`, `schemas/` and `docs/vendors/`, with a `cargo` on PATH
 //! that runs the built binary (`cargo run [-q] [--release] -- ARGS`). A line running `serve` is
 //! started in the background and waited for (`/readyz`). The only rewrites are the port
 //! (`localhost:8080`), `/etc/userbridge/` and `/backups/` into the sandbox; lines that need what
@@ -117,11 +117,11 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A directory with the shipped config, mappings and schemas, `bin/cargo` running the built
+/// A directory with the shipped config, mappings, schemas and vendor documents, `bin/cargo` running the built
 /// binary, and `target/release/userbridge`.
 fn sandbox() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for d in ["config", "mappings", "schemas"] {
+    for d in ["config", "mappings", "schemas", "docs/vendors"] {
         copy_dir(Path::new(d), &dir.path().join(d));
     }
     std::fs::create_dir_all(dir.path().join("backups")).unwrap();

@@ -505,3 +505,59 @@ async fn a_fourth_vendor_scaffolded_from_its_document_serves_its_client_unedited
     let r = c.get(&users).send().await.unwrap();
     assert_eq!(r.status(), 401);
 }
+
+#[test]
+fn the_documented_skeleton_is_what_scaffold_prints() {
+    let (code, out, err) = run(bin().args([
+        "scaffold",
+        "--openapi",
+        "docs/vendors/opscenter.openapi.yaml",
+        "--operation",
+        "updateUser",
+        "--dialect",
+        "opscenter-draft",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let doc = std::fs::read_to_string("docs/mapping-language.md").unwrap();
+    let needle = "prints,\nwhole:\n\n```toml\n";
+    let start = doc.find(needle).expect("the documented skeleton") + needle.len();
+    let len = doc[start..].find("```\n").unwrap();
+    assert_eq!(
+        &doc[start..start + len],
+        out,
+        "docs/mapping-language.md shows another skeleton"
+    );
+}
+
+#[test]
+fn a_draft_beside_the_dialect_it_copies_is_refused_naming_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mdir = tmp.path().join("mappings");
+    std::fs::create_dir(&mdir).unwrap();
+    std::fs::copy("mappings/opscenter.toml", mdir.join("opscenter.toml")).unwrap();
+    let draft = scaffold(
+        "docs/vendors/opscenter.openapi.yaml",
+        &["updateUser"],
+        Some("opscenter-draft"),
+        &mdir,
+        "opscenter-draft.toml",
+    );
+    let cfg = config_for(
+        tmp.path(),
+        &mdir,
+        "[dialects.opscenter]\nvars = { base = \"/portal\" }\n",
+    );
+    let (code, _, err) = run(bin().args(["check", "--config"]).arg(&cfg));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("route `update-user` answers PUT /portal/security/v1/users/{objectId} as route `update-user` of `opscenter"),
+        "{err}"
+    );
+    // `test` on the draft beside the shipped files says the same, rather than testing the
+    // shipped dialect's route in its place.
+    let outside = tmp.path().join("draft.toml");
+    std::fs::rename(&draft, &outside).unwrap();
+    let (code, out, err) = run(bin().arg("test").arg(&outside));
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("a request would reach only that one"), "{err}");
+}

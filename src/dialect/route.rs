@@ -104,6 +104,25 @@ impl PathTemplate {
         true
     }
 
+    /// What the template matches, without its parameters' names (`/users/{}`,
+    /// `/users/{:[0-9]+}`): two templates of one shape match the same requests.
+    pub fn shape(&self) -> String {
+        let mut s = String::new();
+        for seg in &self.segs {
+            s.push('/');
+            match seg {
+                Seg::Lit(l) => s.push_str(l),
+                Seg::Param { re: None, .. } => s.push_str("{}"),
+                Seg::Param { re: Some(re), .. } => {
+                    s.push_str("{:");
+                    s.push_str(re.as_str());
+                    s.push('}');
+                }
+            }
+        }
+        s
+    }
+
     /// The parameter names, in order.
     pub fn params(&self) -> impl Iterator<Item = &str> {
         self.segs.iter().filter_map(|s| match s {

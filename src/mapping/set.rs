@@ -97,11 +97,44 @@ impl MappingSet {
                 }
             }
         }
+        diags.extend(set.conflicts());
         if diags.is_empty() {
             Ok(set)
         } else {
             Err(diags)
         }
+    }
+
+    /// Routes that answer the same method and path shape, in one mapping or two: a request
+    /// would reach only the first, so each later one is an error naming both.
+    pub fn conflicts(&self) -> Vec<Diagnostic> {
+        let mut seen: Vec<(&http::Method, String, &Mapping, &str)> = Vec::new();
+        let mut diags = Vec::new();
+        for m in &self.mappings {
+            for r in &m.routes {
+                for p in &r.paths {
+                    let shape = p.shape();
+                    let earlier = seen
+                        .iter()
+                        .find(|(method, s, _, _)| *method == r.method && *s == shape);
+                    match earlier {
+                        Some((_, _, other, name)) => diags.push(Diagnostic::file(
+                            &m.file,
+                            format!(
+                                "route `{}` answers {} {} as route `{name}` of `{}` ({}) does: a request would reach only that one",
+                                r.name,
+                                r.method,
+                                p.text,
+                                other.dialect,
+                                other.file.display()
+                            ),
+                        )),
+                        None => seen.push((&r.method, shape, m, &r.name)),
+                    }
+                }
+            }
+        }
+        diags
     }
 
     /// The mapping called `dialect`.

@@ -115,9 +115,13 @@ pub fn scaffold(doc: &VendorDoc, req: &Request) -> Result<String, String> {
         };
         for (pname, p) in path_params(&r.op) {
             let schema = p.get("schema").map(|s| doc.schema(s)).unwrap_or_default();
-            let (rule, attr) =
-                rules::param(pname, &schema, p.get("description").and_then(Value::as_str));
-            ctx.params.push((pname.to_owned(), attr));
+            let pname = param_name(pname);
+            let (rule, attr) = rules::param(
+                &pname,
+                &schema,
+                p.get("description").and_then(Value::as_str),
+            );
+            ctx.params.push((pname, attr));
             r.rules.push(rule);
         }
         if r.kind.takes_body() {
@@ -139,6 +143,28 @@ pub fn scaffold(doc: &VendorDoc, req: &Request) -> Result<String, String> {
     let text = write(doc, req, &routes);
     verify(&text)?;
     Ok(text)
+}
+
+/// A parameter's name as a mapping writes it (`user-id` → `user_id`).
+fn param_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The document's path with its parameters named as the mapping names them.
+fn route_path(op: &Operation<'_>) -> String {
+    let mut path = op.path.to_owned();
+    for (name, _) in path_params(op) {
+        path = path.replace(&format!("{{{name}}}"), &format!("{{{}}}", param_name(name)));
+    }
+    path
 }
 
 /// The operation's path parameters, in order: `(name, parameter object)`.
@@ -575,9 +601,9 @@ fn write_route(r: &RouteOut<'_>, based: bool, all: &[RouteOut<'_>], o: &mut Stri
     let _ = writeln!(o, "name = {}", string(&r.name));
     let _ = writeln!(o, "method = {}", string(&r.op.method));
     let path = if based {
-        format!("${{base}}{}", r.op.path)
+        format!("${{base}}{}", route_path(&r.op))
     } else {
-        r.op.path.to_owned()
+        route_path(&r.op)
     };
     let _ = writeln!(o, "paths = [{}]", string(&path));
     let mark = if r.by_method { TODO } else { "" };
