@@ -70,6 +70,9 @@ pub enum Command {
         /// Print each test's whole outcome (what its `expect` is compared with).
         #[arg(long)]
         show: bool,
+        /// Also say, per mapping, which `[[fields]]` rules no test's request exercises.
+        #[arg(long)]
+        coverage: bool,
         /// Dialects, or mapping files (a file outside the config's mappings replaces the
         /// dialect of the same name); default: every mapping.
         mappings: Vec<String>,
@@ -226,8 +229,15 @@ pub fn run(cli: Cli) -> i32 {
             config,
             junit,
             show,
+            coverage,
             mappings,
-        } => test(config.as_deref(), &mappings, junit.as_deref(), show),
+        } => test(
+            config.as_deref(),
+            &mappings,
+            junit.as_deref(),
+            show,
+            coverage,
+        ),
         Command::HashSecret { password } => hash_secret(password),
         Command::Rekey { config } => rekey(config.as_deref()),
         Command::Audit { config, user, json } => audit(config.as_deref(), &user, json),
@@ -308,7 +318,13 @@ fn scaffold(
     }
 }
 
-fn test(config: Option<&Path>, mappings: &[String], junit: Option<&Path>, show: bool) -> i32 {
+fn test(
+    config: Option<&Path>,
+    mappings: &[String],
+    junit: Option<&Path>,
+    show: bool,
+    coverage: bool,
+) -> i32 {
     let (cfg, mut set) = match load(config) {
         Ok(x) => x,
         Err(d) => {
@@ -390,6 +406,16 @@ fn test(config: Option<&Path>, mappings: &[String], junit: Option<&Path>, show: 
         .collect();
     for d in &empty {
         eprintln!("warning: the mapping of `{d}` has no [[tests]]");
+    }
+    if coverage {
+        let all: Vec<&crate::mapping::Mapping> = if picked.is_empty() {
+            set.mappings.iter().map(|m| &**m).collect()
+        } else {
+            picked.clone()
+        };
+        for c in crate::authoring::coverage::coverage(&set, &cfg.limits, &all) {
+            let _ = writeln!(out, "{}", c.report());
+        }
     }
     let _ = writeln!(
         out,
@@ -844,19 +870,8 @@ fn explain(
     format: ExplainFormat,
     show_secrets: bool,
 ) -> i32 {
-    let (path, query) = req.path.split_once('?').unwrap_or((req.path, ""));
-    let explanation = Exchange::route(set, req.method, path).ok().and_then(|ex| {
-        let empty = crate::json::Node::Obj(Vec::new());
-        let node = if req.body.is_empty() {
-            Ok(empty)
-        } else {
-            crate::json::parse_node(req.body, limits.max_json_depth)
-        };
-        // A body that does not parse is explained as empty; the result says why it failed.
-        let node = node.unwrap_or(crate::json::Node::Obj(Vec::new()));
-        ex.mapping
-            .explain(ex.route, &ex.params, query, req.headers, &node)
-    });
+    let path = req.path.split_once('?').map_or(req.path, |(p, _)| p);
+    let explanation = crate::exchange::explain_offline(set, limits, &req);
     let result = crate::authoring::test::outcome_of(dry_run(set, limits, req, None), show_secrets);
     let code = if result.get("canonical").is_some() || result.get("read").is_some() {
         0

@@ -465,3 +465,23 @@ fn from_backend(e: BackendError, groups_field: &str) -> Rejection {
         e @ BackendError::Changed(_) => Rejection::new(Outcome::Conflict, "version", e.to_string()),
     }
 }
+
+/// `translate --explain` and test coverage: what each rule of the route `req` takes did with
+/// it; `None` when no route takes it. A body that does not parse is explained as empty (the
+/// dry run says why it failed).
+pub fn explain_offline(
+    set: &MappingSet,
+    limits: &Limits,
+    req: &Offline<'_>,
+) -> Option<crate::mapping::explain::Explanation> {
+    let (path, query) = req.path.split_once('?').unwrap_or((req.path, ""));
+    let ex = Exchange::route(set, req.method, path).ok()?;
+    let node = if req.body.is_empty() {
+        crate::json::Node::Obj(Vec::new())
+    } else {
+        crate::json::parse_node(req.body, limits.max_json_depth)
+            .unwrap_or(crate::json::Node::Obj(Vec::new()))
+    };
+    ex.mapping
+        .explain(ex.route, &ex.params, query, req.headers, &node)
+}

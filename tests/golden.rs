@@ -40,6 +40,38 @@ fn the_shipped_mappings_pass_their_own_tests() {
     assert!(reports.len() >= 124, "{} tests", reports.len());
 }
 
+/// "Tests for every rule": each `[[fields]]` rule of the shipped mappings is exercised by some
+/// test's request; and a rule no test reaches is named at its place.
+#[test]
+fn every_shipped_rule_is_exercised_by_a_test() {
+    let set = MappingSet::load_dir(Path::new("mappings"), None, &Default::default()).unwrap();
+    let limits = userbridge::config::Limits::default();
+    let all: Vec<&userbridge::mapping::Mapping> = set.mappings.iter().map(|m| &**m).collect();
+    for c in userbridge::authoring::coverage::coverage(&set, &limits, &all) {
+        assert!(c.rules.len() >= 10, "{}", c.report());
+        assert!(c.missed().is_empty(), "{}", c.report());
+    }
+    // Without its tests, Ops Center's rules are all missed, each at its line.
+    let src = std::fs::read_to_string("mappings/opscenter.toml").unwrap();
+    let cut = src.find("\n[[tests]]").unwrap();
+    let file = Path::new("mappings/opscenter.toml");
+    let m = userbridge::mapping::load::load_str(file, &src[..cut], &Default::default()).unwrap();
+    let bare = MappingSet {
+        mappings: vec![std::sync::Arc::new(m)],
+    };
+    let c = userbridge::authoring::coverage::coverage(&bare, &limits, &[&bare.mappings[0]]);
+    let report = c[0].report();
+    assert_eq!(c[0].missed().len(), c[0].rules.len(), "{report}");
+    let line = src
+        .lines()
+        .position(|l| l == "source = \"$.firstName\"")
+        .unwrap(); // 0-based: the [[fields]] line is above
+    assert!(
+        report.contains(&format!("mappings/opscenter.toml:{line}  $.firstName")),
+        "{report}"
+    );
+}
+
 /// A wrong expectation fails, naming the test's place and what differs (the runner cannot
 /// pass everything).
 #[test]

@@ -17,7 +17,7 @@ use crate::config::Limits;
 use crate::diagnostic::Diagnostic;
 use crate::exchange::{DryRun, Offline, dry_run};
 use crate::mapping::render::Answered;
-use crate::mapping::spec::TestSpec;
+use crate::mapping::spec::{TestRequestSpec, TestSpec};
 use crate::mapping::{FileTest, Mapping, MappingSet, RouteKind};
 use crate::rejection::Outcome;
 
@@ -109,38 +109,65 @@ pub fn outcome(
     let Some(req) = &t.request else {
         return Err("a test needs a `request` or a `render`".into());
     };
-    let method = http::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| format!("`{}` is not an HTTP method", req.method))?;
-    let mut headers = http::HeaderMap::new();
-    for (k, v) in &req.headers {
-        let name = http::HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| format!("`{k}` is not a header name"))?;
-        let value = http::HeaderValue::from_str(v)
-            .map_err(|_| format!("the value of header `{k}` is not a header value"))?;
-        headers.append(name, value);
-    }
-    let body: Vec<u8> = if let Some(raw) = &req.raw_body {
-        raw.as_bytes().to_vec()
-    } else if let Some(f) = &req.body_file {
-        let p = base.join(f);
-        std::fs::read(&p).map_err(|e| format!("body_file {}: {e}", p.display()))?
-    } else if let Some(b) = &req.body {
-        serde_json::to_vec(b).map_err(|e| e.to_string())?
-    } else {
-        Vec::new()
-    };
+    let req = TestRequest::of(req, base)?;
     let stored = t.stored.clone().map(UserDoc);
-    let offline = Offline {
-        method: &method,
-        path: &req.path,
-        headers: &headers,
-        body: &body,
-        request_id: REQUEST_ID,
-    };
+    let offline = req.offline();
     Ok(outcome_of(
         dry_run(set, limits, offline, stored.as_ref()),
         true,
     ))
+}
+
+/// A test's request, as the exchange takes it.
+pub struct TestRequest {
+    method: http::Method,
+    path: String,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl TestRequest {
+    /// The request of `req`; `base` is where a `body_file` is looked for. The error says what
+    /// cannot be sent (an unreadable body file, a bad header or method).
+    pub fn of(req: &TestRequestSpec, base: &Path) -> Result<Self, String> {
+        let method = http::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("`{}` is not an HTTP method", req.method))?;
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &req.headers {
+            let name = http::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("`{k}` is not a header name"))?;
+            let value = http::HeaderValue::from_str(v)
+                .map_err(|_| format!("the value of header `{k}` is not a header value"))?;
+            headers.append(name, value);
+        }
+        let body: Vec<u8> = if let Some(raw) = &req.raw_body {
+            raw.as_bytes().to_vec()
+        } else if let Some(f) = &req.body_file {
+            let p = base.join(f);
+            std::fs::read(&p).map_err(|e| format!("body_file {}: {e}", p.display()))?
+        } else if let Some(b) = &req.body {
+            serde_json::to_vec(b).map_err(|e| e.to_string())?
+        } else {
+            Vec::new()
+        };
+        Ok(TestRequest {
+            method,
+            path: req.path.clone(),
+            headers,
+            body,
+        })
+    }
+
+    /// The request as the dry run takes it.
+    pub fn offline(&self) -> Offline<'_> {
+        Offline {
+            method: &self.method,
+            path: &self.path,
+            headers: &self.headers,
+            body: &self.body,
+            request_id: REQUEST_ID,
+        }
+    }
 }
 
 /// A dry run's result as an outcome value (the shapes in this module's doc); secrets in clear

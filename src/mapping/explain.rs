@@ -111,6 +111,23 @@ impl Mapping {
         })
     }
 
+    /// Every `[[fields]]` rule of the file: `(file:line, its source as written)`, in file order,
+    /// as [`RuleTrace::at`] names them.
+    pub fn rule_sites(&self) -> Vec<(String, String)> {
+        let file = self.file.display().to_string();
+        self.places
+            .iter()
+            .map(|p| {
+                let source = if p.parts.is_empty() {
+                    p.written.to_string()
+                } else {
+                    format!("join of {}", p.parts.join(", "))
+                };
+                (format!("{file}:{}", p.line), source)
+            })
+            .collect()
+    }
+
     /// What became of the member at dotted `path`: the rules of `route_rules` that read it
     /// (itself, or an object or array above it).
     fn member(&self, path: &str, route_rules: &[usize], file: &str) -> MemberTrace {
@@ -181,6 +198,16 @@ impl Rule {
                 Dest::Member(_) => None,
             })
             .collect()
+    }
+}
+
+impl RuleTrace {
+    /// Whether the request gave the rule something to work on: a value it set, defaulted,
+    /// cleared, checked or refused (not: absent, not for this operation).
+    pub fn exercised(&self) -> bool {
+        !(self.outcome.starts_with("absent")
+            || self.outcome == "not for this operation"
+            || self.outcome == "read-only: absent")
     }
 }
 
