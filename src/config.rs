@@ -363,6 +363,26 @@ pub enum BackendConfig {
         #[serde(default = "default_mirror_queue")]
         queue: PathBuf,
     },
+    /// A PostgreSQL database that several gateways share: users, groups, memberships and
+    /// sealed secrets, with uniqueness and numeric ids kept by the database; migrated at start.
+    Postgres {
+        /// `postgres://USER@HOST:PORT/DB`, with `?sslmode=require` (or `verify-full`) for TLS
+        /// against the system's roots. Never a password: give `password`, `password_file` or
+        /// `USERBRIDGE_BACKEND__PASSWORD`.
+        url: String,
+        /// The database user's password.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<Secret>,
+        /// A file holding it (a mounted container secret); a trailing newline is not part of it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_file: Option<PathBuf>,
+        /// Connections each gateway keeps open, at most.
+        #[serde(default = "default_pg_pool")]
+        pool_size: usize,
+        /// Time to wait for a connection, or for one statement, in milliseconds.
+        #[serde(default = "default_pg_timeout")]
+        timeout_ms: u64,
+    },
     /// POSTs the canonical operation as JSON to a URL (see `docs/webhook.md`).
     Webhook {
         /// The URL.
@@ -374,6 +394,14 @@ pub enum BackendConfig {
         #[serde(default)]
         http: OutboundConfig,
     },
+}
+
+fn default_pg_pool() -> usize {
+    16
+}
+
+fn default_pg_timeout() -> u64 {
+    5000
 }
 
 /// Settings of the HTTP calls to a remote backend. Redirects are never followed and no
@@ -538,8 +566,52 @@ impl Config {
         if let Err(e) = crate::password::Hashing::new(&self.secrets.passwords) {
             out.push(e);
         }
+        let backends = std::iter::once(("backend".to_owned(), &mut self.backend)).chain(
+            self.backends
+                .iter_mut()
+                .map(|(n, b)| (format!("backends.{n}"), b)),
+        );
+        for (what, b) in backends {
+            let BackendConfig::Postgres {
+                url,
+                password,
+                password_file,
+                ..
+            } = b
+            else {
+                continue;
+            };
+            if url_has_password(url) {
+                out.push(format!(
+                    "{what}: the url holds a password: give it as password, password_file or \
+                     USERBRIDGE_BACKEND__PASSWORD, so that it is never printed with the url"
+                ));
+            }
+            if let Some(f) = password_file {
+                if password.is_some() {
+                    out.push(format!(
+                        "{what} gives both password and password_file: keep one"
+                    ));
+                }
+                match read_secret_file(f) {
+                    Ok(p) => *password = Some(p),
+                    Err(e) => out.push(format!("{what}: password_file {e}")),
+                }
+            }
+        }
         out
     }
+}
+
+/// Whether a `postgres://` URL carries a password (`user:secret@host`, or `password=`).
+fn url_has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let userinfo = authority.rsplit_once('@').map(|(u, _)| u);
+    userinfo.is_some_and(|u| u.contains(':'))
+        || url
+            .split_once('?')
+            .is_some_and(|(_, q)| q.split('&').any(|kv| kv.starts_with("password=")))
 }
 
 /// The SHA-256 of `bytes`.

@@ -113,6 +113,38 @@ pub async fn verify(phc: String, clear: String) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether a stored secret value is a password hash (not a value to give back).
+pub fn is_hash(v: &serde_json::Value) -> bool {
+    v.as_object().is_some_and(|o| o.contains_key(PHC))
+}
+
+/// Replaces the clear password `doc` carries by its hash, off the runtime; `null` (clear it)
+/// stays. A password that is not a string is refused, naming it.
+pub async fn hash_in(
+    hashing: &Hashing,
+    doc: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<(), crate::backend::BackendError> {
+    let loc = crate::canonical::location("password");
+    let clear = match crate::canonical::get(doc, &loc) {
+        None | Some(serde_json::Value::Null) => return Ok(()),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(crate::backend::BackendError::Rejected(
+                crate::rejection::Rejection::invalid(
+                    "password",
+                    "invalid",
+                    "password must be a string".into(),
+                ),
+            ));
+        }
+    };
+    let phc = hash(hashing, clear)
+        .await
+        .map_err(crate::backend::BackendError::Failed)?;
+    crate::canonical::set(doc, &loc, serde_json::json!({ PHC: phc }));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

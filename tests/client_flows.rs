@@ -315,6 +315,12 @@ async fn every_dialect_finds_updates_reads_and_deletes_on_a_scim_provider() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dialect_finds_updates_reads_and_deletes_on_postgres() {
+    let gw = start_on(Kind::Postgres).await;
+    every_flow(&gw, "pg").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dialect_finds_updates_reads_and_deletes_on_a_webhook() {
     let gw = start_on(Kind::Webhook).await;
     every_flow(&gw, "hook").await;

@@ -169,6 +169,11 @@ async fn every_sample_on_the_scim_backend_against_scim2_server() {
 }
 
 #[tokio::test]
+async fn every_sample_gets_its_expected_answer_in_order_on_postgres() {
+    samples_in_order(Kind::Postgres).await;
+}
+
+#[tokio::test]
 async fn every_sample_on_the_webhook_backend() {
     samples_in_order(Kind::Webhook).await;
 }
@@ -181,6 +186,11 @@ async fn cross_dialect_create_update_read_as_scim() {
 #[tokio::test]
 async fn cross_dialect_on_the_scim_backend_against_scim2_server() {
     cross_dialect(Kind::Scim).await;
+}
+
+#[tokio::test]
+async fn cross_dialect_create_update_read_as_scim_on_postgres() {
+    cross_dialect(Kind::Postgres).await;
 }
 
 #[tokio::test]

@@ -12,6 +12,8 @@ pub mod index;
 pub mod merge;
 pub mod mirror;
 pub mod outbound;
+pub mod postgres;
+pub mod row;
 pub mod scim;
 pub mod sqlite;
 pub mod stored;
@@ -373,6 +375,22 @@ pub fn open(
             token.as_ref(),
             http,
             groups,
+        )?)),
+        BackendConfig::Postgres {
+            url,
+            password,
+            pool_size,
+            timeout_ms,
+            ..
+        } => Ok(Arc::new(postgres::Postgres::open(
+            &postgres::Settings {
+                url,
+                password: password.as_ref(),
+                pool_size: *pool_size,
+                timeout: std::time::Duration::from_millis(*timeout_ms),
+            },
+            groups,
+            secrets,
         )?)),
         BackendConfig::Mirror { .. } => Err("a mirror backend is opened with open_in".into()),
     }

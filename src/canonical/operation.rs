@@ -166,6 +166,20 @@ pub struct Operation {
 }
 
 impl Operation {
+    /// The create of `user` from `/scim/v2` (no group change, no preconditions).
+    pub fn scim_create(user: UserDoc) -> Self {
+        Self {
+            operation: OpKind::Create,
+            dialect: Arc::from("scim"),
+            target: None,
+            user,
+            groups: None,
+            caller_password: None,
+            preconditions: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
     /// The delete of the user `target` names, from `dialect`.
     pub fn delete(dialect: Arc<str>, target: UserDoc) -> Self {
         Self {

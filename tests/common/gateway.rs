@@ -31,7 +31,13 @@ pub enum Kind {
     Scim,
     /// A webhook receiver over its own SQLite store.
     Webhook,
+    /// A real PostgreSQL cluster started for the test (`scripts/pg`).
+    Postgres,
 }
+
+/// The secrets key the tests' gateways on PostgreSQL share (every instance must seal under
+/// the same key).
+pub const PG_SECRETS_KEY: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
 
 pub async fn start() -> Gateway {
     start_on(Kind::Sqlite).await
@@ -66,6 +72,10 @@ pub async fn start_on(kind: Kind) -> Gateway {
         Kind::Scim => {
             let server = ScimServer::start().await;
             (scim_backend(&server, dir.path()), Some(Box::new(server)))
+        }
+        Kind::Postgres => {
+            let pg = super::postgres::Postgres::start();
+            (pg.backend(), Some(Box::new(pg)))
         }
         Kind::Webhook => {
             let receiver = WebhookReceiver::start(&config.groups).await;
@@ -156,6 +166,9 @@ async fn launch(
     peer: Option<Box<dyn std::any::Any + Send>>,
 ) -> Gateway {
     let mut config = base_config();
+    if matches!(backend, BackendConfig::Postgres { .. }) {
+        config.secrets.key = Some(userbridge::redact::Secret::new(PG_SECRETS_KEY));
+    }
     config.backend = backend;
     // The audit trail on, in the gateway's own directory, as in production.
     config.audit.enabled = true;

@@ -82,3 +82,4 @@ pub mod gateway;
 pub mod logs;
 pub mod markdown;
 pub mod peers;
+pub mod postgres;

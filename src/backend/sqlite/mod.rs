@@ -8,18 +8,17 @@
 //! read of the `/scim/v2` ingress.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
-use super::merge::merge;
+use super::row::{UserRow as Row, for_create, merge_into, name_and_authenticator, now};
 use super::take_secrets;
 use super::{
     Backend, BackendError, BoxFuture, Gauge, GroupDoc, GroupStore, Query, Search, Store, Stored,
     Want, strip_server_owned,
 };
-use crate::canonical::{self, GroupChange, GroupOp, OpKind, Operation, Target, UserDoc, location};
+use crate::canonical::{GroupChange, GroupOp, OpKind, Operation, Target, UserDoc};
 use crate::config::GroupConfig;
 
 mod groups;
@@ -321,17 +320,7 @@ impl Store for Sqlite {
         Box::pin(async move {
             passwords::hash_in(&self.hashing, &mut user.0).await?;
             self.blocking(move |tx| {
-                let op = Operation {
-                    operation: OpKind::Create,
-                    dialect: Arc::from("scim"),
-                    target: None,
-                    user,
-                    groups: None,
-                    caller_password: None,
-                    preconditions: Vec::new(),
-                    pending: Vec::new(),
-                };
-                let stored = create(tx, op)?;
+                let stored = create(tx, Operation::scim_create(user))?;
                 Ok(stored)
             })
             .await
@@ -352,7 +341,7 @@ impl Store for Sqlite {
                 let Some(r) = find(tx, "id = ?1", &[&id as &dyn rusqlite::ToSql])? else {
                     return Err(BackendError::NotFound);
                 };
-                check_row_version(if_match.as_deref(), &r)?;
+                r.check_version(if_match.as_deref())?;
                 let mut doc = user.0;
                 strip_server_owned(&mut doc);
                 // Secrets not restated are kept, each on its own (SCIM never returns them, so a
@@ -376,7 +365,7 @@ impl Store for Sqlite {
         self.blocking(move |conn| {
             if let Some(h) = &if_match {
                 match find(conn, "id = ?1", &[&id as &dyn rusqlite::ToSql])? {
-                    Some(r) => check_row_version(Some(h), &r)?,
+                    Some(r) => r.check_version(Some(h))?,
                     None => return Ok(false),
                 }
             }
@@ -385,21 +374,6 @@ impl Store for Sqlite {
                 .map_err(db)?;
             Ok(n > 0)
         })
-    }
-}
-
-/// The version a row's `meta.version` shows.
-fn row_version(r: &Row) -> String {
-    format!("W/\"{}\"", r.version)
-}
-
-/// [`BackendError::Changed`] unless `if_match` (when given) names the row's version.
-fn check_row_version(if_match: Option<&str>, r: &Row) -> Result<(), BackendError> {
-    match if_match {
-        Some(h) if !super::etag_matches(h, &row_version(r)) => {
-            Err(BackendError::Changed(row_version(r)))
-        }
-        _ => Ok(()),
     }
 }
 
@@ -435,18 +409,6 @@ impl GroupStore for Sqlite {
         let (id, if_match) = (id.to_owned(), if_match.map(str::to_owned));
         self.blocking(move |tx| groups::delete(tx, &id, if_match.as_deref()))
     }
-}
-
-/// A user row.
-#[derive(Debug, Clone)]
-struct Row {
-    numeric_id: i64,
-    id: String,
-    doc: Map<String, Value>,
-    secrets: Map<String, Value>,
-    created: String,
-    modified: String,
-    version: i64,
 }
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
@@ -577,32 +539,8 @@ fn delete(tx: &Connection, op: Operation) -> Result<UserDoc, BackendError> {
     Ok(gone)
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn name_and_authenticator(doc: &Map<String, Value>) -> Result<(String, String), BackendError> {
-    let name = canonical::get(doc, &location("userName"))
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            BackendError::Rejected(crate::rejection::Rejection::invalid(
-                "userName",
-                "required",
-                "userName is required".into(),
-            ))
-        })?;
-    let auth = canonical::get(doc, &location("ext.authenticator"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    Ok((name.to_owned(), auth.to_owned()))
-}
-
 fn create(tx: &Connection, op: Operation) -> Result<UserDoc, BackendError> {
-    let mut doc = op.user.0;
-    doc.retain(|_, v| !v.is_null());
-    strip_server_owned(&mut doc);
-    let secrets = take_secrets(&mut doc);
+    let (doc, secrets) = for_create(op.user.0);
     let (name, auth) = name_and_authenticator(&doc)?;
     let exists: Option<i64> = tx
         .prepare_cached("SELECT numeric_id FROM users WHERE user_name = ?1 AND authenticator = ?2")
@@ -660,16 +598,7 @@ fn update(tx: &Connection, mut op: Operation) -> Result<UserDoc, BackendError> {
     }
     let mut doc = std::mem::take(&mut r.doc);
     let mut secrets = std::mem::take(&mut r.secrets);
-    let mut changes = op.user.0;
-    strip_server_owned(&mut changes);
-    for (k, v) in take_secrets(&mut changes) {
-        if v.is_null() {
-            secrets.shift_remove(&k);
-        } else {
-            secrets.insert(k, v);
-        }
-    }
-    merge(&mut doc, changes);
+    merge_into(&mut doc, &mut secrets, op.user.0);
     let (name, auth) = name_and_authenticator(&doc)?;
     let taken: Option<i64> = tx
         .prepare_cached(
@@ -815,55 +744,20 @@ fn apply_groups(tx: &Connection, user: i64, g: &GroupChange) -> Result<(), Backe
 const USER_GROUPS: &str = "SELECT g.id, g.name FROM groups g
     WHERE g.id IN (SELECT group_id FROM members WHERE user_numeric_id = ?1) ORDER BY g.id";
 
-/// The full canonical document of a row: its attributes, the store's members (`id`,
-/// `numericId`, `meta`, `groups`, `schemas`) and, when `with_secrets`, its secrets.
+/// The full canonical document of a row ([`UserRow::into_doc`]), its groups read.
 fn into_doc(
     tx: &Connection,
     r: Row,
     with_secrets: bool,
 ) -> Result<Map<String, Value>, BackendError> {
-    let version = row_version(&r);
-    let mut doc = Map::with_capacity(r.doc.len() + 4);
-    doc.insert("id".into(), Value::String(r.id));
-    doc.extend(r.doc);
-    canonical::set(
-        &mut doc,
-        &location("ext.numericId"),
-        Value::from(r.numeric_id),
-    );
-    if with_secrets {
-        // A password's hash is never given back.
-        for (k, v) in r
-            .secrets
-            .into_iter()
-            .filter(|(_, v)| !passwords::is_hash(v))
-        {
-            canonical::set(&mut doc, &location(&k), v);
-        }
-    }
-    let mut stmt = tx.prepare_cached(USER_GROUPS).map_err(db)?;
-    let groups: Vec<Value> = stmt
-        .query_map(params![r.numeric_id], |row| {
-            let id: i64 = row.get(0)?;
-            let name: String = row.get(1)?;
-            Ok(serde_json::json!({ "value": id.to_string(), "display": name }))
-        })
+    let groups: Vec<(i64, String)> = tx
+        .prepare_cached(USER_GROUPS)
+        .map_err(db)?
+        .query_map(params![r.numeric_id], |row| Ok((row.get(0)?, row.get(1)?)))
         .map_err(db)?
         .collect::<Result<_, _>>()
         .map_err(db)?;
-    if !groups.is_empty() {
-        doc.insert("groups".into(), Value::Array(groups));
-    }
-    doc.insert(
-        "meta".into(),
-        serde_json::json!({
-            "resourceType": "User",
-            "created": r.created,
-            "lastModified": r.modified,
-            "version": version,
-        }),
-    );
-    Ok(canonical::with_schemas(doc))
+    Ok(r.into_doc(groups, with_secrets))
 }
 
 /// An in-memory store with the store's functions, sealing under a fixed key (tests).
@@ -889,16 +783,7 @@ mod tests {
     fn user(name: &str) -> Operation {
         let mut doc = Map::new();
         doc.insert("userName".into(), Value::String(name.into()));
-        Operation {
-            operation: OpKind::Create,
-            dialect: Arc::from("scim"),
-            target: None,
-            user: UserDoc(doc),
-            groups: None,
-            caller_password: None,
-            preconditions: Vec::new(),
-            pending: Vec::new(),
-        }
+        Operation::scim_create(UserDoc(doc))
     }
 
     /// The store, its WAL and shared-memory files and the directory made for them are the

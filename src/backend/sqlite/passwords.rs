@@ -8,36 +8,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
 use crate::backend::BackendError;
-use crate::canonical::{self, location};
+pub use crate::password::hash_in;
 use crate::password::{Hashing, PHC};
-use crate::rejection::Rejection;
-
-/// Whether a stored secret value is a password hash (not a value to give back).
-pub fn is_hash(v: &Value) -> bool {
-    v.as_object().is_some_and(|o| o.contains_key(PHC))
-}
-
-/// Replaces the clear password `doc` carries by its hash, off the runtime; `null` (clear it)
-/// stays. A password that is not a string is refused, naming it.
-pub async fn hash_in(hashing: &Hashing, doc: &mut Map<String, Value>) -> Result<(), BackendError> {
-    let loc = location("password");
-    let clear = match canonical::get(doc, &loc) {
-        None | Some(Value::Null) => return Ok(()),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => {
-            return Err(BackendError::Rejected(Rejection::invalid(
-                "password",
-                "invalid",
-                "password must be a string".into(),
-            )));
-        }
-    };
-    let phc = crate::password::hash(hashing, clear)
-        .await
-        .map_err(BackendError::Failed)?;
-    canonical::set(doc, &loc, json!({ PHC: phc }));
-    Ok(())
-}
 
 /// The hash stored for the user `id`, if it has a password.
 pub fn stored_hash(tx: &Connection, id: &str) -> Result<Option<String>, BackendError> {

@@ -1,0 +1,603 @@
+//! PostgreSQL: the store several gateways share. Users, groups, memberships and sealed
+//! secrets, as the embedded store keeps them ([`crate::backend::row`]), with the database
+//! keeping the rules across instances: `userName` + `authenticator` unique by constraint,
+//! numeric ids from an identity column, every operation one transaction (an update holds its
+//! user's row from read to write), retried when the database reports a serialization failure
+//! or a deadlock.
+//!
+//! The pool connects lazily: `serve` starts whatever the database is doing, `/readyz` answers
+//! 503 until it answers, and the schema is migrated on the first connection that works
+//! ([`schema`]). A lost connection is dropped from the pool and replaced on the next call.
+
+mod schema;
+mod users;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
+use tokio::sync::OnceCell;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::error::SqlState;
+
+use super::{
+    Backend, BackendError, BoxFuture, Gauge, Search, Store, Stored, Want, strip_server_owned,
+    take_secrets,
+};
+use crate::canonical::{OpKind, Operation, UserDoc};
+use crate::config::{GroupConfig, SecretsConfig};
+use crate::redact::Secret;
+use crate::sealed::Sealer;
+
+pub use schema::MIGRATIONS;
+
+/// What the operations need besides the transaction.
+pub struct Ctx {
+    sealer: Sealer,
+}
+
+/// The PostgreSQL backend.
+pub struct Postgres {
+    pool: Pool,
+    ctx: Arc<Ctx>,
+    groups: Vec<GroupConfig>,
+    migrated: OnceCell<usize>,
+    hashing: crate::password::Hashing,
+    errors: AtomicU64,
+    retries: AtomicU64,
+    /// `host:port/db`, for messages (never the password).
+    label: String,
+}
+
+/// How often a transaction the database aborted for a serialization failure or a deadlock is
+/// run again.
+const RETRIES: usize = 5;
+
+/// The settings of [`Postgres::open`].
+pub struct Settings<'a> {
+    /// `postgres://USER@HOST:PORT/DB[?sslmode=…]`.
+    pub url: &'a str,
+    /// The password.
+    pub password: Option<&'a Secret>,
+    /// Connections kept, at most.
+    pub pool_size: usize,
+    /// Wait for a connection, or one statement, at most this long.
+    pub timeout: Duration,
+}
+
+impl Postgres {
+    /// A backend over the database `settings` name. Nothing is connected yet; the secrets key
+    /// must be configured (every gateway must seal under the same key, so none is generated).
+    pub fn open(
+        settings: &Settings<'_>,
+        groups: &[GroupConfig],
+        secrets: &SecretsConfig,
+    ) -> Result<Self, String> {
+        let mut pg: tokio_postgres::Config = settings
+            .url
+            .parse()
+            .map_err(|e| format!("backend.url: not a PostgreSQL URL: {e}"))?;
+        if let Some(p) = settings.password {
+            pg.password(p.expose());
+        }
+        pg.connect_timeout(settings.timeout);
+        pg.application_name("userbridge");
+        let ms = settings.timeout.as_millis();
+        pg.options(format!("-c statement_timeout={ms} -c lock_timeout={ms}"));
+        let label = label(&pg);
+        if secrets.key.is_none() && secrets.key_file.is_none() {
+            return Err(format!(
+                "the postgres backend ({label}) needs [secrets] key_file or \
+                 USERBRIDGE_SECRETS__KEY: every gateway on the database seals users' secrets \
+                 under the same key, so none is generated"
+            ));
+        }
+        let (sealer, _) = Sealer::load(secrets, std::path::Path::new("."))?;
+        tracing::info!(kid = sealer.kid(), store = %label, "secrets key");
+        let cfg = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = if pg.get_ssl_mode() == SslMode::Disable {
+            Manager::from_config(pg, tokio_postgres::NoTls, cfg)
+        } else {
+            Manager::from_config(pg, tls()?, cfg)
+        };
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size.max(1))
+            .wait_timeout(Some(settings.timeout))
+            .create_timeout(Some(settings.timeout))
+            .recycle_timeout(Some(settings.timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| format!("backend ({label}): {e}"))?;
+        Ok(Self {
+            pool,
+            ctx: Arc::new(Ctx { sealer }),
+            groups: groups.to_vec(),
+            migrated: OnceCell::new(),
+            hashing: crate::password::Hashing::new(&secrets.passwords)?,
+            errors: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            label,
+        })
+    }
+
+    /// A connection, the schema migrated first (once per process).
+    async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
+        let mut client = self.pool.get().await.map_err(|e| self.unavailable(e))?;
+        self.migrated
+            .get_or_try_init(|| async {
+                schema::migrate(&mut client, &self.groups)
+                    .await
+                    .map_err(|e| self.failed(e))
+            })
+            .await?;
+        Ok(client)
+    }
+
+    fn unavailable(&self, e: deadpool_postgres::PoolError) -> BackendError {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        BackendError::Unavailable(format!("{}: {e}", self.label))
+    }
+
+    fn failed(&self, e: tokio_postgres::Error) -> BackendError {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        db(e)
+    }
+
+    /// Runs `f` in a transaction, committed when it succeeds; run again (a few times) when
+    /// the database aborted it for a serialization failure or a deadlock.
+    async fn transaction<T, F>(&self, f: F) -> Result<T, BackendError>
+    where
+        F: for<'t> Fn(&'t Ctx, &'t Transaction<'t>) -> BoxFuture<'t, Result<T, BackendError>>,
+    {
+        let mut client = self.client().await?;
+        let mut attempt = 0;
+        loop {
+            let tx = client.transaction().await.map_err(|e| self.failed(e))?;
+            let result = f(&self.ctx, &tx).await;
+            let result = match result {
+                Ok(v) => tx.commit().await.map(|()| v).map_err(Retry::from),
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    Err(Retry::Backend(e))
+                }
+            };
+            match result {
+                Ok(v) => return Ok(v),
+                Err(Retry::Db(e)) if retryable(&e) && attempt < RETRIES => {
+                    attempt += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(Retry::Backend(BackendError::Failed(m)))
+                    if m.starts_with(RETRY_MARK) && attempt < RETRIES =>
+                {
+                    attempt += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(Retry::Db(e)) => return Err(self.failed(e)),
+                Err(Retry::Backend(e)) => {
+                    if matches!(e, BackendError::Failed(_) | BackendError::Unavailable(_)) {
+                        self.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+enum Retry {
+    Db(tokio_postgres::Error),
+    Backend(BackendError),
+}
+
+impl From<tokio_postgres::Error> for Retry {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Retry::Db(e)
+    }
+}
+
+/// How [`db`] marks an error the transaction may be run again for.
+const RETRY_MARK: &str = "store: retry: ";
+
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    })
+}
+
+/// Whether `e` is a unique constraint violation.
+fn conflict(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// A database error as a backend error: a lost or refused connection is `Unavailable` (503),
+/// a uniqueness violation a conflict, the rest a failure.
+fn db(e: tokio_postgres::Error) -> BackendError {
+    if retryable(&e) {
+        return BackendError::Failed(format!("{RETRY_MARK}{e}"));
+    }
+    if conflict(&e) {
+        return BackendError::Conflict("a user with this userName and authenticator exists".into());
+    }
+    if e.is_closed() || e.code().is_none() {
+        return BackendError::Unavailable(format!("PostgreSQL: {e}"));
+    }
+    if e.code() == Some(&SqlState::SEQUENCE_GENERATOR_LIMIT_EXCEEDED) {
+        return BackendError::Failed("numeric ids are exhausted".into());
+    }
+    BackendError::Failed(format!("store: {e}"))
+}
+
+/// `host:port/db` of a connection config.
+fn label(pg: &tokio_postgres::Config) -> String {
+    let host = pg
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_default();
+    let port = pg.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", pg.get_dbname().unwrap_or(""))
+}
+
+/// TLS to the database, verified against the system's roots.
+fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        let _ = roots.add(cert);
+    }
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS to PostgreSQL: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+impl Backend for Postgres {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn apply(&self, mut op: Operation, _: Want) -> BoxFuture<'_, Result<Stored, BackendError>> {
+        Box::pin(async move {
+            crate::password::hash_in(&self.hashing, &mut op.user.0).await?;
+            let op = &op;
+            let stored = self
+                .transaction(move |ctx, tx| {
+                    let op = op.clone();
+                    Box::pin(async move {
+                        match op.operation {
+                            OpKind::Create => users::create(ctx, tx, op).await,
+                            OpKind::Update => users::update(ctx, tx, op).await,
+                            OpKind::Delete => users::delete(ctx, tx, op).await,
+                        }
+                    })
+                })
+                .await?;
+            Ok(Stored::from_doc(stored))
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map(|_| ())
+                .map_err(|e| self.failed(e))
+        })
+    }
+
+    fn store(&self) -> Option<&dyn Store> {
+        Some(self)
+    }
+
+    fn gauges(&self) -> Vec<Gauge> {
+        let status = self.pool.status();
+        let level = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        vec![
+            Gauge {
+                name: "postgres_pool_size",
+                help: "Connections the pool holds now",
+                value: level(status.size),
+                counter: false,
+            },
+            Gauge {
+                name: "postgres_pool_available",
+                help: "Connections idle in the pool",
+                value: level(status.available),
+                counter: false,
+            },
+            Gauge {
+                name: "postgres_pool_waiting",
+                help: "Requests waiting for a connection",
+                value: level(status.waiting),
+                counter: false,
+            },
+            Gauge {
+                name: "postgres_errors",
+                help: "Database calls that failed (connections refused or lost included)",
+                value: Gauge::value_of(&self.errors),
+                counter: true,
+            },
+            Gauge {
+                name: "postgres_retries",
+                help: "Transactions run again after a serialization failure or a deadlock",
+                value: Gauge::value_of(&self.retries),
+                counter: true,
+            },
+        ]
+    }
+}
+
+impl Postgres {
+    fn read_one(
+        &self,
+        cond: &'static str,
+        arg: String,
+        with_secrets: bool,
+    ) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        Box::pin(self.transaction(move |ctx, tx| {
+            let arg = arg.clone();
+            Box::pin(async move {
+                match users::find(ctx, tx, cond, &[&arg], false).await? {
+                    Some(r) => Ok(Some(users::doc(tx, r, with_secrets).await?)),
+                    None => Ok(None),
+                }
+            })
+        }))
+    }
+
+    /// A page of users in creation order, after `cond` (with `args`), and how many there are.
+    async fn page(
+        &self,
+        cond: &'static str,
+        arg: Option<String>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<UserDoc>, usize), BackendError> {
+        let (offset, limit) = (
+            i64::try_from(offset).unwrap_or(i64::MAX),
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        );
+        self.transaction(move |ctx, tx| {
+            let arg = arg.clone();
+            Box::pin(async move {
+                let (count, rows) = match &arg {
+                    Some(a) => {
+                        let c: i64 = tx
+                            .query_one(&format!("SELECT count(*) FROM users WHERE {cond}"), &[a])
+                            .await
+                            .map_err(db)?
+                            .get(0);
+                        let rows = tx
+                            .query(
+                                &format!(
+                                    "{} WHERE {cond} ORDER BY numeric_id LIMIT $2 OFFSET $3",
+                                    users::COLUMNS
+                                ),
+                                &[a, &limit, &offset],
+                            )
+                            .await
+                            .map_err(db)?;
+                        (c, rows)
+                    }
+                    None => {
+                        let c: i64 = tx
+                            .query_one("SELECT count(*) FROM users", &[])
+                            .await
+                            .map_err(db)?
+                            .get(0);
+                        let rows = tx
+                            .query(
+                                &format!(
+                                    "{} ORDER BY numeric_id LIMIT $1 OFFSET $2",
+                                    users::COLUMNS
+                                ),
+                                &[&limit, &offset],
+                            )
+                            .await
+                            .map_err(db)?;
+                        (c, rows)
+                    }
+                };
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    out.push(users::doc(tx, users::row(ctx, r, false)?, false).await?);
+                }
+                Ok((out, usize::try_from(count).unwrap_or(0)))
+            })
+        })
+        .await
+    }
+}
+
+impl Store for Postgres {
+    fn get(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        self.read_one("id = $1", id.to_owned(), false)
+    }
+
+    fn get_with_secrets(&self, id: &str) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        self.read_one("id = $1", id.to_owned(), true)
+    }
+
+    fn keeps_secrets(&self) -> bool {
+        true
+    }
+
+    fn find(&self, target: &UserDoc) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
+        let target = target.clone();
+        Box::pin(self.transaction(move |ctx, tx| {
+            let target = target.clone();
+            Box::pin(async move {
+                match users::resolve(ctx, tx, &target, false).await {
+                    Ok(r) => Ok(Some(users::doc(tx, r, false).await?)),
+                    Err(BackendError::NotFound) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+        }))
+    }
+
+    fn list(
+        &self,
+        user_name: Option<String>,
+        start: usize,
+        count: usize,
+    ) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
+        Box::pin(async move {
+            match user_name {
+                Some(n) => self.page("user_name = $1", Some(n), start, count).await,
+                None => self.page("", None, start, count).await,
+            }
+        })
+    }
+
+    fn search(&self, search: Search) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
+        Box::pin(async move {
+            let Some(text) = search.text.clone() else {
+                return self.page("", None, search.offset, search.limit).await;
+            };
+            // The rows whose document holds the text (as its JSON writes it, when it is plain
+            // ASCII), each then checked on the attributes searched.
+            let plain = text
+                .chars()
+                .all(|c| c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\');
+            let needle = if plain {
+                text.to_ascii_lowercase()
+            } else {
+                String::new()
+            };
+            let (candidates, _) = self
+                .page(
+                    "strpos(lower(doc::text), $1) > 0",
+                    Some(needle),
+                    0,
+                    super::MAX_SCAN + 1,
+                )
+                .await?;
+            if candidates.len() > super::MAX_SCAN {
+                return Err(BackendError::TooMany(format!(
+                    "the search reads more than {} users: narrow it",
+                    super::MAX_SCAN
+                )));
+            }
+            let (mut users, mut total) = (Vec::new(), 0);
+            for u in candidates {
+                if search.matches(&u) {
+                    if total >= search.offset && users.len() < search.limit {
+                        users.push(u);
+                    }
+                    total += 1;
+                }
+            }
+            Ok((users, total))
+        })
+    }
+
+    fn create(&self, mut user: UserDoc) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+        Box::pin(async move {
+            crate::password::hash_in(&self.hashing, &mut user.0).await?;
+            let op = Operation::scim_create(user);
+            let op = &op;
+            self.transaction(move |ctx, tx| Box::pin(users::create(ctx, tx, op.clone())))
+                .await
+        })
+    }
+
+    fn replace(
+        &self,
+        id: &str,
+        mut user: UserDoc,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<UserDoc, BackendError>> {
+        let id = id.to_owned();
+        let if_match = if_match.map(str::to_owned);
+        Box::pin(async move {
+            crate::password::hash_in(&self.hashing, &mut user.0).await?;
+            self.transaction(move |ctx, tx| {
+                let (id, if_match, user) = (id.clone(), if_match.clone(), user.clone());
+                Box::pin(async move {
+                    let Some(r) = users::find(ctx, tx, "id = $1", &[&id], true).await? else {
+                        return Err(BackendError::NotFound);
+                    };
+                    r.check_version(if_match.as_deref())?;
+                    let mut doc = user.0;
+                    strip_server_owned(&mut doc);
+                    // Secrets not restated are kept (SCIM never returns them).
+                    let mut secrets = r.secrets.clone();
+                    secrets.extend(take_secrets(&mut doc));
+                    let written = users::write_row(ctx, tx, r, doc, secrets).await?;
+                    users::doc(tx, written, false).await
+                })
+            })
+            .await
+        })
+    }
+
+    fn delete(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<bool, BackendError>> {
+        let id = id.to_owned();
+        let if_match = if_match.map(str::to_owned);
+        Box::pin(async move {
+            self.transaction(move |ctx, tx| {
+                let (id, if_match) = (id.clone(), if_match.clone());
+                Box::pin(async move {
+                    let Some(r) = users::find(ctx, tx, "id = $1", &[&id], true).await? else {
+                        return Ok(false);
+                    };
+                    r.check_version(if_match.as_deref())?;
+                    let n = tx
+                        .execute("DELETE FROM users WHERE id = $1", &[&id])
+                        .await
+                        .map_err(db)?;
+                    Ok(n > 0)
+                })
+            })
+            .await
+        })
+    }
+
+    fn verify_password(
+        &self,
+        id: &str,
+        clear: String,
+    ) -> BoxFuture<'_, Result<Option<bool>, BackendError>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let phc = self
+                .transaction(move |ctx, tx| {
+                    let id = id.clone();
+                    Box::pin(async move {
+                        let r = users::find(ctx, tx, "id = $1", &[&id], false).await?;
+                        Ok(r.and_then(|r| {
+                            r.secrets
+                                .get("password")?
+                                .get(crate::password::PHC)?
+                                .as_str()
+                                .map(str::to_owned)
+                        }))
+                    })
+                })
+                .await?;
+            match phc {
+                Some(phc) => Ok(Some(crate::password::verify(phc, clear).await)),
+                None => Ok(Some(false)),
+            }
+        })
+    }
+}

@@ -1,0 +1,374 @@
+//! The user operations on PostgreSQL, each inside the caller's transaction: the same rules as
+//! the embedded store ([`crate::backend::row`]), with the database keeping them across
+//! gateways — `userName` + `authenticator` unique by constraint (a create that loses the race
+//! is a conflict, never a second user), the target row locked (`FOR UPDATE`) for the whole of
+//! an update, numeric ids from the table's identity.
+
+use deadpool_postgres::Transaction;
+use serde_json::{Map, Value};
+use tokio_postgres::Row as PgRow;
+use tokio_postgres::types::ToSql;
+
+use super::{Ctx, db};
+use crate::backend::BackendError;
+use crate::backend::row::{UserRow, for_create, merge_into, name_and_authenticator, now};
+use crate::canonical::{GroupChange, GroupOp, Operation, Target, UserDoc};
+
+/// The columns a user is read with; `secrets` as stored (sealed).
+pub const COLUMNS: &str =
+    "SELECT numeric_id, id, doc::text, secrets, created, modified, version FROM users";
+
+/// A row as read, its secrets opened when `secrets` (else left empty).
+pub fn row(ctx: &Ctx, r: &PgRow, secrets: bool) -> Result<UserRow, BackendError> {
+    let numeric_id: i32 = r.try_get(0).map_err(db)?;
+    let id: String = r.try_get(1).map_err(db)?;
+    let doc: String = r.try_get(2).map_err(db)?;
+    let sealed: String = r.try_get(3).map_err(db)?;
+    let secrets = if secrets {
+        let clear = ctx
+            .sealer
+            .open(&id, &sealed)
+            .map_err(BackendError::Failed)?;
+        parse(&clear)?
+    } else {
+        Map::new()
+    };
+    Ok(UserRow {
+        numeric_id: i64::from(numeric_id),
+        doc: parse(&doc)?,
+        id,
+        secrets,
+        created: r.try_get(4).map_err(db)?,
+        modified: r.try_get(5).map_err(db)?,
+        version: r.try_get(6).map_err(db)?,
+    })
+}
+
+fn parse(text: &str) -> Result<Map<String, Value>, BackendError> {
+    serde_json::from_str(text).map_err(|e| BackendError::Failed(format!("store: {e}")))
+}
+
+fn text(v: &Map<String, Value>) -> Result<String, BackendError> {
+    serde_json::to_string(v).map_err(|e| BackendError::Failed(format!("store: {e}")))
+}
+
+/// The first row `cond` selects (locked for the transaction when `lock`).
+pub async fn find(
+    ctx: &Ctx,
+    tx: &Transaction<'_>,
+    cond: &str,
+    args: &[&(dyn ToSql + Sync)],
+    lock: bool,
+) -> Result<Option<UserRow>, BackendError> {
+    let sql = format!(
+        "{COLUMNS} WHERE {cond}{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let stmt = tx.prepare_cached(&sql).await.map_err(db)?;
+    match tx.query_opt(&stmt, args).await.map_err(db)? {
+        Some(r) => Ok(Some(row(ctx, &r, true)?)),
+        None => Ok(None),
+    }
+}
+
+/// The user a target names, locked when `lock`; `NotFound` when none.
+pub async fn resolve(
+    ctx: &Ctx,
+    tx: &Transaction<'_>,
+    target: &UserDoc,
+    lock: bool,
+) -> Result<UserRow, BackendError> {
+    let found = match Target::of(target).ok_or(BackendError::NotFound)? {
+        Target::Id(id) => find(ctx, tx, "id = $1", &[&id], lock).await?,
+        Target::NumericId(n) => match i32::try_from(n) {
+            Ok(n) => find(ctx, tx, "numeric_id = $1", &[&n], lock).await?,
+            Err(_) => None,
+        },
+        Target::Name {
+            user_name,
+            authenticator,
+        } => {
+            find(
+                ctx,
+                tx,
+                "user_name = $1 AND authenticator = $2",
+                &[&user_name, &authenticator],
+                lock,
+            )
+            .await?
+        }
+    };
+    found.ok_or(BackendError::NotFound)
+}
+
+/// A user's groups, `(number, name)` in number order.
+pub async fn groups_of(
+    tx: &Transaction<'_>,
+    numeric_id: i64,
+) -> Result<Vec<(i64, String)>, BackendError> {
+    let n = i32::try_from(numeric_id).unwrap_or(0);
+    let stmt = tx
+        .prepare_cached(
+            "SELECT g.id, g.name FROM groups g JOIN members m ON m.group_id = g.id
+             WHERE m.user_numeric_id = $1 ORDER BY g.id",
+        )
+        .await
+        .map_err(db)?;
+    let rows = tx.query(&stmt, &[&n]).await.map_err(db)?;
+    rows.iter()
+        .map(|r| {
+            let id: i32 = r.try_get(0).map_err(db)?;
+            Ok((i64::from(id), r.try_get(1).map_err(db)?))
+        })
+        .collect()
+}
+
+/// The full document of a row, its groups read.
+pub async fn doc(
+    tx: &Transaction<'_>,
+    r: UserRow,
+    with_secrets: bool,
+) -> Result<UserDoc, BackendError> {
+    let groups = groups_of(tx, r.numeric_id).await?;
+    Ok(UserDoc(r.into_doc(groups, with_secrets)))
+}
+
+/// Creates the user of a create operation. Two gateways creating one user at once: the
+/// constraint lets one in, the other gets the conflict.
+pub async fn create(
+    ctx: &Ctx,
+    tx: &Transaction<'_>,
+    op: Operation,
+) -> Result<UserDoc, BackendError> {
+    let (doc, secrets) = for_create(op.user.0);
+    let (name, auth) = name_and_authenticator(&doc)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let ts = now();
+    let sealed = ctx
+        .sealer
+        .seal(&id, &text(&secrets)?)
+        .map_err(BackendError::Failed)?;
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO users (id, user_name, authenticator, doc, secrets, created, modified)
+             VALUES ($1, $2, $3, $4::text::json, $5, $6, $6)
+             ON CONFLICT (user_name, authenticator) DO NOTHING
+             RETURNING numeric_id",
+        )
+        .await
+        .map_err(db)?;
+    let inserted = tx
+        .query_opt(&stmt, &[&id, &name, &auth, &text(&doc)?, &sealed, &ts])
+        .await
+        .map_err(db)?;
+    let Some(inserted) = inserted else {
+        return Err(BackendError::Conflict(
+            "a user with this userName and authenticator exists".into(),
+        ));
+    };
+    let numeric_id: i32 = inserted.try_get(0).map_err(db)?;
+    let numeric_id = i64::from(numeric_id);
+    if let Some(g) = &op.groups {
+        apply_groups(tx, numeric_id, g).await?;
+    }
+    let written = UserRow {
+        numeric_id,
+        id,
+        doc,
+        secrets,
+        modified: ts.clone(),
+        created: ts,
+        version: 1,
+    };
+    doc_of_written(tx, written).await
+}
+
+async fn doc_of_written(tx: &Transaction<'_>, r: UserRow) -> Result<UserDoc, BackendError> {
+    doc(tx, r, true).await
+}
+
+/// Applies an update to the user its target names, the row locked from read to write: two
+/// updates of one user, from any gateways, run one after the other, each on the other's result.
+pub async fn update(
+    ctx: &Ctx,
+    tx: &Transaction<'_>,
+    mut op: Operation,
+) -> Result<UserDoc, BackendError> {
+    let target = op.target.clone().unwrap_or_default();
+    let mut r = resolve(ctx, tx, &target, true).await?;
+    if op.is_conditional() {
+        let stored = doc(tx, r.clone(), true).await?;
+        op.complete(&stored).map_err(BackendError::Rejected)?;
+    }
+    let mut d = std::mem::take(&mut r.doc);
+    let mut secrets = std::mem::take(&mut r.secrets);
+    merge_into(&mut d, &mut secrets, op.user.0);
+    let numeric_id = r.numeric_id;
+    let written = write_row(ctx, tx, r, d, secrets).await?;
+    if let Some(g) = &op.groups {
+        apply_groups(tx, numeric_id, g).await?;
+    }
+    doc_of_written(tx, written).await
+}
+
+/// Writes a row's document and secrets; a new name that is taken is the conflict (the
+/// constraint decides, also against a gateway renaming another user at the same time).
+pub async fn write_row(
+    ctx: &Ctx,
+    tx: &Transaction<'_>,
+    r: UserRow,
+    doc: Map<String, Value>,
+    secrets: Map<String, Value>,
+) -> Result<UserRow, BackendError> {
+    let (name, auth) = name_and_authenticator(&doc)?;
+    let modified = now();
+    let sealed = ctx
+        .sealer
+        .seal(&r.id, &text(&secrets)?)
+        .map_err(BackendError::Failed)?;
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE users SET user_name = $2, authenticator = $3, doc = $4::text::json,
+                    secrets = $5, modified = $6, version = version + 1
+             WHERE numeric_id = $1",
+        )
+        .await
+        .map_err(db)?;
+    let n = i32::try_from(r.numeric_id).unwrap_or(0);
+    tx.execute(&stmt, &[&n, &name, &auth, &text(&doc)?, &sealed, &modified])
+        .await
+        .map_err(|e| match super::conflict(&e) {
+            true => BackendError::Conflict("the new userName is taken".into()),
+            false => db(e),
+        })?;
+    Ok(UserRow {
+        doc,
+        secrets,
+        modified,
+        version: r.version + 1,
+        ..r
+    })
+}
+
+/// Deletes the user a delete's target names; the user as it was (without secrets).
+pub async fn delete(
+    ctx: &Ctx,
+    tx: &Transaction<'_>,
+    op: Operation,
+) -> Result<UserDoc, BackendError> {
+    let target = op.target.unwrap_or_default();
+    let r = resolve(ctx, tx, &target, true).await?;
+    let n = i32::try_from(r.numeric_id).unwrap_or(0);
+    let gone = doc(tx, r, false).await?;
+    let stmt = tx
+        .prepare_cached("DELETE FROM users WHERE numeric_id = $1")
+        .await
+        .map_err(db)?;
+    tx.execute(&stmt, &[&n]).await.map_err(db)?;
+    Ok(gone)
+}
+
+/// Resolves group references to known group numbers; an unknown one is an error naming it.
+async fn group_ids(tx: &Transaction<'_>, g: &GroupChange) -> Result<Vec<i32>, BackendError> {
+    let mut ids = Vec::with_capacity(g.values.len());
+    for v in &g.values {
+        let by_id: Option<(i32, String)> = match &v.value {
+            Some(id) => {
+                let n: i32 = id
+                    .parse()
+                    .map_err(|_| BackendError::UnknownGroup(format!("no group with id {id}")))?;
+                let stmt = tx
+                    .prepare_cached("SELECT id, name FROM groups WHERE id = $1")
+                    .await
+                    .map_err(db)?;
+                match tx.query_opt(&stmt, &[&n]).await.map_err(db)? {
+                    Some(r) => Some((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?)),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        let id = match (&v.value, by_id, &v.display) {
+            (Some(id), None, _) => {
+                return Err(BackendError::UnknownGroup(format!("no group with id {id}")));
+            }
+            (Some(_), Some((n, name)), Some(display)) if name != *display => {
+                return Err(BackendError::UnknownGroup(format!(
+                    "group {n} is called '{name}', not '{display}'"
+                )));
+            }
+            (Some(_), Some((n, _)), _) => n,
+            (None, _, Some(display)) => {
+                let stmt = tx
+                    .prepare_cached("SELECT id FROM groups WHERE name = $1")
+                    .await
+                    .map_err(db)?;
+                match tx.query_opt(&stmt, &[display]).await.map_err(db)? {
+                    Some(r) => r.try_get(0).map_err(db)?,
+                    None => {
+                        return Err(BackendError::UnknownGroup(format!(
+                            "no group named '{display}'"
+                        )));
+                    }
+                }
+            }
+            (None, _, None) => {
+                return Err(BackendError::UnknownGroup(
+                    "a group needs an id or a name".into(),
+                ));
+            }
+        };
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Applies a group operation to the user `user` (whose row the transaction holds). Every
+/// group whose members change moves its version, in number order, so that two transactions
+/// touching the same groups take their locks in the same order.
+pub async fn apply_groups(
+    tx: &Transaction<'_>,
+    user: i64,
+    g: &GroupChange,
+) -> Result<(), BackendError> {
+    let user = i32::try_from(user).unwrap_or(0);
+    let ids = group_ids(tx, g).await?;
+    let mut touched = ids.clone();
+    if g.op == GroupOp::Replace {
+        let stmt = tx
+            .prepare_cached("SELECT group_id FROM members WHERE user_numeric_id = $1")
+            .await
+            .map_err(db)?;
+        for r in tx.query(&stmt, &[&user]).await.map_err(db)? {
+            touched.push(r.try_get(0).map_err(db)?);
+        }
+    }
+    touched.sort_unstable();
+    touched.dedup();
+    let ts = now();
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE groups SET version = version + 1, modified = $2
+             WHERE id IN (SELECT id FROM groups WHERE id = ANY($1) ORDER BY id FOR UPDATE)",
+        )
+        .await
+        .map_err(db)?;
+    tx.execute(&stmt, &[&touched, &ts]).await.map_err(db)?;
+    if g.op == GroupOp::Replace {
+        let stmt = tx
+            .prepare_cached("DELETE FROM members WHERE user_numeric_id = $1")
+            .await
+            .map_err(db)?;
+        tx.execute(&stmt, &[&user]).await.map_err(db)?;
+    }
+    let sql = match g.op {
+        GroupOp::Add | GroupOp::Replace => {
+            "INSERT INTO members (user_numeric_id, group_id) SELECT $1, unnest($2::integer[])
+             ON CONFLICT DO NOTHING"
+        }
+        GroupOp::Remove => "DELETE FROM members WHERE user_numeric_id = $1 AND group_id = ANY($2)",
+    };
+    let stmt = tx.prepare_cached(sql).await.map_err(db)?;
+    tx.execute(&stmt, &[&user, &ids]).await.map_err(db)?;
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! A real PostgreSQL for the tests: a throwaway cluster `scripts/pg` makes (initdb into a temp
+//! directory, a free loopback port, password authentication), stopped and removed on drop.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use userbridge::config::BackendConfig;
+use userbridge::redact::Secret;
+
+use super::peers::free_port;
+
+/// A running cluster.
+pub struct Postgres {
+    /// `postgres://userbridge@127.0.0.1:PORT/userbridge` (no password).
+    pub url: String,
+    /// The `userbridge` role's password.
+    pub password: String,
+    dir: tempfile::TempDir,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/pg")
+}
+
+impl Postgres {
+    /// Starts a cluster (installing the server first when the machine has none).
+    pub fn start() -> Postgres {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(script())
+            .arg("start")
+            .arg(dir.path())
+            .arg(free_port().to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/pg start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let password = std::fs::read_to_string(dir.path().join("password"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Postgres { url, password, dir }
+    }
+
+    /// The backend config of a gateway on this database.
+    pub fn backend(&self) -> BackendConfig {
+        BackendConfig::Postgres {
+            url: self.url.clone(),
+            password: Some(Secret::new(self.password.clone())),
+            password_file: None,
+            pool_size: 8,
+            timeout_ms: 5000,
+        }
+    }
+
+    /// Runs `sql` with psql; its output, unaligned, without headers.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .arg(&self.url)
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGPASSWORD", &self.password)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
