@@ -9,12 +9,13 @@ use userbridge::redact::Secret;
 
 use super::peers::free_port;
 
-/// A running cluster.
+/// A cluster (running unless stopped).
 pub struct Postgres {
     /// `postgres://userbridge@127.0.0.1:PORT/userbridge` (no password).
     pub url: String,
     /// The `userbridge` role's password.
     pub password: String,
+    port: u16,
     dir: tempfile::TempDir,
 }
 
@@ -25,11 +26,32 @@ fn script() -> PathBuf {
 impl Postgres {
     /// Starts a cluster (installing the server first when the machine has none).
     pub fn start() -> Postgres {
+        let pg = Postgres::unstarted();
+        pg.start_server();
+        pg
+    }
+
+    /// A cluster's place, port and password, not made yet: [`Postgres::start_server`] makes
+    /// and starts it (a gateway can be pointed at it before it exists).
+    pub fn unstarted() -> Postgres {
         let dir = tempfile::tempdir().unwrap();
+        let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+        std::fs::write(dir.path().join("password"), &password).unwrap();
+        let port = free_port();
+        Postgres {
+            url: format!("postgres://userbridge@127.0.0.1:{port}/userbridge"),
+            password,
+            port,
+            dir,
+        }
+    }
+
+    /// Makes (the first time) and starts the server; returns once it accepts connections.
+    pub fn start_server(&self) {
         let out = Command::new(script())
             .arg("start")
-            .arg(dir.path())
-            .arg(free_port().to_string())
+            .arg(self.dir.path())
+            .arg(self.port.to_string())
             .output()
             .unwrap();
         assert!(
@@ -37,12 +59,17 @@ impl Postgres {
             "scripts/pg start: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        let password = std::fs::read_to_string(dir.path().join("password"))
-            .unwrap()
-            .trim()
-            .to_owned();
-        Postgres { url, password, dir }
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), self.url);
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`): every connection is cut.
+    pub fn stop_server(&self) {
+        let out = Command::new(script())
+            .arg("stop")
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "scripts/pg stop");
     }
 
     /// The backend config of a gateway on this database.
