@@ -335,6 +335,11 @@ async fn entra_and_okta_on_sqlite() {
 }
 
 #[tokio::test]
+async fn entra_and_okta_on_postgres() {
+    cycles(Kind::Postgres).await;
+}
+
+#[tokio::test]
 async fn entra_and_okta_on_a_scim_provider() {
     cycles(Kind::Scim).await;
 }

@@ -134,6 +134,11 @@ async fn on_sqlite() {
 }
 
 #[tokio::test]
+async fn on_postgres() {
+    etags_on(Kind::Postgres).await;
+}
+
+#[tokio::test]
 async fn on_a_scim_provider() {
     etags_on(Kind::Scim).await;
 }

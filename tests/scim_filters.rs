@@ -226,6 +226,11 @@ async fn on_sqlite() {
 }
 
 #[tokio::test]
+async fn on_postgres() {
+    on(Kind::Postgres).await;
+}
+
+#[tokio::test]
 async fn on_a_scim_provider() {
     on(Kind::Scim).await;
 }

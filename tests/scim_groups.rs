@@ -61,6 +61,11 @@ async fn groups_end_to_end_on_sqlite() {
 }
 
 #[tokio::test]
+async fn groups_end_to_end_on_postgres() {
+    groups_end_to_end(Kind::Postgres).await;
+}
+
+#[tokio::test]
 async fn groups_end_to_end_on_a_scim_provider() {
     groups_end_to_end(Kind::Scim).await;
 }
@@ -249,6 +254,11 @@ async fn groups_end_to_end(kind: Kind) {
 #[tokio::test]
 async fn a_dialect_group_operation_and_groups_agree_on_sqlite() {
     a_dialect_group_operation_and_groups_agree(Kind::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_dialect_group_operation_and_groups_agree_on_postgres() {
+    a_dialect_group_operation_and_groups_agree(Kind::Postgres).await;
 }
 
 #[tokio::test]

@@ -134,3 +134,125 @@ pub fn merge_into(
     }
     super::merge::merge(doc, changes);
 }
+
+/// A group row, as the SQL stores keep it.
+#[derive(Debug, Clone)]
+pub struct GroupRow {
+    /// Its number (`id`, and the `value` users' `groups` show).
+    pub id: i64,
+    /// `displayName`, unique.
+    pub name: String,
+    /// `externalId`.
+    pub external_id: Option<String>,
+    /// `meta.created`.
+    pub created: String,
+    /// `meta.lastModified`.
+    pub modified: String,
+    /// Moves on when its name or its members change.
+    pub version: i64,
+}
+
+const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+impl GroupRow {
+    /// The group as a SCIM resource, with its `members` (`(user id, userName)`, in the order
+    /// given).
+    pub fn into_doc(self, members: Vec<(String, String)>) -> Map<String, Value> {
+        let members: Vec<Value> = members
+            .into_iter()
+            .map(|(id, name)| {
+                serde_json::json!({"value": id, "display": name, "type": "User",
+                                   "$ref": format!("/scim/v2/Users/{id}")})
+            })
+            .collect();
+        let mut m = Map::new();
+        m.insert("schemas".into(), serde_json::json!([GROUP_SCHEMA]));
+        m.insert("id".into(), Value::String(self.id.to_string()));
+        if let Some(e) = self.external_id {
+            m.insert("externalId".into(), Value::String(e));
+        }
+        m.insert("displayName".into(), Value::String(self.name));
+        m.insert("members".into(), Value::Array(members));
+        m.insert(
+            "meta".into(),
+            serde_json::json!({
+                "resourceType": "Group",
+                "created": self.created,
+                "lastModified": self.modified,
+                "version": format!("W/\"{}\"", self.version),
+                "location": format!("/scim/v2/Groups/{}", self.id),
+            }),
+        );
+        m
+    }
+}
+
+/// What a client wrote of a group: its name, external id, and for each member (by its place
+/// in `members`) the user ids that may name it — its `value`, then the id its `$ref` locates.
+#[derive(Debug)]
+pub struct GroupWritten {
+    /// `displayName`.
+    pub name: String,
+    /// `externalId`.
+    pub external_id: Option<String>,
+    /// `(index, candidate user ids)` per member.
+    pub members: Vec<(usize, Vec<String>)>,
+}
+
+fn invalid(field: &str, message: String) -> BackendError {
+    BackendError::Rejected(crate::rejection::Rejection::invalid(
+        field, "invalid", message,
+    ))
+}
+
+/// Reads a group a client wrote; a missing name or a member without a value is refused,
+/// naming it.
+pub fn group_written(g: &Map<String, Value>) -> Result<GroupWritten, BackendError> {
+    let get = |k: &str| {
+        g.iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v)
+    };
+    let name = get("displayName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| invalid("displayName", "displayName is required".into()))?
+        .to_owned();
+    let external_id = get("externalId").and_then(Value::as_str).map(str::to_owned);
+    let mut members = Vec::new();
+    match get("members") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, m) in items.iter().enumerate() {
+                let value = m.get("value").and_then(Value::as_str);
+                // A member is named by its `value`, or by the user its `$ref` locates.
+                let by_ref = m
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.rsplit_once("/Users/"))
+                    .map(|(_, id)| id.trim_end_matches('/'));
+                if value.is_none() && by_ref.is_none() {
+                    return Err(invalid("members", format!("members[{i}] needs a value")));
+                }
+                let ids = [value, by_ref]
+                    .into_iter()
+                    .flatten()
+                    .map(str::to_owned)
+                    .collect();
+                members.push((i, ids));
+            }
+        }
+        Some(_) => return Err(invalid("members", "members must be a list".into())),
+    }
+    Ok(GroupWritten {
+        name,
+        external_id,
+        members,
+    })
+}
+
+/// The refusal of member `i`, which names no user.
+pub fn no_such_member(i: usize, ids: &[String]) -> BackendError {
+    let named = ids.first().map_or("", String::as_str);
+    invalid("members", format!("members[{i}]: no user with id {named}"))
+}

@@ -9,6 +9,7 @@
 //! 503 until it answers, and the schema is migrated on the first connection that works
 //! ([`schema`]). A lost connection is dropped from the pool and replaced on the next call.
 
+mod groups;
 mod schema;
 mod users;
 
@@ -22,8 +23,8 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 
 use super::{
-    Backend, BackendError, BoxFuture, Gauge, Search, Store, Stored, Want, strip_server_owned,
-    take_secrets,
+    Backend, BackendError, BoxFuture, Gauge, GroupDoc, GroupStore, Search, Store, Stored, Want,
+    strip_server_owned, take_secrets,
 };
 use crate::canonical::{OpKind, Operation, UserDoc};
 use crate::config::{GroupConfig, SecretsConfig};
@@ -436,6 +437,10 @@ impl Store for Postgres {
         true
     }
 
+    fn group_store(&self) -> Option<&dyn GroupStore> {
+        Some(self)
+    }
+
     fn find(&self, target: &UserDoc) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
         let target = target.clone();
         Box::pin(self.transaction(move |ctx, tx| {
@@ -599,5 +604,51 @@ impl Store for Postgres {
                 None => Ok(Some(false)),
             }
         })
+    }
+}
+
+impl GroupStore for Postgres {
+    fn get_group(&self, id: &str) -> BoxFuture<'_, Result<Option<GroupDoc>, BackendError>> {
+        let id = id.to_owned();
+        Box::pin(self.transaction(move |_, tx| {
+            let id = id.clone();
+            Box::pin(async move { groups::get(tx, &id).await })
+        }))
+    }
+
+    fn all_groups(&self) -> BoxFuture<'_, Result<Vec<GroupDoc>, BackendError>> {
+        Box::pin(self.transaction(|_, tx| Box::pin(groups::all(tx))))
+    }
+
+    fn create_group(&self, group: GroupDoc) -> BoxFuture<'_, Result<GroupDoc, BackendError>> {
+        Box::pin(self.transaction(move |_, tx| {
+            let group = group.clone();
+            Box::pin(async move { groups::create(tx, &group).await })
+        }))
+    }
+
+    fn replace_group(
+        &self,
+        id: &str,
+        group: GroupDoc,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<GroupDoc, BackendError>> {
+        let (id, if_match) = (id.to_owned(), if_match.map(str::to_owned));
+        Box::pin(self.transaction(move |_, tx| {
+            let (id, group, if_match) = (id.clone(), group.clone(), if_match.clone());
+            Box::pin(async move { groups::replace(tx, &id, &group, if_match.as_deref()).await })
+        }))
+    }
+
+    fn delete_group(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> BoxFuture<'_, Result<bool, BackendError>> {
+        let (id, if_match) = (id.to_owned(), if_match.map(str::to_owned));
+        Box::pin(self.transaction(move |_, tx| {
+            let (id, if_match) = (id.clone(), if_match.clone());
+            Box::pin(async move { groups::delete(tx, &id, if_match.as_deref()).await })
+        }))
     }
 }

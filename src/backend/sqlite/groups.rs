@@ -8,13 +8,11 @@
 //! change with what their resources show.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::{db, now};
 use crate::backend::BackendError;
-use crate::rejection::Rejection;
-
-const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+use crate::backend::row::{GroupRow, group_written, no_such_member};
 
 /// Adds the columns a SCIM group has to a store made before them (schema version 2).
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -43,10 +41,6 @@ pub fn stamp(conn: &Connection) -> rusqlite::Result<()> {
         params![ts],
     )?;
     Ok(())
-}
-
-fn invalid(field: &str, message: String) -> BackendError {
-    BackendError::Rejected(Rejection::invalid(field, "invalid", message))
 }
 
 /// The group number an id names, when it is one.
@@ -84,15 +78,6 @@ pub fn all(tx: &Connection) -> Result<Vec<Map<String, Value>>, BackendError> {
     rows.into_iter().map(|r| doc(tx, r)).collect()
 }
 
-struct GroupRow {
-    id: i64,
-    name: String,
-    external_id: Option<String>,
-    created: String,
-    modified: String,
-    version: i64,
-}
-
 fn group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GroupRow> {
     Ok(GroupRow {
         id: r.get(0)?,
@@ -105,40 +90,17 @@ fn group_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GroupRow> {
 }
 
 fn doc(tx: &Connection, r: GroupRow) -> Result<Map<String, Value>, BackendError> {
-    let members: Vec<Value> = tx
+    let members: Vec<(String, String)> = tx
         .prepare_cached(
             "SELECT u.id, u.user_name FROM members m JOIN users u ON u.numeric_id = m.user_numeric_id
              WHERE m.group_id = ?1 ORDER BY u.numeric_id",
         )
         .map_err(db)?
-        .query_map(params![r.id], |row| {
-            let id: String = row.get(0)?;
-            let name: String = row.get(1)?;
-            Ok(json!({"value": id, "display": name, "type": "User",
-                      "$ref": format!("/scim/v2/Users/{id}")}))
-        })
+        .query_map(params![r.id], |row| Ok((row.get(0)?, row.get(1)?)))
         .map_err(db)?
         .collect::<Result<_, _>>()
         .map_err(db)?;
-    let mut m = Map::new();
-    m.insert("schemas".into(), json!([GROUP_SCHEMA]));
-    m.insert("id".into(), Value::String(r.id.to_string()));
-    if let Some(e) = r.external_id {
-        m.insert("externalId".into(), Value::String(e));
-    }
-    m.insert("displayName".into(), Value::String(r.name));
-    m.insert("members".into(), Value::Array(members));
-    m.insert(
-        "meta".into(),
-        json!({
-            "resourceType": "Group",
-            "created": r.created,
-            "lastModified": r.modified,
-            "version": format!("W/\"{}\"", r.version),
-            "location": format!("/scim/v2/Groups/{}", r.id),
-        }),
-    );
-    Ok(m)
+    Ok(r.into_doc(members))
 }
 
 /// What a client wrote: the name, the external id and the members' user numbers.
@@ -149,58 +111,29 @@ struct Written {
 }
 
 fn written(tx: &Connection, g: &Map<String, Value>) -> Result<Written, BackendError> {
-    let get = |k: &str| {
-        g.iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(k))
-            .map(|(_, v)| v)
-    };
-    let name = get("displayName")
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| invalid("displayName", "displayName is required".into()))?
-        .to_owned();
-    let external_id = get("externalId").and_then(Value::as_str).map(str::to_owned);
+    let w = group_written(g)?;
     let mut members = Vec::new();
-    match get("members") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
-            for (i, m) in items.iter().enumerate() {
-                let value = m.get("value").and_then(Value::as_str);
-                // A member is named by its `value`, or by the user its `$ref` locates.
-                let by_ref = m
-                    .get("$ref")
-                    .and_then(Value::as_str)
-                    .and_then(|r| r.rsplit_once("/Users/"))
-                    .map(|(_, id)| id.trim_end_matches('/'));
-                if value.is_none() && by_ref.is_none() {
-                    return Err(invalid("members", format!("members[{i}] needs a value")));
-                }
-                let mut n = None;
-                for id in [value, by_ref].into_iter().flatten() {
-                    n = tx
-                        .prepare_cached("SELECT numeric_id FROM users WHERE id = ?1")
-                        .map_err(db)?
-                        .query_row(params![id], |r| r.get(0))
-                        .optional()
-                        .map_err(db)?;
-                    if n.is_some() {
-                        break;
-                    }
-                }
-                let n: i64 = n.ok_or_else(|| {
-                    let named = value.or(by_ref).unwrap_or("");
-                    invalid("members", format!("members[{i}]: no user with id {named}"))
-                })?;
-                if !members.contains(&n) {
-                    members.push(n);
-                }
+    for (i, ids) in &w.members {
+        let mut n = None;
+        for id in ids {
+            n = tx
+                .prepare_cached("SELECT numeric_id FROM users WHERE id = ?1")
+                .map_err(db)?
+                .query_row(params![id], |r| r.get(0))
+                .optional()
+                .map_err(db)?;
+            if n.is_some() {
+                break;
             }
         }
-        Some(_) => return Err(invalid("members", "members must be a list".into())),
+        let n: i64 = n.ok_or_else(|| no_such_member(*i, ids))?;
+        if !members.contains(&n) {
+            members.push(n);
+        }
     }
     Ok(Written {
-        name,
-        external_id,
+        name: w.name,
+        external_id: w.external_id,
         members,
     })
 }
