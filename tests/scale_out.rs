@@ -94,6 +94,14 @@ async fn three_gateways_on_one_postgres_lose_and_double_nothing() {
         let r = c.get(format!("{b}/readyz")).send().await.unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     }
+    // Three instances started at once migrated the schema once, every version in order.
+    assert_eq!(
+        pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM userbridge_schema"),
+        (1..=userbridge::backend::postgres::MIGRATIONS.len())
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
 
     // 1. The same user created at once through every instance: exactly one wins.
     for i in 0..10 {
@@ -308,5 +316,58 @@ async fn a_gateway_waits_for_its_database_and_recovers_when_it_returns() {
     assert_eq!(
         names, "first,after",
         "nothing half-written while it was away"
+    );
+}
+
+/// `Idempotency-Key`s live in the shared database: a client's retry that the load balancer
+/// sends to another instance gets the first answer again, not a second write, and the key
+/// with another body is refused there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_sent_to_another_instance_gets_the_first_answer() {
+    let pg = Postgres::start();
+    let (a, b) = (instance(&pg), instance(&pg));
+    let c = Client::new();
+    let send = |base: String, key: &'static str, name: &'static str| {
+        let c = c.clone();
+        async move {
+            c.put(format!("{base}/user-service/v1/user"))
+                .header("Authorization", VC)
+                .header("Idempotency-Key", key)
+                .json(&json!({"userKey": {"username": name, "authenticator": "LOCAL"}}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = send(a.base.clone(), "k-1", "idem-pg").await;
+    assert_eq!(first.status(), 200);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first_body = first.text().await.unwrap();
+    let again = send(b.base.clone(), "k-1", "idem-pg").await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.text().await.unwrap(), first_body);
+    let other = send(b.base.clone(), "k-1", "idem-pg-2").await;
+    assert_eq!(other.status(), 400);
+
+    // The same key at once through both: one write; the other is told it runs, or replayed.
+    let (x, y) = tokio::join!(
+        send(a.base.clone(), "k-2", "idem-race"),
+        send(b.base.clone(), "k-2", "idem-race")
+    );
+    let mut statuses = [x.status().as_u16(), y.status().as_u16()];
+    statuses.sort_unstable();
+    assert!(
+        statuses == [200, 200] || statuses == [200, 409],
+        "{statuses:?}"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM users WHERE user_name IN ('idem-pg', 'idem-race')"),
+        "2"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM idempotency_keys WHERE status = 200"),
+        "2",
+        "both answers kept"
     );
 }

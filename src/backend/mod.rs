@@ -9,6 +9,7 @@
 pub mod derived_groups;
 pub mod http1;
 pub mod index;
+pub mod keys;
 pub mod merge;
 pub mod mirror;
 pub mod outbound;
@@ -90,6 +91,12 @@ pub trait Backend: Send + Sync {
     /// Figures of the backend's own for `/metrics` (the mirror's queue).
     fn gauges(&self) -> Vec<Gauge> {
         Vec::new()
+    }
+
+    /// Where `Idempotency-Key`s are kept when the backend is shared by several gateways (so
+    /// that a retry sent to another instance is recognised); `None`: in the gateway's memory.
+    fn idempotency_keys(&self) -> Option<Arc<dyn keys::KeyStore>> {
+        None
     }
 }
 

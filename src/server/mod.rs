@@ -49,7 +49,7 @@ pub struct State {
     /// Permits for requests in flight (`limits.max_in_flight`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// `Idempotency-Key`s seen recently (kept across reloads).
-    pub idempotency: Arc<idempotency::Keys>,
+    pub idempotency: Arc<dyn idempotency::KeyStore>,
     /// The audit trail (kept across reloads; its settings take a restart).
     pub audit: crate::audit::Audit,
 }
@@ -68,19 +68,25 @@ impl State {
         audit: crate::audit::Audit,
     ) -> Result<Self, String> {
         let backend = crate::backend::open_in(&config.backend, &config, &audit)?;
+        let idempotency = keys_for(&backend, &config);
         Ok(Self {
             mappings,
             backend,
             audit,
             metrics: Arc::new(metrics::Metrics::new()),
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_in_flight)),
-            idempotency: Arc::new(idempotency::Keys::new(
-                Duration::from_secs(config.limits.idempotency_window_s),
-                config.limits.idempotency_max_keys,
-            )),
+            idempotency,
             config,
         })
     }
+}
+
+/// Where `Idempotency-Key`s are kept: in the backend when it is shared by several gateways,
+/// else in this one's memory.
+pub fn keys_for(backend: &Arc<dyn Backend>, config: &Config) -> Arc<dyn idempotency::KeyStore> {
+    backend
+        .idempotency_keys()
+        .unwrap_or_else(|| Arc::new(idempotency::Keys::new(config.limits.idempotency_max_keys)))
 }
 
 /// The shared, swappable state.

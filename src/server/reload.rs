@@ -59,7 +59,10 @@ fn swap(shared: &Shared, old: &State, load: &Loader) -> Result<Reloaded, Vec<Str
         let mut state =
             State::with_audit(config, mappings, old.audit.clone()).map_err(|e| vec![e])?;
         state.metrics = Arc::clone(&old.metrics);
-        state.idempotency = Arc::clone(&old.idempotency);
+        // Keys the new backend keeps itself are its own; memory ones are kept.
+        if state.backend.idempotency_keys().is_none() {
+            state.idempotency = Arc::clone(&old.idempotency);
+        }
         (state, Reloaded::NewBackend)
     };
     shared.store(Arc::new(state));

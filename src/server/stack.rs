@@ -380,20 +380,33 @@ async fn idempotent<S: Handler<Bytes>>(req: Req<Bytes>, next: &S) -> Response<Bo
     let caller: Arc<str> = r
         .caller()
         .map_or_else(|| Arc::from(""), |c| Arc::from(c.name.as_str()));
-    let guard = match r.state.idempotency.begin(&caller, &key, req.body()) {
+    let windows = idempotency::Windows::of(&r.state.config.limits);
+    let guard = match idempotency::begin(&r.state.idempotency, windows, &caller, &key, req.body())
+        .await
+    {
         Begin::Replay(kept) => return replay(kept),
         Begin::Running => return refuse(&r, &Rejection::idempotency_running(), About::default()),
         Begin::Mismatch => {
             return refuse(&r, &Rejection::idempotency_mismatch(), About::default());
         }
+        Begin::Unavailable(e) => {
+            let rej = Rejection::new(
+                crate::rejection::Outcome::BackendUnavailable,
+                "unavailable",
+                format!("the idempotency keys cannot be read: {e}"),
+            );
+            return refuse(&r, &rej, About::default());
+        }
         Begin::Fresh(g) => g,
     };
     let resp = next.handle(req).await;
-    guard.finish(Kept {
-        status: resp.status().as_u16(),
-        content_type: resp.headers().get(hyper::header::CONTENT_TYPE).cloned(),
-        body: resp.body().clone().into_inner().unwrap_or_default(),
-    });
+    guard
+        .finish(Kept {
+            status: resp.status().as_u16(),
+            content_type: resp.headers().get(hyper::header::CONTENT_TYPE).cloned(),
+            body: resp.body().clone().into_inner().unwrap_or_default(),
+        })
+        .await;
     resp
 }
 

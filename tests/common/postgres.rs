@@ -72,6 +72,11 @@ impl Postgres {
         assert!(out.status.success(), "scripts/pg stop");
     }
 
+    /// The cluster's files (tables, WAL): what a thief of the disk would hold.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// The backend config of a gateway on this database.
     pub fn backend(&self) -> BackendConfig {
         BackendConfig::Postgres {

@@ -10,6 +10,7 @@
 //! ([`schema`]). A lost connection is dropped from the pool and replaced on the next call.
 
 mod groups;
+mod keys;
 mod schema;
 mod users;
 
@@ -38,17 +39,47 @@ pub struct Ctx {
     sealer: Sealer,
 }
 
-/// The PostgreSQL backend.
-pub struct Postgres {
+/// The pool and what every user of it shares (the backend, the idempotency keys).
+struct Conn {
     pool: Pool,
-    ctx: Arc<Ctx>,
     groups: Vec<GroupConfig>,
     migrated: OnceCell<usize>,
-    hashing: crate::password::Hashing,
     errors: AtomicU64,
-    retries: AtomicU64,
     /// `host:port/db`, for messages (never the password).
     label: String,
+}
+
+impl Conn {
+    /// A connection, the schema migrated first (once per process).
+    async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
+        let mut client = self.pool.get().await.map_err(|e| self.unavailable(e))?;
+        self.migrated
+            .get_or_try_init(|| async {
+                schema::migrate(&mut client, &self.groups)
+                    .await
+                    .map_err(|e| self.failed(e))
+            })
+            .await?;
+        Ok(client)
+    }
+
+    fn unavailable(&self, e: deadpool_postgres::PoolError) -> BackendError {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        BackendError::Unavailable(format!("{}: {e}", self.label))
+    }
+
+    fn failed(&self, e: tokio_postgres::Error) -> BackendError {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        db(e)
+    }
+}
+
+/// The PostgreSQL backend.
+pub struct Postgres {
+    conn: Arc<Conn>,
+    ctx: Arc<Ctx>,
+    hashing: crate::password::Hashing,
+    retries: AtomicU64,
 }
 
 /// How often a transaction the database aborted for a serialization failure or a deadlock is
@@ -113,38 +144,21 @@ impl Postgres {
             .build()
             .map_err(|e| format!("backend ({label}): {e}"))?;
         Ok(Self {
-            pool,
+            conn: Arc::new(Conn {
+                pool,
+                groups: groups.to_vec(),
+                migrated: OnceCell::new(),
+                errors: AtomicU64::new(0),
+                label,
+            }),
             ctx: Arc::new(Ctx { sealer }),
-            groups: groups.to_vec(),
-            migrated: OnceCell::new(),
             hashing: crate::password::Hashing::new(&secrets.passwords)?,
-            errors: AtomicU64::new(0),
             retries: AtomicU64::new(0),
-            label,
         })
     }
 
-    /// A connection, the schema migrated first (once per process).
-    async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
-        let mut client = self.pool.get().await.map_err(|e| self.unavailable(e))?;
-        self.migrated
-            .get_or_try_init(|| async {
-                schema::migrate(&mut client, &self.groups)
-                    .await
-                    .map_err(|e| self.failed(e))
-            })
-            .await?;
-        Ok(client)
-    }
-
-    fn unavailable(&self, e: deadpool_postgres::PoolError) -> BackendError {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        BackendError::Unavailable(format!("{}: {e}", self.label))
-    }
-
     fn failed(&self, e: tokio_postgres::Error) -> BackendError {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        db(e)
+        self.conn.failed(e)
     }
 
     /// Runs `f` in a transaction, committed when it succeeds; run again (a few times) when
@@ -153,7 +167,7 @@ impl Postgres {
     where
         F: for<'t> Fn(&'t Ctx, &'t Transaction<'t>) -> BoxFuture<'t, Result<T, BackendError>>,
     {
-        let mut client = self.client().await?;
+        let mut client = self.conn.client().await?;
         let mut attempt = 0;
         loop {
             let tx = client.transaction().await.map_err(|e| self.failed(e))?;
@@ -180,7 +194,7 @@ impl Postgres {
                 Err(Retry::Db(e)) => return Err(self.failed(e)),
                 Err(Retry::Backend(e)) => {
                     if matches!(e, BackendError::Failed(_) | BackendError::Unavailable(_)) {
-                        self.errors.fetch_add(1, Ordering::Relaxed);
+                        self.conn.errors.fetch_add(1, Ordering::Relaxed);
                     }
                     return Err(e);
                 }
@@ -291,7 +305,7 @@ impl Backend for Postgres {
 
     fn ready(&self) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            let client = self.client().await?;
+            let client = self.conn.client().await?;
             client
                 .simple_query("SELECT 1")
                 .await
@@ -304,8 +318,12 @@ impl Backend for Postgres {
         Some(self)
     }
 
+    fn idempotency_keys(&self) -> Option<Arc<dyn super::keys::KeyStore>> {
+        Some(Arc::new(keys::PgKeys::new(Arc::clone(&self.conn))))
+    }
+
     fn gauges(&self) -> Vec<Gauge> {
-        let status = self.pool.status();
+        let status = self.conn.pool.status();
         let level = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         vec![
             Gauge {
@@ -329,7 +347,7 @@ impl Backend for Postgres {
             Gauge {
                 name: "postgres_errors",
                 help: "Database calls that failed (connections refused or lost included)",
-                value: Gauge::value_of(&self.errors),
+                value: Gauge::value_of(&self.conn.errors),
                 counter: true,
             },
             Gauge {

@@ -37,6 +37,19 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_numeric_id, group_id)
     );
     CREATE INDEX members_by_group ON members (group_id);",
+    // 2: idempotency keys, shared by the gateways (a retry sent to another instance is
+    // recognised).
+    "CREATE TABLE idempotency_keys (
+        caller       text NOT NULL,
+        key          text NOT NULL,
+        body_hash    bytea NOT NULL,
+        status       integer,
+        content_type text,
+        body         bytea,
+        at           timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (caller, key)
+    );
+    CREATE INDEX idempotency_keys_at ON idempotency_keys (at);",
 ];
 
 /// The advisory lock key migrations hold (`userbridge` as a number).
