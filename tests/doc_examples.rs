@@ -336,7 +336,7 @@ async fn backend_examples_load_and_the_webhook_example_is_accepted() {
             ),
         }
     }
-    assert_eq!((tomls, jsons), (3, 1));
+    assert_eq!((tomls, jsons), (4, 1));
     // The mirror's example in docs/migration.md loads the same way.
     let doc = std::fs::read_to_string("docs/migration.md").unwrap();
     let mut n = 0;
@@ -346,6 +346,19 @@ async fn backend_examples_load_and_the_webhook_example_is_accepted() {
         if let Err(d) = userbridge::load::load_with(Some(&p), &userbridge::config::Flags::default())
         {
             panic!("docs/migration.md:{}: example does not load: {d:?}", b.line);
+        }
+        n += 1;
+    }
+    assert_eq!(n, 1);
+    // And the deployment example of docs/operations.md.
+    let doc = std::fs::read_to_string("docs/operations.md").unwrap();
+    let mut n = 0;
+    for b in blocks(&doc).into_iter().filter(|b| b.info == "toml") {
+        let p = dir.path().join(format!("operations-{}.toml", b.line));
+        std::fs::write(&p, &b.text).unwrap();
+        if let Err(d) = userbridge::load::load_with(Some(&p), &userbridge::config::Flags::default())
+        {
+            panic!("docs/operations.md:{}: example does not load: {d:?}", b.line);
         }
         n += 1;
     }
