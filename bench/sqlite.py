@@ -4,6 +4,11 @@ plain rusqlite loop running the same transactions (bench/sqlite_loop.rs), in one
 durability check: clients create users while the gateway is killed with SIGKILL, and every
 create it acknowledged must be in the store.
 
+With --postgres, in the same run: the gateway on a throwaway PostgreSQL cluster (scripts/pg),
+one instance and two instances on the one database, against pgbench running the same
+transactions (an insert of a user row of the same size; an update of one), and the same kill -9
+check.
+
 Started by bench/sqlite, which builds the binaries and installs wrk.
 """
 
@@ -147,6 +152,181 @@ def gateway(binary, work, name, seconds, conns):
             "updated": updated, "db": db, "cfg": cfg}
 
 
+PG_KEY = "b" * 64
+PG_PORT = 9150
+
+
+PG_DIR = tempfile.mkdtemp(prefix="userbridge-pg-")
+
+
+def pg_start(work):
+    """A throwaway cluster (its own directory under the system's temp, which the server's user
+    can reach): its URL and password."""
+    r = subprocess.run([os.path.join(ROOT, "scripts/pg"), "start", PG_DIR, str(PG_PORT)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"scripts/pg start: {r.stderr}")
+    with open(os.path.join(PG_DIR, "password")) as f:
+        return r.stdout.strip(), f.read().strip()
+
+
+def pg_stop(work):
+    subprocess.run([os.path.join(ROOT, "scripts/pg"), "stop", PG_DIR], check=False)
+
+
+def psql(url, password, sql):
+    return subprocess.run(["psql", url, "-X", "-A", "-t", "-c", sql], capture_output=True, text=True,
+                          check=True, env=dict(os.environ, PGPASSWORD=password)).stdout.strip()
+
+
+def pg_config(work, url, name, port):
+    path = os.path.join(work, f"{name}.toml")
+    backend = f'kind = "postgres"\nurl = "{url}"\npool_size = 16'
+    with open(path, "w") as f:
+        f.write(bench.userbridge_toml(port, backend, work) + f'\n[secrets]\nkey = "{PG_KEY}"\n')
+    return path
+
+
+def start_on(binary, cfg, port, password):
+    env = dict(os.environ, USERBRIDGE_LOG="warn", USERBRIDGE_BACKEND__PASSWORD=password)
+    p = subprocess.Popen([binary, "serve", "--config", cfg], env=env)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=0.5).read()
+            return p
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("userbridge did not become ready on PostgreSQL")
+            time.sleep(0.02)
+
+
+def wrk_many(script_of, work, name, seconds, conns, ports):
+    """wrk against each port at once (the connections split among them, each its own script
+    from `script_of(port)`, so that their users' names differ): the summed rate."""
+    each = max(1, conns // len(ports))
+    procs = []
+    for p in ports:
+        script = os.path.join(work, f"{p}-{name}")
+        with open(script, "w") as f:
+            f.write(script_of(p))
+        procs.append(subprocess.Popen(["wrk", "-t1", f"-c{each}", f"-d{seconds}s", "-s", script,
+                                       f"http://127.0.0.1:{p}"], stdout=subprocess.PIPE, text=True))
+    rps, total = 0.0, 0
+    for p in procs:
+        out = p.communicate()[0]
+        if "Non-2xx" in out or "Socket errors" in out:
+            raise RuntimeError(f"not every answer was a success:\n{out}")
+        rps += float(out.split("Requests/sec:")[1].split()[0])
+        total += int(out.split(" requests in")[0].split()[-1])
+    return rps, total
+
+
+def pg_gateway(binary, work, url, password, instances, seconds, conns, label):
+    """Creates/s and updates/s through `instances` gateways on the one database."""
+    ports = [PG_PORT + 10 + i for i in range(instances)]
+    procs = [start_on(binary, pg_config(work, url, f"pg-{label}-{i}", port), port, password)
+             for i, port in enumerate(ports)]
+    try:
+        c_rps, created = wrk_many(lambda p: CREATE_LUA % (f"pg{label}{p}", ""), work, f"pg-{label}-create.lua",
+                                  seconds, conns, ports)
+        n = int(psql(url, password, "SELECT max(numeric_id) FROM users"))
+        u_rps, _ = wrk_many(lambda p: UPDATE_LUA % n, work, f"pg-{label}-update.lua", seconds, conns, ports)
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+    return {"creates": c_rps, "updates": u_rps, "created": created}
+
+
+PGBENCH_CREATE = """\\set n random(1, 1000000000)
+BEGIN;
+INSERT INTO users (id, user_name, authenticator, doc, secrets, created, modified)
+VALUES (gen_random_uuid()::text, 'ref-' || :n || '-' || :client_id || '-' || random(), 'LOCAL',
+ '{"userName":"ref","name":{"givenName":"Ann","familyName":"Smith"},"emails":[{"value":"ref@example.com","primary":true}],"active":true,"urn:userbridge:params:scim:schemas:extension:2.0:User":{"authenticator":"LOCAL"}}',
+ '{}', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')
+ON CONFLICT (user_name, authenticator) DO NOTHING RETURNING numeric_id;
+END;
+"""
+
+PGBENCH_UPDATE = """\\set n random(1, %d)
+BEGIN;
+SELECT numeric_id, id, doc::text, secrets, created, modified, version FROM users WHERE numeric_id = :n FOR UPDATE;
+UPDATE users SET doc = '{"userName":"ref","displayName":"Ann Smith","name":{"formatted":"Ann Smith"}}', version = version + 1, modified = '2026-01-01T00:00:00.001Z' WHERE numeric_id = :n;
+END;
+"""
+
+
+def pgbench(url, password, work, script_text, name, seconds, conns):
+    """pgbench running `script_text` (the gateway's transactions, without the gateway): tps."""
+    script = os.path.join(work, name)
+    with open(script, "w") as f:
+        f.write(script_text)
+    binary = subprocess.run("ls /usr/lib/postgresql/*/bin/pgbench | tail -1", shell=True,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run([binary, "-n", "-c", str(conns), "-j", "2", "-T", str(seconds), "-f", script, url],
+                         capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PGPASSWORD=password)).stdout
+    return float(out.split("tps = ")[1].split()[0])
+
+
+def pg_durability(binary, work, url, password, threads=8, kill_after=1.5):
+    port = PG_PORT + 30
+    proc = start_on(binary, pg_config(work, url, "pg-kill", port), port, password)
+    acked, lock, stop = [], threading.Lock(), threading.Event()
+
+    def client(t):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            name = f"pgkill-{t}-{i}"
+            body = json.dumps({"userKey": {"username": name, "authenticator": "LOCAL"}})
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                c.request("PUT", "/user-service/v1/user", body,
+                          {"Authorization": "Bearer bench-vc-token", "Content-Type": "application/json"})
+                r = c.getresponse()
+                r.read()
+                if r.status == 200:
+                    with lock:
+                        acked.append(name)
+                c.close()
+            except OSError:
+                return
+
+    ts = [threading.Thread(target=client, args=(t,)) for t in range(threads)]
+    for t in ts:
+        t.start()
+    time.sleep(kill_after)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stop.set()
+    for t in ts:
+        t.join()
+    stored = set(psql(url, password, "SELECT user_name FROM users WHERE user_name LIKE 'pgkill-%'").split())
+    return len(acked), len([a for a in acked if a not in stored])
+
+
+def postgres_part(binary, work, seconds, conns):
+    url, password = pg_start(work)
+    try:
+        one = pg_gateway(binary, work, url, password, 1, seconds, conns, "one")
+        two = pg_gateway(binary, work, url, password, 2, seconds, conns, "two")
+        n = int(psql(url, password, "SELECT max(numeric_id) FROM users"))
+        ref_c = pgbench(url, password, work, PGBENCH_CREATE, "pgbench-create.sql", seconds, conns)
+        ref_u = pgbench(url, password, work, PGBENCH_UPDATE % n, "pgbench-update.sql", seconds, conns)
+        acked, missing = pg_durability(binary, work, url, password)
+    finally:
+        pg_stop(work)
+    print(f"\nPostgreSQL (a throwaway cluster on this machine, fsync off), {conns} connections\n")
+    print("| measure | gateway, 1 instance | gateway, 2 instances | pgbench, same transactions | ratio (1 instance) |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| creates/s | {one['creates']:,.0f} | {two['creates']:,.0f} | {ref_c:,.0f} | {one['creates'] / ref_c:.2f}x |")
+    print(f"| updates/s | {one['updates']:,.0f} | {two['updates']:,.0f} | {ref_u:,.0f} | {one['updates'] / ref_u:.2f}x |")
+    print(f"\nkill -9 during creates on PostgreSQL: {acked} acknowledged, {missing} missing from the database\n")
+    return missing
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=int, default=5)
@@ -155,6 +335,8 @@ def main():
     ap.add_argument("--userbridge", default=os.path.join(ROOT, "target/release/userbridge"))
     ap.add_argument("--userbridge-b", help="a second build, measured in the same rounds (A/B)")
     ap.add_argument("--loop", default=os.path.join(ROOT, "target/release/examples/bench-sqlite-loop"))
+    ap.add_argument("--postgres", action="store_true",
+                    help="also the gateway on PostgreSQL, one and two instances, against pgbench")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="userbridge-sqlite-")
     builds = [("A", args.userbridge)] + ([("B", args.userbridge_b)] if args.userbridge_b else [])
@@ -192,7 +374,8 @@ def main():
         print("|---|---:|---:|---:|")
         print(f"| creates/s with a password | {p:,.1f} | {h:,.1f} hashes/s | {p / h:.2f}x |")
         print(f"\nkill -9 during creates: {acked[label]} acknowledged, {missing[label]} missing from the store\n")
-    if any(missing.values()):
+    pg_missing = postgres_part(args.userbridge, work, args.seconds, args.connections) if args.postgres else 0
+    if any(missing.values()) or pg_missing:
         sys.exit(1)
 
 

@@ -98,6 +98,12 @@ pub trait Backend: Send + Sync {
     fn idempotency_keys(&self) -> Option<Arc<dyn keys::KeyStore>> {
         None
     }
+
+    /// The queue a mirror over this backend (as its primary) keeps its copies in, when the
+    /// backend is shared by several gateways; `None`: a SQLite file beside the gateway.
+    fn mirror_queue(&self) -> Option<Arc<dyn mirror::Queue>> {
+        None
+    }
 }
 
 /// One figure a backend reports on `/metrics`.
@@ -428,9 +434,15 @@ pub fn open_in(
         &config.groups,
         &config.secrets,
     )?;
+    // The primary's own queue when several gateways share it (PostgreSQL), else a file.
+    let q: Arc<dyn mirror::Queue> = match p.mirror_queue() {
+        Some(q) => q,
+        None => Arc::new(mirror::SqliteQueue::open(queue, &config.secrets)?),
+    };
     Ok(Arc::new(mirror::Mirror::open(
         p,
         s,
+        q,
         queue,
         audit.clone(),
         &config.secrets,

@@ -11,6 +11,7 @@
 
 mod groups;
 mod keys;
+mod queue;
 mod schema;
 mod users;
 
@@ -320,6 +321,10 @@ impl Backend for Postgres {
 
     fn idempotency_keys(&self) -> Option<Arc<dyn super::keys::KeyStore>> {
         Some(Arc::new(keys::PgKeys::new(Arc::clone(&self.conn))))
+    }
+
+    fn mirror_queue(&self) -> Option<Arc<dyn super::mirror::Queue>> {
+        Some(Arc::new(queue::PgQueue::new(Arc::clone(&self.conn))))
     }
 
     fn gauges(&self) -> Vec<Gauge> {

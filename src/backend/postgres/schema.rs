@@ -50,6 +50,27 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (caller, key)
     );
     CREATE INDEX idempotency_keys_at ON idempotency_keys (at);",
+    // 3: a mirror's queue of copies, when this database is its primary: every gateway's
+    // worker claims from it.
+    "CREATE TABLE mirror_pending (
+        seq      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        op       text NOT NULL,
+        dialect  text NOT NULL,
+        user_key text NOT NULL,
+        doc      text NOT NULL,
+        secrets  text NOT NULL DEFAULT '{}',
+        attempts integer NOT NULL DEFAULT 0,
+        next_at  bigint NOT NULL DEFAULT 0,
+        error    text
+    );
+    CREATE INDEX mirror_pending_user ON mirror_pending (user_key, seq);
+    CREATE TABLE mirror_dead (
+        seq     bigint PRIMARY KEY,
+        dialect text NOT NULL,
+        doc     text NOT NULL,
+        error   text NOT NULL,
+        at      text NOT NULL
+    );",
 ];
 
 /// The advisory lock key migrations hold (`userbridge` as a number).

@@ -17,10 +17,9 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -34,25 +33,8 @@ use crate::canonical::{
 };
 use crate::sealed::Sealer;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS pending (
-    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
-    op       TEXT NOT NULL DEFAULT 'put',
-    dialect  TEXT NOT NULL,
-    doc      TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_at  INTEGER NOT NULL DEFAULT 0,
-    error    TEXT,
-    secrets  TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS dead (
-    seq     INTEGER PRIMARY KEY,
-    dialect TEXT NOT NULL,
-    doc     TEXT NOT NULL,
-    error   TEXT NOT NULL,
-    at      TEXT NOT NULL
-);
-";
+pub mod queue;
+pub use queue::{Outcome, Queue, Raw, SqliteQueue, Taken, rekey_queue};
 
 /// Tries of a copy the shadow refuses for good before it is set aside.
 const PERMANENT_TRIES: i64 = 5;
@@ -67,17 +49,17 @@ pub struct Mirror {
 struct Inner {
     primary: Arc<dyn Backend>,
     shadow: Arc<dyn Backend>,
-    queue: Mutex<Connection>,
+    queue: Arc<dyn Queue>,
     sealer: Sealer,
     wake: tokio::sync::Notify,
     audit: Audit,
     depth: AtomicI64,
     copied: AtomicU64,
     retried: AtomicU64,
-    dead: AtomicU64,
+    dead: AtomicI64,
 }
 
-/// One queued copy.
+/// One queued copy, its document parsed and its secrets opened.
 struct Entry {
     seq: i64,
     /// `put` (make the shadow's user equal to `doc`) or `delete` (remove the user `doc` names).
@@ -85,45 +67,36 @@ struct Entry {
     dialect: String,
     doc: Map<String, Value>,
     attempts: i64,
-    next_at: i64,
 }
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn db(e: rusqlite::Error) -> BackendError {
-    BackendError::Failed(format!("mirror queue: {e}"))
-}
-
 impl Mirror {
-    /// Opens the queue at `queue` and starts the copying worker (when a runtime runs).
+    /// A mirror over `queue` (the primary's own when it keeps one for many gateways, else a
+    /// SQLite file) and starts the copying worker (when a runtime runs). The queued secrets
+    /// are sealed under the key `secrets` names (beside `key_beside` when none is configured).
     pub fn open(
         primary: Arc<dyn Backend>,
         shadow: Arc<dyn Backend>,
-        queue: &Path,
+        queue: Arc<dyn Queue>,
+        key_beside: &Path,
         audit: Audit,
         secrets: &crate::config::SecretsConfig,
     ) -> Result<Self, String> {
-        let (conn, sealer, _) = open_queue(queue, secrets)?;
-        let fail = |e: rusqlite::Error| format!("{}: {e}", queue.display());
-        let dead: i64 = conn
-            .query_row("SELECT count(*) FROM dead", [], |r| r.get(0))
-            .map_err(fail)?;
-        let depth: i64 = conn
-            .query_row("SELECT count(*) FROM pending", [], |r| r.get(0))
-            .map_err(fail)?;
+        let (sealer, _) = Sealer::load(secrets, key_beside)?;
         let inner = Arc::new(Inner {
             primary,
             shadow,
-            queue: Mutex::new(conn),
+            queue,
             sealer,
             wake: tokio::sync::Notify::new(),
             audit,
-            depth: AtomicI64::new(depth),
+            depth: AtomicI64::new(0),
             copied: AtomicU64::new(0),
             retried: AtomicU64::new(0),
-            dead: AtomicU64::new(dead.unsigned_abs()),
+            dead: AtomicI64::new(0),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(worker(Arc::downgrade(&inner)));
@@ -131,29 +104,13 @@ impl Mirror {
         Ok(Self { inner })
     }
 
-    /// Copies waiting.
+    /// Copies waiting (as last counted).
     pub fn depth(&self) -> i64 {
         self.inner.depth.load(Ordering::Relaxed)
     }
 }
 
 impl Inner {
-    async fn blocking<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error> + Send + 'static,
-    ) -> Result<T, BackendError> {
-        let me = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let conn = me
-                .queue
-                .lock()
-                .map_err(|_| BackendError::Failed("mirror queue lock poisoned".into()))?;
-            f(&conn).map_err(db)
-        })
-        .await
-        .map_err(|e| BackendError::Failed(format!("mirror queue task: {e}")))?
-    }
-
     async fn enqueue(
         self: &Arc<Self>,
         op: &'static str,
@@ -161,111 +118,88 @@ impl Inner {
         doc: &UserDoc,
     ) -> Result<(), BackendError> {
         let mut doc = doc.exposed().clone();
+        let user = Identity::of(&doc)
+            .map(|w| {
+                format!(
+                    "{}\u{1f}{}",
+                    w.user_name,
+                    w.authenticator.unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
         let secrets = super::take_secrets(&mut doc);
         let text = Value::Object(doc).to_string();
-        let sealed = seal_entry(&self.sealer, &text, &secrets)?;
-        let dialect = dialect.to_owned();
-        self.blocking(move |c| {
-            c.prepare_cached(
-                "INSERT INTO pending (op, dialect, doc, secrets) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![op, dialect, text, sealed])
-            .map(|_| ())
-        })
-        .await?;
+        let sealed = queue::seal_entry(&self.sealer, &text, &secrets)?;
+        self.queue.push(op, dialect, &user, text, sealed).await?;
         self.depth.fetch_add(1, Ordering::Relaxed);
         self.wake.notify_one();
         Ok(())
     }
 
-    async fn head(self: &Arc<Self>) -> Result<Option<Entry>, BackendError> {
-        let row = self
-            .blocking(|c| {
-                c.prepare_cached(
-                    "SELECT seq, dialect, doc, attempts, next_at, op, secrets FROM pending ORDER BY seq LIMIT 1",
-                )?
-                .query_row([], |r| {
-                    Ok((
-                        (r.get::<_, i64>(0)?, r.get::<_, String>(5)?),
-                        r.get::<_, String>(1)?,
-                        (r.get::<_, String>(2)?, r.get::<_, String>(6)?),
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, i64>(4)?,
-                    ))
-                })
-                .optional()
-            })
-            .await?;
-        let Some(((seq, op), dialect, (text, sealed), attempts, next_at)) = row else {
-            return Ok(None);
-        };
-        let mut doc = match serde_json::from_str(&text) {
+    /// An entry as queued, its document parsed and its secrets opened.
+    fn entry(&self, raw: &Raw) -> Result<Entry, BackendError> {
+        let mut doc = match serde_json::from_str(&raw.doc) {
             Ok(Value::Object(m)) => m,
             _ => Map::new(),
         };
         let secrets = self
             .sealer
-            .open(&entry_aad(&text), &sealed)
-            .map_err(|e| BackendError::Failed(format!("mirror queue entry {seq}: {e}")))?;
+            .open(&queue::entry_aad(&raw.doc), &raw.secrets)
+            .map_err(|e| BackendError::Failed(format!("mirror queue entry {}: {e}", raw.seq)))?;
         if let Ok(Value::Object(secrets)) = serde_json::from_str::<Value>(&secrets) {
             for (k, v) in secrets {
                 crate::canonical::set(&mut doc, &location(&k), v);
             }
         }
-        Ok(Some(Entry {
-            seq,
-            op,
-            dialect,
+        Ok(Entry {
+            seq: raw.seq,
+            op: raw.op.clone(),
+            dialect: raw.dialect.clone(),
             doc,
-            attempts,
-            next_at,
-        }))
+            attempts: raw.attempts,
+        })
     }
 
-    async fn done(self: &Arc<Self>, seq: i64) -> Result<(), BackendError> {
-        self.blocking(move |c| {
-            c.prepare_cached("DELETE FROM pending WHERE seq = ?1")?
-                .execute(params![seq])
-                .map(|_| ())
-        })
-        .await?;
-        self.depth.fetch_sub(1, Ordering::Relaxed);
-        Ok(())
-    }
-
-    async fn retry_later(
-        self: &Arc<Self>,
-        e: &Entry,
-        error: String,
-        wait_ms: u64,
-    ) -> Result<(), BackendError> {
-        let (seq, attempts) = (e.seq, e.attempts + 1);
-        let next = now_ms() + i64::try_from(wait_ms).unwrap_or(i64::MAX / 2);
-        self.blocking(move |c| {
-            c.prepare_cached(
-                "UPDATE pending SET attempts = ?2, next_at = ?3, error = ?4 WHERE seq = ?1",
-            )?
-            .execute(params![seq, attempts, next, error])
-            .map(|_| ())
-        })
-        .await
-    }
-
-    async fn bury(self: &Arc<Self>, e: &Entry, error: String) -> Result<(), BackendError> {
-        let seq = e.seq;
-        self.blocking(move |c| {
-            let tx = c.unchecked_transaction()?;
-            tx.execute(
-                "INSERT OR REPLACE INTO dead (seq, dialect, doc, error, at)
-                 SELECT seq, dialect, doc, ?2, ?3 FROM pending WHERE seq = ?1",
-                params![seq, error, chrono::Utc::now().to_rfc3339()],
-            )?;
-            tx.execute("DELETE FROM pending WHERE seq = ?1", params![seq])?;
-            tx.commit()
-        })
-        .await?;
-        self.depth.fetch_sub(1, Ordering::Relaxed);
-        Ok(())
+    /// Copies one entry: what came of it, counted and audited.
+    async fn handle(&self, raw: Raw) -> Outcome {
+        let entry = match self.entry(&raw) {
+            Ok(e) => e,
+            Err(e) => {
+                return Outcome::SetAside {
+                    error: e.to_string(),
+                };
+            }
+        };
+        match self.copy(&entry).await {
+            Ok(op) => {
+                self.copied.fetch_add(1, Ordering::Relaxed);
+                if entry.attempts > 0 {
+                    self.record(&entry, Some(&op), 200, None).await;
+                }
+                Outcome::Done
+            }
+            Err((op, e)) => {
+                let error = e.to_string();
+                self.retried.fetch_add(1, Ordering::Relaxed);
+                if permanent(&e) && entry.attempts + 1 >= PERMANENT_TRIES {
+                    tracing::error!(seq = entry.seq, error = %error, "mirror: the shadow refuses this copy; set aside");
+                    self.record(&entry, op.as_ref(), 0, Some(&format!("set aside: {error}")))
+                        .await;
+                    return Outcome::SetAside { error };
+                }
+                if entry.attempts == 0 {
+                    tracing::warn!(seq = entry.seq, error = %error, "mirror: copy failed; retrying with backoff");
+                    self.record(&entry, op.as_ref(), 0, Some(&error)).await;
+                }
+                let backoff = 100u64
+                    .saturating_mul(1 << entry.attempts.clamp(0, 16))
+                    .min(MAX_BACKOFF_MS);
+                Outcome::Retry {
+                    error,
+                    next_at: now_ms() + i64::try_from(backoff).unwrap_or(i64::MAX / 2),
+                }
+            }
+        }
     }
 
     /// Makes the shadow's user equal to `doc`: an update setting every attribute (and
@@ -370,139 +304,6 @@ impl Inner {
     }
 }
 
-/// The associated data an entry's secrets are sealed with: its document, so that they open
-/// for that entry only.
-fn entry_aad(doc: &str) -> String {
-    format!("mirror:{doc}")
-}
-
-/// An entry's secrets, sealed for the entry whose document is `doc` (`{}` when none).
-fn seal_entry(
-    sealer: &Sealer,
-    doc: &str,
-    secrets: &Map<String, Value>,
-) -> Result<String, BackendError> {
-    if secrets.is_empty() {
-        return Ok("{}".to_owned());
-    }
-    sealer
-        .seal(&entry_aad(doc), &Value::Object(secrets.clone()).to_string())
-        .map_err(|e| BackendError::Failed(format!("mirror queue: {e}")))
-}
-
-/// Opens (creates, 0600) the queue at `queue`, its secrets sealed under the current key: the
-/// connection, the sealer and how many entries were (re)sealed.
-fn open_queue(
-    queue: &Path,
-    secrets: &crate::config::SecretsConfig,
-) -> Result<(Connection, Sealer, usize), String> {
-    let fail = |e: rusqlite::Error| format!("{}: {e}", queue.display());
-    let conn = crate::private_fs::open_sqlite(queue)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(fail)?;
-    conn.pragma_update(None, "secure_delete", "ON")
-        .map_err(fail)?;
-    conn.execute_batch(SCHEMA).map_err(fail)?;
-    let (sealer, _) = Sealer::load(secrets, queue)?;
-    let moved = seal_queue(&conn, &sealer).map_err(fail)?;
-    Ok((conn, sealer, moved))
-}
-
-/// Reseals the secrets of the mirror queue at `queue` under the current key (`userbridge
-/// rekey`, offline): how many entries, and that key's id.
-pub fn rekey_queue(
-    queue: &Path,
-    secrets: &crate::config::SecretsConfig,
-) -> Result<(usize, String), String> {
-    let (_, sealer, moved) = open_queue(queue, secrets)?;
-    Ok((moved, sealer.kid().to_owned()))
-}
-
-/// Moves the secrets a queue written before sealing kept in its documents into the sealed
-/// column (entries set aside lose theirs), and reseals under the current key the entries
-/// sealed under an earlier one, so that the earlier key can go once this has run; how many
-/// entries changed.
-fn seal_queue(conn: &Connection, sealer: &Sealer) -> Result<usize, rusqlite::Error> {
-    let has_column = conn
-        .prepare("SELECT 1 FROM pragma_table_info('pending') WHERE name = 'secrets'")?
-        .exists([])?;
-    if !has_column {
-        conn.execute_batch("ALTER TABLE pending ADD COLUMN secrets TEXT NOT NULL DEFAULT '{}'")?;
-    }
-    let tx = conn.unchecked_transaction()?;
-    let mut moved = 0usize;
-    for table in ["pending", "dead"] {
-        let rows: Vec<(i64, String)> = tx
-            .prepare(&format!("SELECT seq, doc FROM {table}"))?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        for (seq, text) in rows {
-            let Ok(Value::Object(mut doc)) = serde_json::from_str::<Value>(&text) else {
-                continue;
-            };
-            let secrets = super::take_secrets(&mut doc);
-            if secrets.is_empty() {
-                continue;
-            }
-            let text = Value::Object(doc).to_string();
-            if table == "pending" {
-                let sealed = seal_entry(sealer, &text, &secrets)
-                    .map_err(|e| rusqlite::Error::UserFunctionError(e.to_string().into()))?;
-                tx.execute(
-                    "UPDATE pending SET doc = ?2, secrets = ?3 WHERE seq = ?1",
-                    params![seq, text, sealed],
-                )?;
-            } else {
-                tx.execute(
-                    "UPDATE dead SET doc = ?2 WHERE seq = ?1",
-                    params![seq, text],
-                )?;
-            }
-            moved += 1;
-        }
-    }
-    let user_fn = |e: String| rusqlite::Error::UserFunctionError(e.into());
-    let stale: Vec<(i64, String, String)> = tx
-        .prepare("SELECT seq, doc, secrets FROM pending WHERE secrets != '{}'")?
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?
-        .filter(|row| row.as_ref().map_or(true, |(_, _, s)| !sealer.is_current(s)))
-        .collect::<Result<_, _>>()?;
-    let resealed = stale.len();
-    for (seq, doc, sealed) in stale {
-        let aad = entry_aad(&doc);
-        let clear = sealer.open(&aad, &sealed).map_err(user_fn)?;
-        let again = sealer.seal(&aad, &clear).map_err(user_fn)?;
-        tx.execute(
-            "UPDATE pending SET secrets = ?2 WHERE seq = ?1",
-            params![seq, again],
-        )?;
-    }
-    tx.commit()?;
-    if moved + resealed > 0 {
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-    }
-    if moved > 0 {
-        tracing::info!(
-            entries = moved,
-            "sealed the secrets the mirror queue kept in clear"
-        );
-    }
-    if resealed > 0 {
-        tracing::info!(
-            entries = resealed,
-            kid = sealer.kid(),
-            "resealed the mirror queue's secrets under the current key"
-        );
-    }
-    Ok(moved + resealed)
-}
-
 /// Whether the shadow refused the copy itself (retrying will not help).
 fn permanent(e: &BackendError) -> bool {
     matches!(
@@ -514,65 +315,32 @@ fn permanent(e: &BackendError) -> bool {
     )
 }
 
-/// Copies queue entries in order until the mirror is dropped.
+/// Copies queue entries until the mirror is dropped.
 async fn worker(inner: Weak<Inner>) {
     loop {
         let Some(me) = inner.upgrade() else { return };
-        let head = match me.head().await {
-            Ok(h) => h,
+        if let Ok((depth, dead)) = me.queue.counts().await {
+            me.depth.store(depth, Ordering::Relaxed);
+            me.dead.store(dead, Ordering::Relaxed);
+        }
+        let handler: queue::Handler<'_> = Box::new(|raw| Box::pin(me.handle(raw)));
+        match me.queue.take(now_ms(), handler).await {
+            Ok(Taken::Handled(_)) => {}
+            Ok(Taken::Empty) => {
+                // Nothing to copy now: wait for a write (or look again in a while).
+                let _ = tokio::time::timeout(Duration::from_secs(1), me.wake.notified()).await;
+            }
+            Ok(Taken::NotDue(wait)) => {
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(wait.unsigned_abs().min(1000)),
+                    std::future::pending::<()>(),
+                )
+                .await;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "mirror queue unreadable");
                 drop(me);
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let Some(entry) = head else {
-            // Nothing queued: wait for a write (or look again in a while).
-            let _ = tokio::time::timeout(Duration::from_secs(1), me.wake.notified()).await;
-            continue;
-        };
-        let wait = entry.next_at - now_ms();
-        if wait > 0 {
-            let _ = tokio::time::timeout(
-                Duration::from_millis(wait.unsigned_abs().min(1000)),
-                std::future::pending::<()>(),
-            )
-            .await;
-            continue;
-        }
-        match me.copy(&entry).await {
-            Ok(op) => {
-                if let Err(e) = me.done(entry.seq).await {
-                    tracing::error!(error = %e, "mirror queue: a copied entry stays queued");
-                }
-                me.copied.fetch_add(1, Ordering::Relaxed);
-                if entry.attempts > 0 {
-                    me.record(&entry, Some(&op), 200, None).await;
-                }
-            }
-            Err((op, e)) => {
-                let error = e.to_string();
-                me.retried.fetch_add(1, Ordering::Relaxed);
-                if permanent(&e) && entry.attempts + 1 >= PERMANENT_TRIES {
-                    tracing::error!(seq = entry.seq, error = %error, "mirror: the shadow refuses this copy; set aside");
-                    if me.bury(&entry, error.clone()).await.is_ok() {
-                        me.dead.fetch_add(1, Ordering::Relaxed);
-                    }
-                    me.record(&entry, op.as_ref(), 0, Some(&format!("set aside: {error}")))
-                        .await;
-                    continue;
-                }
-                if entry.attempts == 0 {
-                    tracing::warn!(seq = entry.seq, error = %error, "mirror: copy failed; retrying with backoff");
-                    me.record(&entry, op.as_ref(), 0, Some(&error)).await;
-                }
-                let backoff = 100u64
-                    .saturating_mul(1 << entry.attempts.clamp(0, 16))
-                    .min(MAX_BACKOFF_MS);
-                if let Err(e) = me.retry_later(&entry, error, backoff).await {
-                    tracing::error!(error = %e, "mirror queue: cannot note the retry");
-                }
             }
         }
     }
@@ -643,7 +411,7 @@ impl Backend for Mirror {
             Gauge {
                 name: "mirror_set_aside",
                 help: "Copies the shadow refused for good, kept in the queue's dead table",
-                value: Gauge::value_of(&self.inner.dead),
+                value: self.inner.dead.load(Ordering::Relaxed),
                 counter: false,
             },
         ]
