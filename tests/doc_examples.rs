@@ -358,7 +358,10 @@ async fn backend_examples_load_and_the_webhook_example_is_accepted() {
         std::fs::write(&p, &b.text).unwrap();
         if let Err(d) = userbridge::load::load_with(Some(&p), &userbridge::config::Flags::default())
         {
-            panic!("docs/operations.md:{}: example does not load: {d:?}", b.line);
+            panic!(
+                "docs/operations.md:{}: example does not load: {d:?}",
+                b.line
+            );
         }
         n += 1;
     }

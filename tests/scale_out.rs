@@ -26,7 +26,19 @@ const GROUPS: std::ops::RangeInclusive<i32> = 5..=16;
 /// A gateway process on `pg`: the shipped config with the postgres backend, its password and
 /// the secrets key from the environment.
 fn instance(pg: &Postgres) -> Running {
-    let url = pg.url.clone();
+    let backend = format!("kind = \"postgres\"\nurl = \"{}\"\n", pg.url);
+    instance_with(pg, backend, "")
+}
+
+/// A gateway process whose `[backend]` table holds `backend`, and `more` tables after it.
+fn instance_with(pg: &Postgres, backend: String, more: &str) -> Running {
+    // The database password from the environment, for the backend or the named one.
+    let password_var = if more.contains("[backends.pg]") {
+        "USERBRIDGE_BACKENDS__PG__PASSWORD"
+    } else {
+        "USERBRIDGE_BACKEND__PASSWORD"
+    };
+    let more = more.to_owned();
     start_with(
         "info",
         move |cfg| {
@@ -34,7 +46,7 @@ fn instance(pg: &Postgres) -> Running {
             let mut skip_path = false;
             for line in cfg.lines() {
                 if line == "kind = \"sqlite\"" {
-                    out.push_str(&format!("kind = \"postgres\"\nurl = \"{url}\"\n"));
+                    out.push_str(&backend);
                     skip_path = true;
                     continue;
                 }
@@ -48,10 +60,11 @@ fn instance(pg: &Postgres) -> Running {
             for g in GROUPS {
                 out.push_str(&format!("\n[[groups]]\nid = {g}\nname = \"Group {g}\"\n"));
             }
+            out.push_str(&more);
             out
         },
         &[
-            ("USERBRIDGE_BACKEND__PASSWORD", &pg.password),
+            (password_var, &pg.password),
             ("USERBRIDGE_SECRETS__KEY", PG_SECRETS_KEY),
         ],
     )
@@ -370,4 +383,103 @@ async fn a_retry_sent_to_another_instance_gets_the_first_answer() {
         "2",
         "both answers kept"
     );
+}
+
+/// A mirror whose primary is the shared database: its queue is there too, and every
+/// instance's worker copies from it. One instance is killed (`kill -9`) while writes flow; the
+/// survivors drain the queue, and the shadow (a live `scim2-server`) ends with every user the
+/// primary has, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mirror_on_postgres_is_drained_by_the_survivors() {
+    let pg = Postgres::start();
+    let shadow = common::peers::ScimServer::start().await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut gws: Vec<Running> = dirs
+        .iter()
+        .map(|d| {
+            let more = format!(
+                "\n[backends.pg]\nkind = \"postgres\"\nurl = \"{}\"\n\
+                 \n[backends.shadow]\nkind = \"scim\"\nurl = \"{}\"\nindex = \"{}\"\n",
+                pg.url,
+                shadow.url,
+                d.path().join("scim-index.db").display()
+            );
+            let backend = format!(
+                "kind = \"mirror\"\nprimary = \"pg\"\nshadow = \"shadow\"\nqueue = \"{}\"\n",
+                d.path().join("unused-queue.db").display()
+            );
+            instance_with(&pg, backend, &more)
+        })
+        .collect();
+    let bases: Vec<String> = gws.iter().map(|g| g.base.clone()).collect();
+    let c = Client::new();
+    const N: usize = 90;
+    let mut acked = Vec::new();
+    let mut pending = Vec::new();
+    for i in 0..N {
+        let name = format!("mirrored-{i:03}");
+        let base = bases[i % bases.len()].clone();
+        let c = c.clone();
+        pending.push(tokio::spawn(async move {
+            (name.clone(), vc_create(&c, &base, &name).await)
+        }));
+        if i == N / 3 {
+            // Mid-stream, one instance dies with whatever it was copying.
+            let victim = gws.pop().unwrap();
+            common::binary::signal(victim.child.id(), "-KILL");
+            drop(victim);
+        }
+    }
+    for p in pending {
+        let (name, r) = p.await.unwrap();
+        match r {
+            Ok(s) if s == StatusCode::OK => acked.push(name),
+            Ok(s) => panic!("{name}: {s}"),
+            // The killed instance's requests: retried through a survivor.
+            Err(_) => match vc_create(&c, &bases[0], &name).await.unwrap() {
+                StatusCode::OK | StatusCode::CONFLICT => acked.push(name),
+                s => panic!("{name}: {s}"),
+            },
+        }
+    }
+    assert_eq!(acked.len(), N);
+    // The survivors drain the queue.
+    let mut drained = false;
+    for _ in 0..300 {
+        if pg.psql("SELECT count(*) FROM mirror_pending") == "0" {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        drained,
+        "queue left: {}",
+        pg.psql("SELECT count(*) FROM mirror_pending")
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM mirror_dead"),
+        "0",
+        "{}",
+        pg.psql("SELECT error FROM mirror_dead")
+    );
+    // Every user of the primary is on the shadow, once.
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM users WHERE user_name LIKE 'mirrored-%'"),
+        N.to_string()
+    );
+    for name in &acked {
+        let list: Value = c
+            .get(format!(
+                "{}/Users?filter=userName%20eq%20%22{name}%22",
+                shadow.url
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["totalResults"], 1, "{name} on the shadow: {list}");
+    }
 }

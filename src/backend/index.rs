@@ -1,6 +1,7 @@
-//! The local index of a remote backend: allocates the ext `numericId` every dialect can address
-//! a user by, and maps it to the remote id. A small SQLite file; calls run off the async
-//! workers.
+//! The index of a remote backend: allocates the ext `numericId` every dialect can address a
+//! user by, and maps it to the remote id. A small SQLite file beside the gateway (calls run
+//! off the async workers), or — when the gateways share a PostgreSQL database — a table of it
+//! ([`SharedIndex`]), so that two gateways never give one number twice.
 //!
 //! A number is reserved before the create is sent and bound to the remote id once the backend
 //! acknowledged it. A create whose outcome is unknown (timeout) keeps its reservation unbound;
@@ -11,7 +12,21 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::BackendError;
+use super::{BackendError, BoxFuture};
+
+/// An index kept in a store several gateways share.
+pub trait SharedIndex: Send + Sync {
+    /// Reserves a new number (a positive int32).
+    fn reserve(&self) -> BoxFuture<'_, Result<i64, BackendError>>;
+    /// Binds a reserved (or new) number to a remote id.
+    fn bind<'a>(&'a self, n: i64, remote: &'a str) -> BoxFuture<'a, Result<(), BackendError>>;
+    /// Gives a reservation back.
+    fn release(&self, n: i64) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// The remote id bound to `n`.
+    fn remote(&self, n: i64) -> BoxFuture<'_, Result<Option<String>, BackendError>>;
+    /// Forgets a deleted remote user.
+    fn forget<'a>(&'a self, remote: &'a str) -> BoxFuture<'a, Result<(), BackendError>>;
+}
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS ids (
@@ -24,7 +39,13 @@ PRAGMA user_version = 1;
 /// The index.
 #[derive(Clone)]
 pub struct Index {
-    conn: Arc<Mutex<Connection>>,
+    kept: Kept,
+}
+
+#[derive(Clone)]
+enum Kept {
+    File(Arc<Mutex<Connection>>),
+    Shared(Arc<dyn SharedIndex>),
 }
 
 fn db(e: rusqlite::Error) -> BackendError {
@@ -38,15 +59,32 @@ impl Index {
         let conn = crate::private_fs::open_sqlite(path)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            kept: Kept::File(Arc::new(Mutex::new(conn))),
         })
+    }
+
+    /// An index kept in `shared`.
+    pub fn shared(shared: Arc<dyn SharedIndex>) -> Self {
+        Self {
+            kept: Kept::Shared(shared),
+        }
+    }
+
+    fn shared_one(&self) -> Option<&Arc<dyn SharedIndex>> {
+        match &self.kept {
+            Kept::Shared(s) => Some(s),
+            Kept::File(_) => None,
+        }
     }
 
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, BackendError> {
-        let conn = Arc::clone(&self.conn);
+        let Kept::File(conn) = &self.kept else {
+            return Err(BackendError::Failed("index: not a file".into()));
+        };
+        let conn = Arc::clone(conn);
         tokio::task::spawn_blocking(move || {
             let guard = conn
                 .lock()
@@ -59,6 +97,9 @@ impl Index {
 
     /// Reserves a new number (a positive int32).
     pub async fn reserve(&self) -> Result<i64, BackendError> {
+        if let Some(s) = self.shared_one() {
+            return s.reserve().await;
+        }
         let n = self
             .run(|c| {
                 c.execute("INSERT INTO ids (remote_id) VALUES (NULL)", [])?;
@@ -73,6 +114,9 @@ impl Index {
 
     /// Binds a reserved (or new) number to a remote id.
     pub async fn bind(&self, n: i64, remote: &str) -> Result<(), BackendError> {
+        if let Some(s) = self.shared_one() {
+            return s.bind(n, remote).await;
+        }
         let remote = remote.to_owned();
         self.run(move |c| {
             c.execute(
@@ -87,6 +131,9 @@ impl Index {
 
     /// Gives a reservation back (the create certainly failed).
     pub async fn release(&self, n: i64) -> Result<(), BackendError> {
+        if let Some(s) = self.shared_one() {
+            return s.release(n).await;
+        }
         self.run(move |c| {
             c.execute(
                 "DELETE FROM ids WHERE numeric_id = ?1 AND remote_id IS NULL",
@@ -99,6 +146,9 @@ impl Index {
 
     /// The remote id bound to `n`: `None` when unknown or not bound yet.
     pub async fn remote(&self, n: i64) -> Result<Option<String>, BackendError> {
+        if let Some(s) = self.shared_one() {
+            return s.remote(n).await;
+        }
         self.run(move |c| {
             c.query_row(
                 "SELECT remote_id FROM ids WHERE numeric_id = ?1",
@@ -113,6 +163,9 @@ impl Index {
 
     /// Forgets a deleted remote user.
     pub async fn forget(&self, remote: &str) -> Result<(), BackendError> {
+        if let Some(s) = self.shared_one() {
+            return s.forget(remote).await;
+        }
         let remote = remote.to_owned();
         self.run(move |c| {
             c.execute("DELETE FROM ids WHERE remote_id = ?1", params![remote])

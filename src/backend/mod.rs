@@ -99,6 +99,13 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// The numericId index of the SCIM backend `scim` (a mirror's shadow), kept in this
+    /// backend when several gateways share it; `None`: the SCIM backend's own file.
+    fn scim_index(&self, scim: &BackendConfig) -> Option<index::Index> {
+        let _ = scim;
+        None
+    }
+
     /// The queue a mirror over this backend (as its primary) keeps its copies in, when the
     /// backend is shared by several gateways; `None`: a SQLite file beside the gateway.
     fn mirror_queue(&self) -> Option<Arc<dyn mirror::Queue>> {
@@ -429,11 +436,23 @@ pub fn open_in(
         &config.groups,
         &config.secrets,
     )?;
-    let s = open(
-        config.named_backend(shadow)?,
-        &config.groups,
-        &config.secrets,
-    )?;
+    // A SCIM shadow numbers its users in the primary's store when the gateways share it.
+    let shadow_cfg = config.named_backend(shadow)?;
+    let s = match (shadow_cfg, p.scim_index(shadow_cfg)) {
+        (
+            BackendConfig::Scim {
+                url, token, http, ..
+            },
+            Some(index),
+        ) => Arc::new(scim::Scim::with_index(
+            url,
+            token.as_ref(),
+            index,
+            http,
+            &config.groups,
+        )?) as Arc<dyn Backend>,
+        _ => open(shadow_cfg, &config.groups, &config.secrets)?,
+    };
     // The primary's own queue when several gateways share it (PostgreSQL), else a file.
     let q: Arc<dyn mirror::Queue> = match p.mirror_queue() {
         Some(q) => q,

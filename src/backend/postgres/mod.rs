@@ -10,6 +10,7 @@
 //! ([`schema`]). A lost connection is dropped from the pool and replaced on the next call.
 
 mod groups;
+mod index;
 mod keys;
 mod queue;
 mod schema;
@@ -321,6 +322,14 @@ impl Backend for Postgres {
 
     fn idempotency_keys(&self) -> Option<Arc<dyn super::keys::KeyStore>> {
         Some(Arc::new(keys::PgKeys::new(Arc::clone(&self.conn))))
+    }
+
+    fn scim_index(&self, scim: &crate::config::BackendConfig) -> Option<super::index::Index> {
+        let crate::config::BackendConfig::Scim { url, .. } = scim else {
+            return None;
+        };
+        let shared = index::PgIndex::new(Arc::clone(&self.conn), url.clone());
+        Some(super::index::Index::shared(Arc::new(shared)))
     }
 
     fn mirror_queue(&self) -> Option<Arc<dyn super::mirror::Queue>> {

@@ -78,6 +78,17 @@ impl Scim {
         http: &OutboundConfig,
         groups: &[GroupConfig],
     ) -> Result<Self, String> {
+        Self::with_index(url, token, Index::open(index)?, http, groups)
+    }
+
+    /// A backend for the provider at `url` over `index` (a file's, or a shared store's).
+    pub fn with_index(
+        url: &str,
+        token: Option<&Secret>,
+        index: Index,
+        http: &OutboundConfig,
+        groups: &[GroupConfig],
+    ) -> Result<Self, String> {
         let secret_paths = ATTRIBUTES
             .iter()
             .filter(|a| a.secret)
@@ -88,7 +99,7 @@ impl Scim {
             .collect();
         Ok(Self {
             http: Outbound::new(url, token, http, SCIM_JSON)?,
-            index: Index::open(index)?,
+            index,
             config_groups: groups.to_vec(),
             groups: OnceCell::new(),
             features: OnceCell::new(),
