@@ -117,6 +117,19 @@ pub fn for_create(mut doc: Map<String, Value>) -> (Map<String, Value>, Map<Strin
     (doc, secrets)
 }
 
+/// What a replace (`/scim/v2` PUT) of the row `r` stores: the document without server-owned
+/// members, and the secrets it restates over those the row has (SCIM never returns secrets,
+/// so a client cannot restate them: those not restated are kept, each on its own).
+pub fn for_replace(
+    r: &UserRow,
+    mut doc: Map<String, Value>,
+) -> (Map<String, Value>, Map<String, Value>) {
+    super::strip_server_owned(&mut doc);
+    let mut secrets = r.secrets.clone();
+    secrets.extend(super::take_secrets(&mut doc));
+    (doc, secrets)
+}
+
 /// Merges an update's `changes` into the row's document and secrets (a secret set to `null`
 /// is removed), by the store's merge rules.
 pub fn merge_into(

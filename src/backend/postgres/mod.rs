@@ -27,7 +27,6 @@ use tokio_postgres::error::SqlState;
 
 use super::{
     Backend, BackendError, BoxFuture, Gauge, GroupDoc, GroupStore, Search, Store, Stored, Want,
-    strip_server_owned, take_secrets,
 };
 use crate::canonical::{OpKind, Operation, UserDoc};
 use crate::config::{GroupConfig, SecretsConfig};
@@ -570,11 +569,7 @@ impl Store for Postgres {
                         return Err(BackendError::NotFound);
                     };
                     r.check_version(if_match.as_deref())?;
-                    let mut doc = user.0;
-                    strip_server_owned(&mut doc);
-                    // Secrets not restated are kept (SCIM never returns them).
-                    let mut secrets = r.secrets.clone();
-                    secrets.extend(take_secrets(&mut doc));
+                    let (doc, secrets) = crate::backend::row::for_replace(&r, user.0);
                     let written = users::write_row(ctx, tx, r, doc, secrets).await?;
                     users::doc(tx, written, false).await
                 })

@@ -12,11 +12,12 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
-use super::row::{UserRow as Row, for_create, merge_into, name_and_authenticator, now};
-use super::take_secrets;
+use super::row::{
+    UserRow as Row, for_create, for_replace, merge_into, name_and_authenticator, now,
+};
 use super::{
     Backend, BackendError, BoxFuture, Gauge, GroupDoc, GroupStore, Query, Search, Store, Stored,
-    Want, strip_server_owned,
+    Want,
 };
 use crate::canonical::{GroupChange, GroupOp, OpKind, Operation, Target, UserDoc};
 use crate::config::GroupConfig;
@@ -342,12 +343,7 @@ impl Store for Sqlite {
                     return Err(BackendError::NotFound);
                 };
                 r.check_version(if_match.as_deref())?;
-                let mut doc = user.0;
-                strip_server_owned(&mut doc);
-                // Secrets not restated are kept, each on its own (SCIM never returns them, so a
-                // client cannot restate them).
-                let mut secrets = r.secrets.clone();
-                secrets.extend(take_secrets(&mut doc));
+                let (doc, secrets) = for_replace(&r, user.0);
                 let written = write_row(tx, r, doc, secrets)?;
                 Ok(UserDoc(into_doc(tx, written, false)?))
             })
