@@ -269,3 +269,43 @@ pub fn no_such_member(i: usize, ids: &[String]) -> BackendError {
     let named = ids.first().map_or("", String::as_str);
     invalid("members", format!("members[{i}]: no user with id {named}"))
 }
+
+/// What a group reference of a dialect's group operation names, once the store has looked up
+/// the group its `value` numbers (`by_id`: that group's number and name, if there is one).
+pub enum GroupPick<'a> {
+    /// This group number.
+    Number(i64),
+    /// The group of this name, still to be looked up.
+    ByName(&'a str),
+}
+
+/// The number a reference's `value` gives; not a number is an unknown group, named.
+pub fn group_number(value: &str) -> Result<i64, BackendError> {
+    value
+        .parse()
+        .map_err(|_| BackendError::UnknownGroup(format!("no group with id {value}")))
+}
+
+/// Resolves a group reference: a `value` must name a group, and a `display` beside it must be
+/// that group's name; a `display` alone names the group to look up.
+pub fn pick_group(
+    r: &crate::canonical::GroupRef,
+    by_id: Option<(i64, String)>,
+) -> Result<GroupPick<'_>, BackendError> {
+    match (&r.value, by_id, &r.display) {
+        (Some(id), None, _) => Err(BackendError::UnknownGroup(format!("no group with id {id}"))),
+        (Some(_), Some((n, name)), Some(display)) if name != *display => Err(
+            BackendError::UnknownGroup(format!("group {n} is called '{name}', not '{display}'")),
+        ),
+        (Some(_), Some((n, _)), _) => Ok(GroupPick::Number(n)),
+        (None, _, Some(display)) => Ok(GroupPick::ByName(display)),
+        (None, _, None) => Err(BackendError::UnknownGroup(
+            "a group needs an id or a name".into(),
+        )),
+    }
+}
+
+/// The refusal of a group name no group has.
+pub fn no_group_named(display: &str) -> BackendError {
+    BackendError::UnknownGroup(format!("no group named '{display}'"))
+}

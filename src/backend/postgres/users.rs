@@ -11,7 +11,10 @@ use tokio_postgres::types::ToSql;
 
 use super::{Ctx, db};
 use crate::backend::BackendError;
-use crate::backend::row::{UserRow, for_create, merge_into, name_and_authenticator, now};
+use crate::backend::row::{
+    GroupPick, UserRow, for_create, group_number, merge_into, name_and_authenticator,
+    no_group_named, now, pick_group,
+};
 use crate::canonical::{GroupChange, GroupOp, Operation, Target, UserDoc};
 
 /// The columns a user is read with; `secrets` as stored (sealed).
@@ -272,50 +275,37 @@ pub async fn delete(
 async fn group_ids(tx: &Transaction<'_>, g: &GroupChange) -> Result<Vec<i32>, BackendError> {
     let mut ids = Vec::with_capacity(g.values.len());
     for v in &g.values {
-        let by_id: Option<(i32, String)> = match &v.value {
+        let by_id: Option<(i64, String)> = match &v.value {
             Some(id) => {
-                let n: i32 = id
-                    .parse()
-                    .map_err(|_| BackendError::UnknownGroup(format!("no group with id {id}")))?;
+                let Ok(n) = i32::try_from(group_number(id)?) else {
+                    return Err(BackendError::UnknownGroup(format!("no group with id {id}")));
+                };
                 let stmt = tx
                     .prepare_cached("SELECT id, name FROM groups WHERE id = $1")
                     .await
                     .map_err(db)?;
                 match tx.query_opt(&stmt, &[&n]).await.map_err(db)? {
-                    Some(r) => Some((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?)),
+                    Some(r) => Some((
+                        i64::from(r.try_get::<_, i32>(0).map_err(db)?),
+                        r.try_get(1).map_err(db)?,
+                    )),
                     None => None,
                 }
             }
             None => None,
         };
-        let id = match (&v.value, by_id, &v.display) {
-            (Some(id), None, _) => {
-                return Err(BackendError::UnknownGroup(format!("no group with id {id}")));
-            }
-            (Some(_), Some((n, name)), Some(display)) if name != *display => {
-                return Err(BackendError::UnknownGroup(format!(
-                    "group {n} is called '{name}', not '{display}'"
-                )));
-            }
-            (Some(_), Some((n, _)), _) => n,
-            (None, _, Some(display)) => {
+        let id = match pick_group(v, by_id)? {
+            GroupPick::Number(n) => i32::try_from(n)
+                .map_err(|_| BackendError::UnknownGroup(format!("no group with id {n}")))?,
+            GroupPick::ByName(display) => {
                 let stmt = tx
                     .prepare_cached("SELECT id FROM groups WHERE name = $1")
                     .await
                     .map_err(db)?;
-                match tx.query_opt(&stmt, &[display]).await.map_err(db)? {
+                match tx.query_opt(&stmt, &[&display]).await.map_err(db)? {
                     Some(r) => r.try_get(0).map_err(db)?,
-                    None => {
-                        return Err(BackendError::UnknownGroup(format!(
-                            "no group named '{display}'"
-                        )));
-                    }
+                    None => return Err(no_group_named(display)),
                 }
-            }
-            (None, _, None) => {
-                return Err(BackendError::UnknownGroup(
-                    "a group needs an id or a name".into(),
-                ));
             }
         };
         ids.push(id);

@@ -13,7 +13,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use super::row::{
-    UserRow as Row, for_create, for_replace, merge_into, name_and_authenticator, now,
+    GroupPick, UserRow as Row, for_create, for_replace, group_number, merge_into,
+    name_and_authenticator, no_group_named, now, pick_group,
 };
 use super::{
     Backend, BackendError, BoxFuture, Gauge, GroupDoc, GroupStore, Query, Search, Store, Stored,
@@ -657,40 +658,23 @@ fn group_ids(tx: &Connection, g: &GroupChange) -> Result<Vec<i64>, BackendError>
     let mut ids = Vec::with_capacity(g.values.len());
     for v in &g.values {
         let by_id: Option<(i64, String)> = match &v.value {
-            Some(id) => {
-                let n: i64 = id
-                    .parse()
-                    .map_err(|_| BackendError::UnknownGroup(format!("no group with id {id}")))?;
-                tx.prepare_cached("SELECT id, name FROM groups WHERE id = ?1")
-                    .map_err(db)?
-                    .query_row(params![n], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-                    .map_err(db)?
-            }
+            Some(id) => tx
+                .prepare_cached("SELECT id, name FROM groups WHERE id = ?1")
+                .map_err(db)?
+                .query_row(params![group_number(id)?], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(db)?,
             None => None,
         };
-        let id = match (&v.value, by_id, &v.display) {
-            (Some(id), None, _) => {
-                return Err(BackendError::UnknownGroup(format!("no group with id {id}")));
-            }
-            (Some(_), Some((n, name)), Some(display)) if name != *display => {
-                return Err(BackendError::UnknownGroup(format!(
-                    "group {n} is called '{name}', not '{display}'"
-                )));
-            }
-            (Some(_), Some((n, _)), _) => n,
-            (None, _, Some(display)) => tx
+        let id = match pick_group(v, by_id)? {
+            GroupPick::Number(n) => n,
+            GroupPick::ByName(display) => tx
                 .prepare_cached("SELECT id FROM groups WHERE name = ?1")
                 .map_err(db)?
                 .query_row(params![display], |r| r.get(0))
                 .optional()
                 .map_err(db)?
-                .ok_or_else(|| BackendError::UnknownGroup(format!("no group named '{display}'")))?,
-            (None, _, None) => {
-                return Err(BackendError::UnknownGroup(
-                    "a group needs an id or a name".into(),
-                ));
-            }
+                .ok_or_else(|| no_group_named(display))?,
         };
         ids.push(id);
     }
