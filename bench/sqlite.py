@@ -94,19 +94,20 @@ def wrk(script_text, work, name, seconds, conns):
     return rps, total
 
 
-def durability(binary, cfg, db, threads=8, kill_after=1.5):
-    """Creates from several clients; SIGKILL mid-stream; every acknowledged create is stored."""
-    proc = start(binary, cfg)
+def kill_during_creates(proc, port, prefix, body_extra, stored, threads=8, kill_after=1.5):
+    """Creates from several clients against the gateway `proc` on `port`; SIGKILL mid-stream;
+    then `stored()` (the names the store holds): how many were acknowledged, and how many of
+    those are missing."""
     acked, lock, stop = [], threading.Lock(), threading.Event()
 
     def client(t):
         i = 0
         while not stop.is_set():
             i += 1
-            name = f"kill-{t}-{i}"
-            body = json.dumps({"userKey": {"username": name, "authenticator": "LOCAL"}, "password": "Pw-1234-bench"})
+            name = f"{prefix}-{t}-{i}"
+            body = json.dumps({"userKey": {"username": name, "authenticator": "LOCAL"}, **body_extra})
             try:
-                c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=2)
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
                 c.request("PUT", "/user-service/v1/user", body,
                           {"Authorization": "Bearer bench-vc-token", "Content-Type": "application/json"})
                 r = c.getresponse()
@@ -127,11 +128,19 @@ def durability(binary, cfg, db, threads=8, kill_after=1.5):
     stop.set()
     for t in ts:
         t.join()
-    con = sqlite3.connect(db)
-    stored = {r[0] for r in con.execute("SELECT user_name FROM users WHERE user_name LIKE 'kill-%'")}
-    con.close()
-    missing = [a for a in acked if a not in stored]
-    return len(acked), len(missing)
+    have = stored()
+    return len(acked), len([a for a in acked if a not in have])
+
+
+def durability(binary, cfg, db):
+    """Every create the gateway on SQLite acknowledged before SIGKILL is in the store."""
+    def stored():
+        con = sqlite3.connect(db)
+        names = {r[0] for r in con.execute("SELECT user_name FROM users WHERE user_name LIKE 'kill-%'")}
+        con.close()
+        return names
+
+    return kill_during_creates(start(binary, cfg), PORT, "kill", {"password": "Pw-1234-bench"}, stored)
 
 
 def gateway(binary, work, name, seconds, conns):
@@ -270,41 +279,12 @@ def pgbench(url, password, work, script_text, name, seconds, conns):
     return float(out.split("tps = ")[1].split()[0])
 
 
-def pg_durability(binary, work, url, password, threads=8, kill_after=1.5):
+def pg_durability(binary, work, url, password):
+    """Every create the gateway on PostgreSQL acknowledged before SIGKILL is in the database."""
     port = PG_PORT + 30
     proc = start_on(binary, pg_config(work, url, "pg-kill", port), port, password)
-    acked, lock, stop = [], threading.Lock(), threading.Event()
-
-    def client(t):
-        i = 0
-        while not stop.is_set():
-            i += 1
-            name = f"pgkill-{t}-{i}"
-            body = json.dumps({"userKey": {"username": name, "authenticator": "LOCAL"}})
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("PUT", "/user-service/v1/user", body,
-                          {"Authorization": "Bearer bench-vc-token", "Content-Type": "application/json"})
-                r = c.getresponse()
-                r.read()
-                if r.status == 200:
-                    with lock:
-                        acked.append(name)
-                c.close()
-            except OSError:
-                return
-
-    ts = [threading.Thread(target=client, args=(t,)) for t in range(threads)]
-    for t in ts:
-        t.start()
-    time.sleep(kill_after)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    stop.set()
-    for t in ts:
-        t.join()
-    stored = set(psql(url, password, "SELECT user_name FROM users WHERE user_name LIKE 'pgkill-%'").split())
-    return len(acked), len([a for a in acked if a not in stored])
+    return kill_during_creates(proc, port, "pgkill", {}, lambda: set(
+        psql(url, password, "SELECT user_name FROM users WHERE user_name LIKE 'pgkill-%'").split()))
 
 
 def postgres_part(binary, work, seconds, conns):
