@@ -615,16 +615,13 @@ fn audit(config: Option<&Path>, user: &str, json: bool) -> i32 {
             return 1;
         }
     };
-    // Records naming the user, then those naming one of its ids (an update by id alone).
-    let named = |v: &serde_json::Value| v["userName"].as_str() == Some(user);
-    let ids: std::collections::BTreeSet<String> = crate::audit::read(&cfg.audit, named)
-        .iter()
-        .filter_map(|v| v["id"].as_str().map(str::to_owned))
-        .collect();
-    let records = crate::audit::read(&cfg.audit, |v| {
-        let target_id = v["target"]["id"].as_str().or(v["id"].as_str());
-        named(v) || target_id.is_some_and(|id| ids.contains(id))
-    });
+    let records = match crate::audit::for_user(&cfg, user) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot read the audit trail: {e}");
+            return 1;
+        }
+    };
     let mut out = std::io::stdout().lock();
     for r in &records {
         let line = if json {
@@ -651,10 +648,13 @@ fn audit(config: Option<&Path>, user: &str, json: bool) -> i32 {
         }
     }
     if records.is_empty() {
-        eprintln!(
-            "no audit records for {user} in {}",
-            cfg.audit.path.display()
-        );
+        let place = match cfg.audit.sink {
+            crate::config::AuditSink::File => cfg.audit.path.display().to_string(),
+            crate::config::AuditSink::Postgres => {
+                format!("the database or {}", cfg.audit.path.display())
+            }
+        };
+        eprintln!("no audit records for {user} in {place}");
         return 1;
     }
     0

@@ -159,6 +159,11 @@ pub struct AuditConfig {
     /// Write the trail.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Where records go: `file` (this instance's `path`), or `postgres` (a table in the
+    /// database of the postgres backend, or of a mirror's postgres primary, that every
+    /// instance shares; a record the database cannot take goes to `path` instead).
+    #[serde(default)]
+    pub sink: AuditSink,
     /// The log file (created with its directory); rotated files get `.1`, `.2`, … appended.
     #[serde(default = "default_audit_path")]
     pub path: PathBuf,
@@ -174,11 +179,23 @@ impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             enabled: true,
+            sink: AuditSink::File,
             path: default_audit_path(),
             max_bytes: default_audit_bytes(),
             keep: default_audit_keep(),
         }
     }
+}
+
+/// Where the audit trail is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditSink {
+    /// A JSON-lines file per instance, rotated by size.
+    #[default]
+    File,
+    /// A table in the PostgreSQL backend's database.
+    Postgres,
 }
 
 fn yes() -> bool {
@@ -771,9 +788,29 @@ impl Config {
         diags
     }
 
+    /// The PostgreSQL backend an audit trail with `sink = "postgres"` is kept in: `[backend]`,
+    /// or the primary of a mirror `[backend]`.
+    pub fn audit_database(&self) -> Option<&BackendConfig> {
+        let db = match &self.backend {
+            BackendConfig::Mirror { primary, .. } => self.backends.get(primary)?,
+            b => b,
+        };
+        matches!(db, BackendConfig::Postgres { .. }).then_some(db)
+    }
+
     /// Checks that need the whole config: unique names and ids.
     fn validate(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.audit.enabled
+            && self.audit.sink == AuditSink::Postgres
+            && self.audit_database().is_none()
+        {
+            out.push(
+                "audit.sink = \"postgres\" keeps the trail in the postgres backend's database: \
+                 [backend] must be kind = \"postgres\" (or a mirror whose primary is)"
+                    .into(),
+            );
+        }
         if self.backends.contains_key("backend") {
             out.push("backends.backend: the name `backend` means [backend]; choose another".into());
         }

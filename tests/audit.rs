@@ -1,6 +1,9 @@
 //! The audit trail of the real binary: one record per write in each dialect, with caller,
 //! request id, changes (secrets as `***`) and outcome; `userbridge audit --user` shows one
-//! user's history in order, including an update that named the user by id only.
+//! user's history in order, including an update that named the user by id only. In a file,
+//! and in the PostgreSQL backend's database (`[audit] sink = "postgres"`), where several
+//! instances' records make one history and a record the database cannot take goes to the
+//! file.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -27,9 +30,140 @@ async fn send(
         .as_u16()
 }
 
+/// Where the records of a test are read from.
+enum Trail<'a> {
+    File(&'a std::path::Path),
+    Postgres(&'a common::postgres::Postgres),
+}
+
+impl Trail<'_> {
+    /// The records so far, as JSON lines.
+    fn text(&self) -> String {
+        match self {
+            Trail::File(p) => std::fs::read_to_string(p).unwrap_or_default(),
+            Trail::Postgres(pg) => pg.psql("SELECT record FROM audit_trail ORDER BY seq"),
+        }
+    }
+
+    /// Waits until at least `n` records are in, at most 10 s; their text.
+    async fn wait_for(&self, n: usize) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let t = self.text();
+            if t.lines().count() >= n || std::time::Instant::now() > deadline {
+                return t;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `userbridge audit --user USER --json` with `gw`'s config (and `envs`): the request ids of
+/// its records.
+fn history(gw: &common::binary::Running, user: &str, envs: &[(&str, &str)]) -> Vec<String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_userbridge"))
+        .args(["audit", "--user", user, "--json", "--config"])
+        .arg(&gw.config)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["requestId"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn every_write_is_recorded_without_secrets_and_audit_shows_a_users_history() {
     let gw = common::binary::start("info");
+    let path = gw.dir.path().join("audit.jsonl");
+    writes_recorded(&gw, &Trail::File(&path)).await;
+    assert_eq!(history(&gw, "audrey", &[]), ["req-create", "req-commvault"]);
+}
+
+/// The database's environment for a gateway or a command on `pg`, with the trail there.
+fn pg_env(pg: &common::postgres::Postgres) -> [(&str, &str); 3] {
+    [
+        ("USERBRIDGE_AUDIT__SINK", "postgres"),
+        ("USERBRIDGE_BACKEND__PASSWORD", pg.password.as_str()),
+        ("USERBRIDGE_SECRETS__KEY", common::gateway::PG_SECRETS_KEY),
+    ]
+}
+
+#[tokio::test]
+async fn on_postgres_the_trail_is_one_table_for_every_instance_and_survives_an_outage() {
+    let pg = common::postgres::Postgres::start();
+    let sink = [("USERBRIDGE_AUDIT__SINK", "postgres")];
+    let a = pg.serve_with(
+        format!("kind = \"postgres\"\nurl = \"{}\"\n", pg.url),
+        "",
+        &sink,
+    );
+    writes_recorded(&a, &Trail::Postgres(&pg)).await;
+    assert!(
+        std::fs::read_to_string(a.dir.path().join("audit.jsonl"))
+            .unwrap()
+            .is_empty(),
+        "records went to the file while the database took them"
+    );
+    // A second instance updates the same user: one history, read from either config.
+    let b = pg.serve_with(
+        format!("kind = \"postgres\"\nurl = \"{}\"\n", pg.url),
+        "",
+        &sink,
+    );
+    let status = send(
+        reqwest::Method::PUT,
+        format!("{}/webconsole/api/V4/user/1", b.base),
+        ("authtoken", "QSDK demo-commvault-token"),
+        "req-second-instance",
+        json!({"fullName": "Audrey K. Hepburn"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    Trail::Postgres(&pg).wait_for(4).await;
+    assert_eq!(
+        history(&a, "audrey", &pg_env(&pg)),
+        ["req-create", "req-commvault", "req-second-instance"]
+    );
+
+    // The database goes away: writes fail (and are recorded as failed); the records wait,
+    // then go to the file. Stopped with the database still away, nothing is lost.
+    pg.stop_server();
+    let status = send(
+        reqwest::Method::PUT,
+        format!("{}/webconsole/api/V4/user/1", b.base),
+        ("authtoken", "QSDK demo-commvault-token"),
+        "req-outage",
+        json!({"fullName": "Nobody Home"}),
+    )
+    .await;
+    assert_eq!(status, 503);
+    let mut b = b;
+    common::binary::signal(b.child.id(), "-TERM");
+    assert!(b.wait_exit(20).success());
+    let spilled = std::fs::read_to_string(b.dir.path().join("audit.jsonl")).unwrap();
+    assert!(spilled.contains("req-outage"), "{spilled}");
+    assert!(
+        b.wait_for_log(
+            "audit records the database did not take were written to the file",
+            1
+        ),
+        "{}",
+        b.log.lock().unwrap()
+    );
+}
+
+/// Sends the test's writes through `gw` and checks the records `trail` holds of them.
+async fn writes_recorded(gw: &common::binary::Running, trail: &Trail<'_>) {
     let b = &gw.base;
     let put = reqwest::Method::PUT;
     let created = send(
@@ -73,18 +207,10 @@ async fn every_write_is_recorded_without_secrets_and_audit_shows_a_users_history
     .await;
     assert_eq!(missing, 404);
 
-    let path = gw.dir.path().join("audit.jsonl");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let text = loop {
-        let t = std::fs::read_to_string(&path).unwrap_or_default();
-        if t.lines().count() >= 3 || std::time::Instant::now() > deadline {
-            break t;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let text = trail.wait_for(3).await;
     let records: Vec<Value> = text
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?} in {text}")))
         .collect();
     assert_eq!(records.len(), 3, "{text}");
     for secret in [
@@ -115,25 +241,4 @@ async fn every_write_is_recorded_without_secrets_and_audit_shows_a_users_history
     assert_eq!(r["changes"]["displayName"], "Audrey Hepburn");
     assert_eq!(r["id"], id);
     assert_eq!(records[2]["outcome"]["status"], 404);
-
-    // The user's history: both writes, in order, though the second named the user by number.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_userbridge"))
-        .args(["audit", "--user", "audrey", "--json", "--config"])
-        .arg(&gw.config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let history: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let ids: Vec<&str> = history
-        .iter()
-        .map(|h| h["requestId"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["req-create", "req-commvault"]);
 }

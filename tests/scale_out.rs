@@ -12,8 +12,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::binary::{Running, start_with};
-use common::gateway::PG_SECRETS_KEY;
+use common::binary::Running;
 use common::postgres::Postgres;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
@@ -23,51 +22,22 @@ const CV: &str = "QSDK demo-commvault-token";
 /// Groups the instances declare beside the shipped 3 and 4.
 const GROUPS: std::ops::RangeInclusive<i32> = 5..=16;
 
-/// A gateway process on `pg`: the shipped config with the postgres backend, its password and
-/// the secrets key from the environment.
-fn instance(pg: &Postgres) -> Running {
-    let backend = format!("kind = \"postgres\"\nurl = \"{}\"\n", pg.url);
-    instance_with(pg, backend, "")
+/// The `[[groups]]` the instances declare beside the shipped 3 and 4.
+fn more_groups() -> String {
+    GROUPS
+        .map(|g| format!("\n[[groups]]\nid = {g}\nname = \"Group {g}\"\n"))
+        .collect()
 }
 
-/// A gateway process whose `[backend]` table holds `backend`, and `more` tables after it.
+/// A gateway process on `pg`, declaring [`GROUPS`].
+fn instance(pg: &Postgres) -> Running {
+    pg.serve(&more_groups())
+}
+
+/// A gateway process on `pg` whose `[backend]` table holds `backend`, declaring [`GROUPS`],
+/// and `more` tables after them.
 fn instance_with(pg: &Postgres, backend: String, more: &str) -> Running {
-    // The database password from the environment, for the backend or the named one.
-    let password_var = if more.contains("[backends.pg]") {
-        "USERBRIDGE_BACKENDS__PG__PASSWORD"
-    } else {
-        "USERBRIDGE_BACKEND__PASSWORD"
-    };
-    let more = more.to_owned();
-    start_with(
-        "info",
-        move |cfg| {
-            let mut out = String::new();
-            let mut skip_path = false;
-            for line in cfg.lines() {
-                if line == "kind = \"sqlite\"" {
-                    out.push_str(&backend);
-                    skip_path = true;
-                    continue;
-                }
-                if skip_path && line.starts_with("path = ") {
-                    skip_path = false;
-                    continue;
-                }
-                out.push_str(line);
-                out.push('\n');
-            }
-            for g in GROUPS {
-                out.push_str(&format!("\n[[groups]]\nid = {g}\nname = \"Group {g}\"\n"));
-            }
-            out.push_str(&more);
-            out
-        },
-        &[
-            (password_var, &pg.password),
-            ("USERBRIDGE_SECRETS__KEY", PG_SECRETS_KEY),
-        ],
-    )
+    pg.serve_with(backend, &format!("{}{more}", more_groups()), &[])
 }
 
 async fn vc_create(c: &Client, base: &str, name: &str) -> Result<StatusCode, reqwest::Error> {

@@ -1,6 +1,8 @@
 //! Thread-per-core serving in the real binary (`server.workers`): connections spread over the
 //! workers, a reload reaches every worker (a keep-alive connection stays on the worker that
-//! accepted it, so each connection sees its worker's state), and SIGTERM drains them all.
+//! accepted it, so each connection sees its worker's state), and SIGTERM drains them all — on
+//! the embedded store and on PostgreSQL, whose one pool the workers share (a worker that has
+//! drained keeps driving the connections it opened until every worker has).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,12 +31,22 @@ impl Conn {
         let body = format!(
             "{{\"userKey\":{{\"username\":\"{name}\",\"authenticator\":\"LOCAL\"}},\"password\":\"Pw-1234-xyz\"}}"
         );
+        self.send("PUT", token, &body);
+        self.answer()
+    }
+
+    /// Sends a vc-user-service request (`PUT` creates, `POST` updates) with `body`.
+    fn send(&mut self, method: &str, token: &str, body: &str) {
         let req = format!(
-            "PUT /user-service/v1/user HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+            "{method} /user-service/v1/user HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         self.reader.get_mut().write_all(req.as_bytes()).unwrap();
+    }
+
+    /// Reads one answer: the status and the body.
+    fn answer(&mut self) -> (u16, String) {
         let mut status_line = String::new();
         self.reader.read_line(&mut status_line).unwrap();
         let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
@@ -71,11 +83,35 @@ async fn connections_by_worker(base: &str) -> Vec<(String, i64)> {
 
 #[tokio::test]
 async fn workers_share_the_load_a_reload_and_the_drain() {
-    let mut gw = common::binary::start_with(
+    let gw = common::binary::start_with(
         "info",
         |c| c.replacen("[server]\n", "[server]\nworkers = 4\n", 1),
         &[],
     );
+    let stored = share_load_reload_and_drain(gw).await;
+    let db = rusqlite::Connection::open(stored.path().join("store.db")).unwrap();
+    let n: i64 = db
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert!(n >= 48, "{n} users stored");
+}
+
+#[tokio::test]
+async fn on_postgres_workers_share_the_load_a_reload_and_the_drain() {
+    let pg = common::postgres::Postgres::start();
+    let gw = pg.serve_with(
+        format!("kind = \"postgres\"\nurl = \"{}\"\n", pg.url),
+        "",
+        &[("USERBRIDGE_SERVER__WORKERS", "4")],
+    );
+    share_load_reload_and_drain(gw).await;
+    let n: i64 = pg.psql("SELECT count(*) FROM users").parse().unwrap();
+    assert!(n >= 48, "{n} users stored");
+}
+
+/// Writes over connections spread across 4 workers, a reload, SIGTERM: every write answered,
+/// exit 0. The gateway's directory, for the caller to count what was stored.
+async fn share_load_reload_and_drain(mut gw: common::binary::Running) -> tempfile::TempDir {
     assert!(gw.wait_for_log("\"workers\":4", 5), "not 4 workers");
     let addr = gw.base.trim_start_matches("http://").to_owned();
 
@@ -113,9 +149,70 @@ async fn workers_share_the_load_a_reload_and_the_drain() {
     common::binary::signal(gw.child.id(), "-TERM");
     let status = gw.wait_exit(15);
     assert!(status.success(), "{status}");
-    let db = rusqlite::Connection::open(gw.dir.path().join("store.db")).unwrap();
-    let n: i64 = db
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+    std::mem::replace(&mut gw.dir, tempfile::tempdir().unwrap())
+}
+
+/// SIGTERM while requests on every worker wait on the database (their users' rows held by
+/// other sessions, released one after another): each is answered 200 once its row is released, its write stored, and
+/// the process exits 0 — though the workers drain at different moments and share one pool.
+#[test]
+fn on_postgres_sigterm_lets_every_workers_requests_finish() {
+    let pg = common::postgres::Postgres::start();
+    let mut gw = pg.serve_with(
+        format!("kind = \"postgres\"\nurl = \"{}\"\n", pg.url),
+        "",
+        // Two connections for four workers: a request is served on whichever connection is
+        // free, opened by whichever worker opened it.
+        &[
+            ("USERBRIDGE_SERVER__WORKERS", "4"),
+            ("USERBRIDGE_BACKEND__POOL_SIZE", "2"),
+        ],
+    );
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    // Connections on every worker, each opening pool connections on its worker's runtime.
+    let mut conns: Vec<Conn> = (0..8).map(|_| Conn::open(&addr)).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        assert_eq!(c.create("demo-vc-token", &format!("d{i}")).0, 200);
+    }
+    // Other sessions hold the rows, each its own for a different time: the requests finish
+    // one after another, so the workers drain at different moments.
+    let holders: Vec<_> = (0..conns.len())
+        .map(|i| {
+            let sql = format!(
+                "BEGIN; SELECT 1 FROM users WHERE user_name = 'd{i}' FOR UPDATE; \
+                 SELECT pg_sleep({}); COMMIT;",
+                0.3 + 0.15 * i as f64
+            );
+            std::process::Command::new("psql")
+                .arg(&pg.url)
+                .args(["-X", "-q", "-c", &sql])
+                .env("PGPASSWORD", &pg.password)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for (i, c) in conns.iter_mut().enumerate() {
+        let body = format!(
+            "{{\"userKey\":{{\"username\":\"d{i}\",\"authenticator\":\"LOCAL\"}},\"email\":\"d{i}@drain.example\"}}"
+        );
+        c.send("POST", "demo-vc-token", &body);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    common::binary::signal(gw.child.id(), "-TERM");
+    for (i, c) in conns.iter_mut().enumerate() {
+        let (status, body) = c.answer();
+        assert_eq!(status, 200, "update {i}: {body}");
+    }
+    let status = gw.wait_exit(15);
+    assert!(status.success(), "{status}\n{}", gw.log.lock().unwrap());
+    for mut h in holders {
+        assert!(h.wait().unwrap().success());
+    }
+    let n: i64 = pg
+        .psql("SELECT count(*) FROM users WHERE doc::text LIKE '%@drain.example%'")
+        .parse()
         .unwrap();
-    assert!(n >= 48, "{n} users stored");
+    assert_eq!(n, 8);
 }

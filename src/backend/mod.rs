@@ -396,22 +396,12 @@ pub fn open(
             http,
             groups,
         )?)),
-        BackendConfig::Postgres {
-            url,
-            password,
-            pool_size,
-            timeout_ms,
-            ..
-        } => Ok(Arc::new(postgres::Postgres::open(
-            &postgres::Settings {
-                url,
-                password: password.as_ref(),
-                pool_size: *pool_size,
-                timeout: std::time::Duration::from_millis(*timeout_ms),
-            },
-            groups,
-            secrets,
-        )?)),
+        BackendConfig::Postgres { .. } => match postgres::Settings::of(cfg) {
+            Some(settings) => Ok(Arc::new(postgres::Postgres::open(
+                &settings, groups, secrets,
+            )?)),
+            None => Err("not a postgres backend".into()),
+        },
         BackendConfig::Mirror { .. } => Err("a mirror backend is opened with open_in".into()),
     }
 }

@@ -162,7 +162,7 @@ fn import_inner(args: ImportArgs) -> Result<i32, String> {
     let rt = runtime()?;
     let started = Instant::now();
     let summary = rt.block_on(async {
-        let audit = crate::audit::Audit::open(&cfg.audit)?;
+        let audit = crate::audit::Audit::open(&cfg)?;
         let backend = open(&cfg, &audit, t.backend.as_deref())?;
         let importer = Arc::new(Importer {
             exchange: Exchange::at(mapping, route, Default::default()),

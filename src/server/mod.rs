@@ -57,7 +57,7 @@ pub struct State {
 impl State {
     /// Builds the state: mappings from config, backend opened.
     pub fn new(config: Config, mappings: MappingSet) -> Result<Self, String> {
-        let audit = crate::audit::Audit::open(&config.audit)?;
+        let audit = crate::audit::Audit::open(&config)?;
         Self::with_audit(config, mappings, audit)
     }
 

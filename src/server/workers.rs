@@ -5,8 +5,11 @@
 //! Envoy's model).
 //!
 //! What the workers share is what a request reads or counts: the [`Shared`] state (swapped
-//! whole on reload), the metrics, the audit trail's queue, the connection permits. Backend
-//! connections are each worker's own (`backend::outbound` keeps one pool per thread).
+//! whole on reload), the metrics, the audit trail's queue, the connection permits. HTTP backend
+//! connections are each worker's own (`backend::outbound` keeps one pool per thread); the
+//! PostgreSQL pool is the process's, its connections driven by the runtime that opened each.
+//! So a worker that has drained keeps its runtime turning until every worker has: a request
+//! still in flight on another worker may be using a connection this one drives.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,6 +71,9 @@ fn shared_socket(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub struct Workers {
     stop: watch::Sender<bool>,
     done: Vec<oneshot::Receiver<()>>,
+    /// Set once every worker has drained: their runtimes may stop.
+    all_drained: watch::Sender<bool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Workers {
@@ -75,6 +81,8 @@ impl Workers {
     /// error of the start, not a missing worker.
     pub fn start(listeners: Listeners, state: &Shared, drain: Duration) -> Result<Self, String> {
         let (stop, stopped) = watch::channel(false);
+        let (all_drained, drained) = watch::channel(false);
+        let mut threads = Vec::with_capacity(listeners.sockets.len());
         let max_connections = state.load().config.limits.max_connections;
         // One bound for the process, as with one listener: the workers draw from it.
         let connections = Arc::new(Semaphore::new(max_connections));
@@ -88,7 +96,8 @@ impl Workers {
             let state = Arc::clone(state);
             let connections = Arc::clone(&connections);
             let mut stopped = stopped.clone();
-            std::thread::Builder::new()
+            let mut drained = drained.clone();
+            let thread = std::thread::Builder::new()
                 .name(format!("userbridge-w{i}"))
                 .spawn(move || {
                     runtime.block_on(async move {
@@ -102,15 +111,24 @@ impl Workers {
                             }
                             Err(e) => tracing::error!(worker = i, error = %e, "cannot listen"),
                         }
+                        let _ = finished.send(());
+                        // Keep driving what this runtime drives (database connections other
+                        // workers' requests may be using) until every worker has drained.
+                        let _ = drained.wait_for(|d| *d).await;
                     });
                     // The worker's backend connections close with its runtime.
                     drop(runtime);
-                    let _ = finished.send(());
                 })
                 .map_err(|e| format!("cannot start worker {i}: {e}"))?;
             done.push(on_finished);
+            threads.push(thread);
         }
-        Ok(Self { stop, done })
+        Ok(Self {
+            stop,
+            done,
+            all_drained,
+            threads,
+        })
     }
 
     /// Stops accepting on every worker, and waits until each has drained its connections (or
@@ -120,5 +138,14 @@ impl Workers {
         for d in self.done {
             let _ = d.await;
         }
+        let _ = self.all_drained.send(true);
+        let threads = self.threads;
+        // Joining is blocking: off the async runtime.
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
     }
 }

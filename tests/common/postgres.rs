@@ -7,6 +7,8 @@ use std::process::Command;
 use userbridge::config::BackendConfig;
 use userbridge::redact::Secret;
 
+use super::binary::{Running, start_with};
+use super::gateway::PG_SECRETS_KEY;
 use super::peers::free_port;
 
 /// A cluster (running unless stopped).
@@ -86,6 +88,55 @@ impl Postgres {
             pool_size: 8,
             timeout_ms: 5000,
         }
+    }
+
+    /// A gateway process on this database: the shipped config with the postgres backend, its
+    /// password and the secrets key from the environment, and `more` at the end of the config.
+    pub fn serve(&self, more: &str) -> Running {
+        let backend = format!("kind = \"postgres\"\nurl = \"{}\"\n", self.url);
+        self.serve_with(backend, more, &[])
+    }
+
+    /// [`Postgres::serve`] with `backend` as the `[backend]` table's keys (a mirror whose
+    /// `[backends.pg]` is this database: its password goes to that one), and `envs` in its
+    /// environment.
+    pub fn serve_with(&self, backend: String, more: &str, envs: &[(&str, &str)]) -> Running {
+        let password_var = if more.contains("[backends.pg]") {
+            "USERBRIDGE_BACKENDS__PG__PASSWORD"
+        } else {
+            "USERBRIDGE_BACKEND__PASSWORD"
+        };
+        let more = more.to_owned();
+        start_with(
+            "info",
+            move |cfg| {
+                let mut out = String::new();
+                let mut skip_path = false;
+                for line in cfg.lines() {
+                    if line == "kind = \"sqlite\"" {
+                        out.push_str(&backend);
+                        skip_path = true;
+                        continue;
+                    }
+                    if skip_path && line.starts_with("path = ") {
+                        skip_path = false;
+                        continue;
+                    }
+                    out.push_str(line);
+                    out.push('\n');
+                }
+                out.push_str(&more);
+                out
+            },
+            &[
+                &[
+                    (password_var, self.password.as_str()),
+                    ("USERBRIDGE_SECRETS__KEY", PG_SECRETS_KEY),
+                ],
+                envs,
+            ]
+            .concat(),
+        )
     }
 
     /// Runs `sql` with psql; its output, unaligned, without headers.

@@ -9,6 +9,7 @@
 //! 503 until it answers, and the schema is migrated on the first connection that works
 //! ([`schema`]). A lost connection is dropped from the pool and replaced on the next call.
 
+mod audit;
 mod groups;
 mod index;
 mod keys;
@@ -33,6 +34,7 @@ use crate::config::{GroupConfig, SecretsConfig};
 use crate::redact::Secret;
 use crate::sealed::Sealer;
 
+pub use audit::AuditTable;
 pub use schema::MIGRATIONS;
 
 /// What the operations need besides the transaction.
@@ -51,6 +53,46 @@ struct Conn {
 }
 
 impl Conn {
+    /// A pool over the database `settings` name; nothing is connected yet. The schema is
+    /// migrated (and `groups` declared) by the first call that connects.
+    fn open(settings: &Settings<'_>, groups: &[GroupConfig]) -> Result<Self, String> {
+        let mut pg: tokio_postgres::Config = settings
+            .url
+            .parse()
+            .map_err(|e| format!("backend.url: not a PostgreSQL URL: {e}"))?;
+        if let Some(p) = settings.password {
+            pg.password(p.expose());
+        }
+        pg.connect_timeout(settings.timeout);
+        pg.application_name("userbridge");
+        let ms = settings.timeout.as_millis();
+        pg.options(format!("-c statement_timeout={ms} -c lock_timeout={ms}"));
+        let label = label(&pg);
+        let cfg = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = if pg.get_ssl_mode() == SslMode::Disable {
+            Manager::from_config(pg, tokio_postgres::NoTls, cfg)
+        } else {
+            Manager::from_config(pg, tls()?, cfg)
+        };
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size.max(1))
+            .wait_timeout(Some(settings.timeout))
+            .create_timeout(Some(settings.timeout))
+            .recycle_timeout(Some(settings.timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| format!("backend ({label}): {e}"))?;
+        Ok(Self {
+            pool,
+            groups: groups.to_vec(),
+            migrated: OnceCell::new(),
+            errors: AtomicU64::new(0),
+            label,
+        })
+    }
+
     /// A connection, the schema migrated first (once per process).
     async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
         let mut client = self.pool.get().await.map_err(|e| self.unavailable(e))?;
@@ -99,6 +141,28 @@ pub struct Settings<'a> {
     pub timeout: Duration,
 }
 
+impl<'a> Settings<'a> {
+    /// The settings of a `[backend] kind = "postgres"`; `None` for another kind.
+    pub fn of(cfg: &'a crate::config::BackendConfig) -> Option<Self> {
+        let crate::config::BackendConfig::Postgres {
+            url,
+            password,
+            pool_size,
+            timeout_ms,
+            ..
+        } = cfg
+        else {
+            return None;
+        };
+        Some(Self {
+            url,
+            password: password.as_ref(),
+            pool_size: *pool_size,
+            timeout: Duration::from_millis(*timeout_ms),
+        })
+    }
+}
+
 impl Postgres {
     /// A backend over the database `settings` name. Nothing is connected yet; the secrets key
     /// must be configured (every gateway must seal under the same key, so none is generated).
@@ -107,51 +171,19 @@ impl Postgres {
         groups: &[GroupConfig],
         secrets: &SecretsConfig,
     ) -> Result<Self, String> {
-        let mut pg: tokio_postgres::Config = settings
-            .url
-            .parse()
-            .map_err(|e| format!("backend.url: not a PostgreSQL URL: {e}"))?;
-        if let Some(p) = settings.password {
-            pg.password(p.expose());
-        }
-        pg.connect_timeout(settings.timeout);
-        pg.application_name("userbridge");
-        let ms = settings.timeout.as_millis();
-        pg.options(format!("-c statement_timeout={ms} -c lock_timeout={ms}"));
-        let label = label(&pg);
+        let conn = Conn::open(settings, groups)?;
         if secrets.key.is_none() && secrets.key_file.is_none() {
             return Err(format!(
-                "the postgres backend ({label}) needs [secrets] key_file or \
+                "the postgres backend ({}) needs [secrets] key_file or \
                  USERBRIDGE_SECRETS__KEY: every gateway on the database seals users' secrets \
-                 under the same key, so none is generated"
+                 under the same key, so none is generated",
+                conn.label
             ));
         }
         let (sealer, _) = Sealer::load(secrets, std::path::Path::new("."))?;
-        tracing::info!(kid = sealer.kid(), store = %label, "secrets key");
-        let cfg = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        };
-        let manager = if pg.get_ssl_mode() == SslMode::Disable {
-            Manager::from_config(pg, tokio_postgres::NoTls, cfg)
-        } else {
-            Manager::from_config(pg, tls()?, cfg)
-        };
-        let pool = Pool::builder(manager)
-            .max_size(settings.pool_size.max(1))
-            .wait_timeout(Some(settings.timeout))
-            .create_timeout(Some(settings.timeout))
-            .recycle_timeout(Some(settings.timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| format!("backend ({label}): {e}"))?;
+        tracing::info!(kid = sealer.kid(), store = %conn.label, "secrets key");
         Ok(Self {
-            conn: Arc::new(Conn {
-                pool,
-                groups: groups.to_vec(),
-                migrated: OnceCell::new(),
-                errors: AtomicU64::new(0),
-                label,
-            }),
+            conn: Arc::new(conn),
             ctx: Arc::new(Ctx { sealer }),
             hashing: crate::password::Hashing::new(&secrets.passwords)?,
             retries: AtomicU64::new(0),
@@ -174,7 +206,19 @@ impl Postgres {
             let tx = client.transaction().await.map_err(|e| self.failed(e))?;
             let result = f(&self.ctx, &tx).await;
             let result = match result {
-                Ok(v) => tx.commit().await.map(|()| v).map_err(Retry::from),
+                Ok(v) => match tx.commit().await {
+                    Ok(()) => Ok(v),
+                    // The COMMIT was sent and its answer lost: the write may have been
+                    // applied. Never run again, and not answered as "retry" (503).
+                    Err(e) if lost(&e) => {
+                        self.conn.errors.fetch_add(1, Ordering::Relaxed);
+                        return Err(BackendError::Failed(format!(
+                            "{}: the connection was lost while committing; the write may or                              may not have been applied",
+                            self.conn.label
+                        )));
+                    }
+                    Err(e) => Err(Retry::Db(e)),
+                },
                 Err(e) => {
                     let _ = tx.rollback().await;
                     Err(Retry::Backend(e))
@@ -229,8 +273,15 @@ fn conflict(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
-/// A database error as a backend error: a lost or refused connection is `Unavailable` (503),
-/// a uniqueness violation a conflict, the rest a failure.
+/// Whether `e` is a lost connection (closed, or an I/O error: no answer from the server).
+fn lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed() || e.code().is_none()
+}
+
+/// A database error as a backend error: a lost or refused connection before the commit is
+/// `Unavailable` (503: the transaction rolled back), a uniqueness violation a conflict, a
+/// statement or lock wait cut at `timeout_ms` a timeout (504; rolled back too), the rest a
+/// failure.
 fn db(e: tokio_postgres::Error) -> BackendError {
     if retryable(&e) {
         return BackendError::Failed(format!("{RETRY_MARK}{e}"));
@@ -238,8 +289,13 @@ fn db(e: tokio_postgres::Error) -> BackendError {
     if conflict(&e) {
         return BackendError::Conflict("a user with this userName and authenticator exists".into());
     }
-    if e.is_closed() || e.code().is_none() {
+    if lost(&e) {
         return BackendError::Unavailable(format!("PostgreSQL: {e}"));
+    }
+    if e.code() == Some(&SqlState::QUERY_CANCELED)
+        || e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
+    {
+        return BackendError::Timeout;
     }
     if e.code() == Some(&SqlState::SEQUENCE_GENERATOR_LIMIT_EXCEEDED) {
         return BackendError::Failed("numeric ids are exhausted".into());

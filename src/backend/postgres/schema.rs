@@ -79,6 +79,18 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (provider, numeric_id),
         UNIQUE (provider, remote_id)
     );",
+    // 5: the audit trail, when `[audit] sink = \"postgres\"`: every gateway's records in one
+    // table, looked up by the user a record names or the id it touched.
+    "CREATE TABLE audit_trail (
+        seq       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at        timestamptz NOT NULL DEFAULT now(),
+        record    json NOT NULL,
+        user_name text GENERATED ALWAYS AS (record->>'userName') STORED,
+        user_id   text GENERATED ALWAYS AS (coalesce(record->>'id', record->'target'->>'id'))
+                  STORED
+    );
+    CREATE INDEX audit_trail_user_name ON audit_trail (user_name);
+    CREATE INDEX audit_trail_user_id ON audit_trail (user_id);",
 ];
 
 /// The advisory lock key migrations hold (`userbridge` as a number).
