@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::gateway::start;
+use common::gateway::{Kind, start_on};
 use serde_json::json;
 
 fn value(metrics: &str, series: &str) -> f64 {
@@ -19,7 +19,28 @@ fn value(metrics: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn metrics_count_what_was_sent() {
-    let gw = start().await;
+    metrics_count(Kind::Sqlite, "sqlite").await;
+}
+
+#[tokio::test]
+async fn metrics_count_what_was_sent_on_postgres() {
+    let m = metrics_count(Kind::Postgres, "postgres").await;
+    // The pool: connections opened and idle again, nobody waiting, no failure (a conflict is
+    // the store's answer, not its failure), no transaction run again.
+    assert!(value(&m, "userbridge_postgres_pool_size") >= 1.0, "{m}");
+    assert_eq!(
+        value(&m, "userbridge_postgres_pool_available"),
+        value(&m, "userbridge_postgres_pool_size")
+    );
+    assert_eq!(value(&m, "userbridge_postgres_pool_waiting"), 0.0);
+    assert_eq!(value(&m, "userbridge_postgres_errors_total"), 0.0);
+    assert_eq!(value(&m, "userbridge_postgres_retries_total"), 0.0);
+}
+
+/// The scripted requests against a gateway on `kind` (whose metrics say `backend`); the text
+/// of its `/metrics` after them.
+async fn metrics_count(kind: Kind, backend: &str) -> String {
+    let gw = start_on(kind).await;
     let c = reqwest::Client::new();
     let vc_token = common::dialect_token(&gw.config, "vc-user-service");
     let create = |name: &str, unknown: bool| {
@@ -116,18 +137,19 @@ async fn metrics_count_what_was_sent() {
     assert_eq!(
         value(
             &m,
-            "userbridge_backend_duration_seconds_count{backend=\"sqlite\"}"
+            &format!("userbridge_backend_duration_seconds_count{{backend=\"{backend}\"}}")
         ),
         3.0
     );
     assert_eq!(
         value(
             &m,
-            "userbridge_backend_errors_total{backend=\"sqlite\",kind=\"conflict\"}"
+            &format!("userbridge_backend_errors_total{{backend=\"{backend}\",kind=\"conflict\"}}")
         ),
         1.0
     );
     // Only the scrape itself is in flight... and it is not counted as a request.
     assert_eq!(value(&m, "userbridge_requests_in_flight"), 0.0);
     assert!(!m.contains("Pw-metrics-1"));
+    m
 }

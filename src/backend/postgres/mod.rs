@@ -111,9 +111,21 @@ impl Conn {
         BackendError::Unavailable(format!("{}: {e}", self.label))
     }
 
+    /// `e` as a backend error, counted when it is the database's failure (not a conflict, a
+    /// missing row or a retry).
     fn failed(&self, e: tokio_postgres::Error) -> BackendError {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        db(e)
+        let e = db(e);
+        self.count(&e);
+        e
+    }
+
+    fn count(&self, e: &BackendError) {
+        if matches!(
+            e,
+            BackendError::Unavailable(_) | BackendError::Timeout | BackendError::Failed(_)
+        ) {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -238,9 +250,7 @@ impl Postgres {
                 }
                 Err(Retry::Db(e)) => return Err(self.failed(e)),
                 Err(Retry::Backend(e)) => {
-                    if matches!(e, BackendError::Failed(_) | BackendError::Unavailable(_)) {
-                        self.conn.errors.fetch_add(1, Ordering::Relaxed);
-                    }
+                    self.conn.count(&e);
                     return Err(e);
                 }
             }
@@ -273,9 +283,18 @@ fn conflict(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
-/// Whether `e` is a lost connection (closed, or an I/O error: no answer from the server).
+/// Whether `e` is a lost connection: closed, an I/O error (no answer from the server), a
+/// connection exception (class 08), or the server ending the session (shut down, restarting,
+/// `pg_terminate_backend`: 57P01–57P03).
 fn lost(e: &tokio_postgres::Error) -> bool {
-    e.is_closed() || e.code().is_none()
+    let Some(code) = e.code() else {
+        return true;
+    };
+    e.is_closed()
+        || code.code().starts_with("08")
+        || *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
 }
 
 /// A database error as a backend error: a lost or refused connection before the commit is

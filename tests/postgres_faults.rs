@@ -1,0 +1,307 @@
+//! A PostgreSQL that misbehaves under the gateway, as `backend_faults` does for the HTTP
+//! backends: a row held past `timeout_ms` (504 in time, nothing written, the retry applied
+//! once), a connection cut in the middle of a transaction (503 with Retry-After, nothing
+//! written, the pool heals), every connection busy (503 in time). Each answer is the dialect's
+//! own error body; each failure is counted on `/metrics`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::postgres::Postgres;
+use serde_json::{Value, json};
+
+/// A gateway on `pg` with `pool_size` connections and `timeout_ms`: its base URL and stopper.
+async fn gateway(
+    pg: &Postgres,
+    pool_size: usize,
+    timeout_ms: u64,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let mut config = common::gateway::base_config();
+    config.secrets.key = Some(userbridge::redact::Secret::new(
+        common::gateway::PG_SECRETS_KEY,
+    ));
+    let mut backend = pg.backend();
+    if let userbridge::config::BackendConfig::Postgres {
+        pool_size: p,
+        timeout_ms: t,
+        ..
+    } = &mut backend
+    {
+        *p = pool_size;
+        *t = timeout_ms;
+    }
+    config.backend = backend;
+    common::gateway::serve_config(config).await
+}
+
+/// A vc-user-service update of `name`'s email: status, Retry-After, body, how long it took.
+async fn update(base: &str, name: &str, email: &str) -> (u16, Option<String>, Value, Duration) {
+    let started = Instant::now();
+    let r = reqwest::Client::new()
+        .post(format!("{base}/user-service/v1/user"))
+        .bearer_auth("demo-vc-token")
+        .json(&json!({"userKey": {"username": name, "authenticator": "LOCAL"}, "email": email}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = r.json().await.unwrap_or(Value::Null);
+    (status, retry, body, started.elapsed())
+}
+
+/// Holds `name`'s row from another session for `secs` seconds.
+fn hold(pg: &Postgres, name: &str, secs: f64) -> std::process::Child {
+    let sql = format!(
+        "BEGIN; SELECT 1 FROM users WHERE user_name = '{name}' FOR UPDATE; \
+         SELECT pg_sleep({secs}); COMMIT;"
+    );
+    let child = std::process::Command::new("psql")
+        .arg(&pg.url)
+        .args(["-X", "-q", "-c", &sql])
+        .env("PGPASSWORD", &pg.password)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Until the row is held.
+    for _ in 0..100 {
+        let held = pg.psql(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+              WHERE a.application_name = 'psql' AND l.mode = 'RowShareLock'",
+        );
+        if held != "0" {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the row was not held");
+}
+
+/// The emails stored for `name`.
+fn stored(pg: &Postgres, name: &str) -> String {
+    pg.psql(&format!(
+        "SELECT doc->'emails' FROM users WHERE user_name = '{name}'"
+    ))
+}
+
+fn assert_dialect_error(body: &Value, status: u16) {
+    // vc-user-service's error body: its own members, the status repeated.
+    assert_eq!(body["status"], status, "{body}");
+    assert!(body["message"].is_string(), "{body}");
+    assert!(body["requestId"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn a_row_held_past_the_timeout_is_504_in_time_and_nothing_is_written() {
+    let pg = Postgres::start();
+    let (base, _stop) = gateway(&pg, 4, 500).await;
+    assert_eq!(
+        common::vc_create(&base, "demo-vc-token", "ann")
+            .await
+            .status(),
+        200
+    );
+    let mut holder = hold(&pg, "ann", 2.0);
+    let (status, _, body, took) = update(&base, "ann", "ann@held.example").await;
+    assert_eq!(status, 504, "{body}");
+    assert_dialect_error(&body, 504);
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert!(!stored(&pg, "ann").contains("held.example"));
+    holder.wait().unwrap();
+    // The client's retry applies it, once.
+    let (status, _, body, _) = update(&base, "ann", "ann@held.example").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        stored(&pg, "ann").matches("ann@held.example").count(),
+        1,
+        "{}",
+        stored(&pg, "ann")
+    );
+    assert!(common::gateway::metric(&base, "userbridge_postgres_errors_total").await >= 1);
+}
+
+#[tokio::test]
+async fn a_connection_cut_mid_transaction_is_503_nothing_is_written_and_the_pool_heals() {
+    let pg = Postgres::start();
+    let (base, _stop) = gateway(&pg, 4, 5000).await;
+    assert_eq!(
+        common::vc_create(&base, "demo-vc-token", "bob")
+            .await
+            .status(),
+        200
+    );
+    let mut holder = hold(&pg, "bob", 3.0);
+    let waiting = tokio::spawn({
+        let base = base.clone();
+        async move { update(&base, "bob", "bob@cut.example").await }
+    });
+    // The gateway's transaction waits on the row; its connection is cut (as a failover or an
+    // administrator's pg_terminate_backend would).
+    let mut cut = "0".to_owned();
+    for _ in 0..100 {
+        cut = pg.psql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE application_name = 'userbridge' AND wait_event_type = 'Lock'",
+        );
+        if cut != "0" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cut, "1", "no gateway transaction was waiting");
+    let (status, retry, body, _) = waiting.await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert_dialect_error(&body, 503);
+    holder.wait().unwrap();
+    assert!(!stored(&pg, "bob").contains("cut.example"));
+    // The pool drops the dead connection: the retry is served.
+    let (status, _, body, _) = update(&base, "bob", "bob@cut.example").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(stored(&pg, "bob").contains("bob@cut.example"));
+}
+
+#[tokio::test]
+async fn every_connection_busy_is_503_in_time() {
+    let pg = Postgres::start();
+    let (base, _stop) = gateway(&pg, 1, 600).await;
+    assert_eq!(
+        common::vc_create(&base, "demo-vc-token", "carl")
+            .await
+            .status(),
+        200
+    );
+    let mut holder = hold(&pg, "carl", 2.0);
+    // The one connection waits on carl's row; a second update of carl waits for it, then for
+    // the row; a create behind both waits for the connection, past `timeout_ms`.
+    let mut updates = Vec::new();
+    for _ in 0..2 {
+        let base = base.clone();
+        updates.push(tokio::spawn(async move {
+            update(&base, "carl", "carl@busy.example").await
+        }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = Instant::now();
+    let r = common::vc_create(&base, "demo-vc-token", "dave").await;
+    let took = started.elapsed();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    for u in updates {
+        assert_eq!(u.await.unwrap().0, 504);
+    }
+    holder.wait().unwrap();
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM users WHERE user_name = 'dave'"),
+        "0"
+    );
+    assert_eq!(
+        common::vc_create(&base, "demo-vc-token", "dave")
+            .await
+            .status(),
+        200
+    );
+}
+
+/// A TCP proxy in front of `pg` that, once armed, passes a `COMMIT` on to the database and
+/// then cuts the client's connection before the answer comes back: the write is applied, the
+/// gateway never learns it. Its port, and the switch.
+async fn commit_cutter(pg: &Postgres) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = pg.url.split(':').nth(2).unwrap().split('/').next().unwrap();
+    let upstream = format!("127.0.0.1:{upstream}");
+    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let switch = armed.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            let armed = switch.clone();
+            let (cut_tx, mut cut_rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let mut buf = vec![0; 64 * 1024];
+                while let Ok(n) = cr.read(&mut buf).await {
+                    if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    let commit = buf[..n].windows(6).any(|w| w == b"COMMIT");
+                    if commit && armed.swap(false, Ordering::SeqCst) {
+                        // The database commits; its answer never reaches the gateway.
+                        let _ = cut_tx.send(true);
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0; 64 * 1024];
+                loop {
+                    tokio::select! {
+                        r = sr.read(&mut buf) => match r {
+                            Ok(n) if n > 0 && !*cut_rx.borrow() => {
+                                if cw.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                            _ => break,
+                        },
+                        _ = cut_rx.changed() => break,
+                    }
+                }
+            });
+        }
+    });
+    (port, armed)
+}
+
+#[tokio::test]
+async fn a_commit_whose_answer_is_lost_is_502_never_resent_and_never_doubled() {
+    let pg = Postgres::start();
+    let (port, armed) = commit_cutter(&pg).await;
+    let mut config = common::gateway::base_config();
+    config.secrets.key = Some(userbridge::redact::Secret::new(
+        common::gateway::PG_SECRETS_KEY,
+    ));
+    let mut backend = pg.backend();
+    if let userbridge::config::BackendConfig::Postgres { url, .. } = &mut backend {
+        *url = format!("postgres://userbridge@127.0.0.1:{port}/userbridge");
+    }
+    config.backend = backend;
+    let (base, _stop) = common::gateway::serve_config(config).await;
+    // Through the proxy, the schema migrated.
+    assert_eq!(
+        common::vc_create(&base, "demo-vc-token", "warm")
+            .await
+            .status(),
+        200
+    );
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = common::vc_create(&base, "demo-vc-token", "erin").await;
+    assert_eq!(r.status(), 502, "{:?}", r.text().await);
+    assert!(
+        !armed.load(std::sync::atomic::Ordering::SeqCst),
+        "no COMMIT seen"
+    );
+    // Committed once, not run again; the client's retry learns the user is there.
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM users WHERE user_name = 'erin'"),
+        "1"
+    );
+    assert_eq!(
+        common::vc_create(&base, "demo-vc-token", "erin")
+            .await
+            .status(),
+        409
+    );
+}
