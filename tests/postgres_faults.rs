@@ -62,7 +62,7 @@ fn hold(pg: &Postgres, name: &str, secs: f64) -> std::process::Child {
         "BEGIN; SELECT 1 FROM users WHERE user_name = '{name}' FOR UPDATE; \
          SELECT pg_sleep({secs}); COMMIT;"
     );
-    let child = std::process::Command::new("psql")
+    let mut child = std::process::Command::new("psql")
         .arg(&pg.url)
         .args(["-X", "-q", "-c", &sql])
         .env("PGPASSWORD", &pg.password)
@@ -80,6 +80,8 @@ fn hold(pg: &Postgres, name: &str, secs: f64) -> std::process::Child {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the row was not held");
 }
 
