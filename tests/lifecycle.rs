@@ -23,7 +23,33 @@ fn create_head(name: &str, body_len: usize) -> String {
 
 #[test]
 fn sigterm_stops_accepting_finishes_the_request_in_flight_and_exits_0() {
-    let mut gw = common::binary::start("info");
+    let gw = common::binary::start("info");
+    let dir = drain_one(gw);
+    // Its write is in the store.
+    let db = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    let n: i64 = db
+        .query_row(
+            "SELECT count(*) FROM users WHERE user_name = 'drained'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn on_postgres_sigterm_finishes_the_request_in_flight_and_exits_0() {
+    let pg = common::postgres::Postgres::start();
+    drain_one(pg.serve(""));
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM users WHERE user_name = 'drained'"),
+        "1"
+    );
+}
+
+/// A create whose body is half sent when SIGTERM comes: no new connection is accepted, the
+/// create is finished and answered, the process exits 0. The gateway's directory.
+fn drain_one(mut gw: common::binary::Running) -> tempfile::TempDir {
     let addr = gw.base.trim_start_matches("http://").to_owned();
     let rest = "\"authenticator\":\"LOCAL\"},\"password\":\"Drain-Pass-1\"}";
     let head = create_head("drained", 0);
@@ -53,16 +79,7 @@ fn sigterm_stops_accepting_finishes_the_request_in_flight_and_exits_0() {
 
     let status = gw.wait_exit(10);
     assert!(status.success(), "{status}");
-    // Its write is in the store.
-    let db = rusqlite::Connection::open(gw.dir.path().join("store.db")).unwrap();
-    let n: i64 = db
-        .query_row(
-            "SELECT count(*) FROM users WHERE user_name = 'drained'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(n, 1);
+    std::mem::replace(&mut gw.dir, tempfile::tempdir().unwrap())
 }
 
 #[tokio::test]

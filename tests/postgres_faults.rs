@@ -13,30 +13,6 @@ use std::time::{Duration, Instant};
 use common::postgres::Postgres;
 use serde_json::{Value, json};
 
-/// A gateway on `pg` with `pool_size` connections and `timeout_ms`: its base URL and stopper.
-async fn gateway(
-    pg: &Postgres,
-    pool_size: usize,
-    timeout_ms: u64,
-) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let mut config = common::gateway::base_config();
-    config.secrets.key = Some(userbridge::redact::Secret::new(
-        common::gateway::PG_SECRETS_KEY,
-    ));
-    let mut backend = pg.backend();
-    if let userbridge::config::BackendConfig::Postgres {
-        pool_size: p,
-        timeout_ms: t,
-        ..
-    } = &mut backend
-    {
-        *p = pool_size;
-        *t = timeout_ms;
-    }
-    config.backend = backend;
-    common::gateway::serve_config(config).await
-}
-
 /// A vc-user-service update of `name`'s email: status, Retry-After, body, how long it took.
 async fn update(base: &str, name: &str, email: &str) -> (u16, Option<String>, Value, Duration) {
     let started = Instant::now();
@@ -56,35 +32,6 @@ async fn update(base: &str, name: &str, email: &str) -> (u16, Option<String>, Va
     (status, retry, body, started.elapsed())
 }
 
-/// Holds `name`'s row from another session for `secs` seconds.
-fn hold(pg: &Postgres, name: &str, secs: f64) -> std::process::Child {
-    let sql = format!(
-        "BEGIN; SELECT 1 FROM users WHERE user_name = '{name}' FOR UPDATE; \
-         SELECT pg_sleep({secs}); COMMIT;"
-    );
-    let mut child = std::process::Command::new("psql")
-        .arg(&pg.url)
-        .args(["-X", "-q", "-c", &sql])
-        .env("PGPASSWORD", &pg.password)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Until the row is held.
-    for _ in 0..100 {
-        let held = pg.psql(
-            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-              WHERE a.application_name = 'psql' AND l.mode = 'RowShareLock'",
-        );
-        if held != "0" {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the row was not held");
-}
-
 /// The emails stored for `name`.
 fn stored(pg: &Postgres, name: &str) -> String {
     pg.psql(&format!(
@@ -102,14 +49,14 @@ fn assert_dialect_error(body: &Value, status: u16) {
 #[tokio::test]
 async fn a_row_held_past_the_timeout_is_504_in_time_and_nothing_is_written() {
     let pg = Postgres::start();
-    let (base, _stop) = gateway(&pg, 4, 500).await;
+    let (base, _stop) = pg.gateway(4, 500).await;
     assert_eq!(
         common::vc_create(&base, "demo-vc-token", "ann")
             .await
             .status(),
         200
     );
-    let mut holder = hold(&pg, "ann", 2.0);
+    let mut holder = pg.hold("ann", 2.0);
     let (status, _, body, took) = update(&base, "ann", "ann@held.example").await;
     assert_eq!(status, 504, "{body}");
     assert_dialect_error(&body, 504);
@@ -131,14 +78,14 @@ async fn a_row_held_past_the_timeout_is_504_in_time_and_nothing_is_written() {
 #[tokio::test]
 async fn a_connection_cut_mid_transaction_is_503_nothing_is_written_and_the_pool_heals() {
     let pg = Postgres::start();
-    let (base, _stop) = gateway(&pg, 4, 5000).await;
+    let (base, _stop) = pg.gateway(4, 5000).await;
     assert_eq!(
         common::vc_create(&base, "demo-vc-token", "bob")
             .await
             .status(),
         200
     );
-    let mut holder = hold(&pg, "bob", 3.0);
+    let mut holder = pg.hold("bob", 3.0);
     let waiting = tokio::spawn({
         let base = base.clone();
         async move { update(&base, "bob", "bob@cut.example").await }
@@ -172,14 +119,14 @@ async fn a_connection_cut_mid_transaction_is_503_nothing_is_written_and_the_pool
 #[tokio::test]
 async fn every_connection_busy_is_503_in_time() {
     let pg = Postgres::start();
-    let (base, _stop) = gateway(&pg, 1, 600).await;
+    let (base, _stop) = pg.gateway(1, 600).await;
     assert_eq!(
         common::vc_create(&base, "demo-vc-token", "carl")
             .await
             .status(),
         200
     );
-    let mut holder = hold(&pg, "carl", 2.0);
+    let mut holder = pg.hold("carl", 2.0);
     // The one connection waits on carl's row; a second update of carl waits for it, then for
     // the row; a create behind both waits for the connection, past `timeout_ms`.
     let mut updates = Vec::new();

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 use userbridge::config::BackendConfig;
 use userbridge::redact::Secret;
@@ -137,6 +138,57 @@ impl Postgres {
             ]
             .concat(),
         )
+    }
+
+    /// An in-process gateway on this database with `pool_size` connections and `timeout_ms`: its base URL and stopper.
+    pub async fn gateway(
+        &self,
+        pool_size: usize,
+        timeout_ms: u64,
+    ) -> (String, tokio::sync::oneshot::Sender<()>) {
+        let mut config = super::gateway::base_config();
+        config.secrets.key = Some(Secret::new(PG_SECRETS_KEY));
+        let mut backend = self.backend();
+        if let userbridge::config::BackendConfig::Postgres {
+            pool_size: p,
+            timeout_ms: t,
+            ..
+        } = &mut backend
+        {
+            *p = pool_size;
+            *t = timeout_ms;
+        }
+        config.backend = backend;
+        super::gateway::serve_config(config).await
+    }
+
+    /// Holds `name`'s row from another session for `secs` seconds.
+    pub fn hold(&self, name: &str, secs: f64) -> std::process::Child {
+        let sql = format!(
+            "BEGIN; SELECT 1 FROM users WHERE user_name = '{name}' FOR UPDATE; \
+             SELECT pg_sleep({secs}); COMMIT;"
+        );
+        let mut child = std::process::Command::new("psql")
+            .arg(&self.url)
+            .args(["-X", "-q", "-c", &sql])
+            .env("PGPASSWORD", &self.password)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Until the row is held.
+        for _ in 0..100 {
+            let held = self.psql(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                  WHERE a.application_name = 'psql' AND l.mode = 'RowShareLock'",
+            );
+            if held != "0" {
+                return child;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the row was not held");
     }
 
     /// Runs `sql` with psql; its output, unaligned, without headers.
