@@ -383,9 +383,9 @@ pub enum BackendConfig {
     /// A PostgreSQL database that several gateways share: users, groups, memberships and
     /// sealed secrets, with uniqueness and numeric ids kept by the database; migrated at start.
     Postgres {
-        /// `postgres://USER@HOST:PORT/DB`, with `?sslmode=require` (or `verify-full`) for TLS
-        /// against the system's roots. Never a password: give `password`, `password_file` or
-        /// `USERBRIDGE_BACKEND__PASSWORD`.
+        /// `postgres://USER@HOST:PORT/DB`, with `?sslmode=verify-full` for TLS (the server
+        /// verified against `sslrootcert=/path/ca.pem`, else the system's roots). Never a
+        /// password: give `password`, `password_file` or `USERBRIDGE_BACKEND__PASSWORD`.
         url: String,
         /// The database user's password.
         #[serde(default, skip_serializing_if = "Option::is_none")]

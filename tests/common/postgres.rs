@@ -75,6 +75,22 @@ impl Postgres {
         assert!(out.status.success(), "scripts/pg stop");
     }
 
+    /// Turns TLS on (`scripts/pg tls`): the file of the CA that signed the server's certificate.
+    pub fn enable_tls(&self) -> PathBuf {
+        let out = Command::new(script())
+            .arg("tls")
+            .arg(self.dir.path())
+            .arg(self.port.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/pg tls: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    }
+
     /// The cluster's files (tables, WAL): what a thief of the disk would hold.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")

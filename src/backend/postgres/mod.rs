@@ -15,6 +15,7 @@ mod index;
 mod keys;
 mod queue;
 mod schema;
+mod tls;
 mod users;
 
 use std::sync::Arc;
@@ -23,7 +24,6 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use tokio::sync::OnceCell;
-use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 
 use super::{
@@ -56,10 +56,7 @@ impl Conn {
     /// A pool over the database `settings` name; nothing is connected yet. The schema is
     /// migrated (and `groups` declared) by the first call that connects.
     fn open(settings: &Settings<'_>, groups: &[GroupConfig]) -> Result<Self, String> {
-        let mut pg: tokio_postgres::Config = settings
-            .url
-            .parse()
-            .map_err(|e| format!("backend.url: not a PostgreSQL URL: {e}"))?;
+        let (mut pg, tls) = tls::parse(settings.url)?;
         if let Some(p) = settings.password {
             pg.password(p.expose());
         }
@@ -71,10 +68,9 @@ impl Conn {
         let cfg = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = if pg.get_ssl_mode() == SslMode::Disable {
-            Manager::from_config(pg, tokio_postgres::NoTls, cfg)
-        } else {
-            Manager::from_config(pg, tls()?, cfg)
+        let manager = match tls {
+            tls::Tls::Off => Manager::from_config(pg, tokio_postgres::NoTls, cfg),
+            tls::Tls::On(roots) => Manager::from_config(pg, tls::connector(roots.as_deref())?, cfg),
         };
         let pool = Pool::builder(manager)
             .max_size(settings.pool_size.max(1))
@@ -334,24 +330,6 @@ fn label(pg: &tokio_postgres::Config) -> String {
         .unwrap_or_default();
     let port = pg.get_ports().first().copied().unwrap_or(5432);
     format!("{host}:{port}/{}", pg.get_dbname().unwrap_or(""))
-}
-
-/// TLS to the database, verified against the system's roots.
-fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for cert in found.certs {
-        let _ = roots.add(cert);
-    }
-    let provider = rustls::crypto::CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS to PostgreSQL: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 impl Backend for Postgres {
