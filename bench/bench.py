@@ -18,6 +18,12 @@ Targets (all in front of the same tiny hyper backend, bench/backend.rs):
 The pass-through targets carry the Commvault request. With --userbridge-b BINARY, a second
 userbridge (another build: the A/B of a change) runs beside the first, and its targets
 ub-*-b are measured in the same interleaved rounds.
+
+With --stores, the same run then measures the gateway on its stores, in interleaved rounds of
+their own: vc-user-service creates (a new user each) on the embedded SQLite store, on a
+throwaway PostgreSQL (scripts/pg) with one instance, and with two instances on the one
+database; the CPU per request of the gateways and of the database, and the gateways' syscalls.
+bench/sqlite compares the same stores against their own reference (a rusqlite loop, pgbench).
 """
 
 import argparse
@@ -324,6 +330,88 @@ def instructions_per_request(binary, config, port, method, path, headers, body, 
     return total / n
 
 
+STORE_PORTS = {"sqlite": 9120, "pg-1": 9121, "pg-2a": 9122, "pg-2b": 9123}
+
+
+def stores_part(args, work):
+    """Creates through the gateway on SQLite, on PostgreSQL (1 instance), on PostgreSQL
+    (2 instances), rounds interleaved: req/s, CPU µs/req of the gateways and of the database,
+    the gateways' syscalls/req. Returns the medians."""
+    import sqlite as sq  # the store benchmark's helpers (cluster, configs, scripts)
+    for name, port in STORE_PORTS.items():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                sys.exit(f"port {port} ({name}) is in use: stop what listens there first")
+        except OSError:
+            pass
+    url, password = sq.pg_start(work)
+    with open(os.path.join(sq.PG_DIR, "data", "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    procs = {}
+    try:
+        cfg = os.path.join(work, "store-sqlite.toml")
+        with open(cfg, "w") as f:
+            f.write(userbridge_toml(STORE_PORTS["sqlite"], f'kind = "sqlite"\npath = "{work}/store.db"', work))
+        procs["sqlite"] = subprocess.Popen([args.userbridge, "serve", "--config", cfg],
+                                           env=dict(os.environ, USERBRIDGE_LOG="warn"))
+        wait_port(STORE_PORTS["sqlite"])
+        for name in ("pg-1", "pg-2a", "pg-2b"):
+            port = STORE_PORTS[name]
+            procs[name] = sq.start_on(args.userbridge, sq.pg_config(work, url, f"store-{name}", port), port, password)
+        targets = {"sqlite": ["sqlite"], "postgres x1": ["pg-1"], "postgres x2": ["pg-2a", "pg-2b"]}
+
+        def run(label, seconds, conns):
+            ports = [STORE_PORTS[p] for p in targets[label]]
+            tag = label.replace(" ", "")
+            return sq.wrk_many(lambda p: sq.CREATE_LUA % (f"s{tag}{p}{time.monotonic_ns()}", ""), work,
+                               f"store-{tag}.lua", seconds, conns, ports)
+
+        for label in targets:  # warm up: pools, the schema migrated
+            run(label, 1, args.connections)
+        results = {label: [] for label in targets}
+        order = list(targets)
+        for r in range(args.rounds):
+            for label in order[r % len(order):] + order[: r % len(order)]:
+                gw = [p for n in targets[label] for p in family(procs[n].pid)]
+                db = family(postmaster)
+                before = (cpu_ticks(gw), cpu_ticks(db))
+                rps, total = run(label, args.seconds, args.connections)
+                after = (cpu_ticks(gw), cpu_ticks(db))
+                results[label].append({
+                    "rps": rps,
+                    "gw_cpu_us": (after[0] - before[0]) * 1e6 / CLK_TCK / max(total, 1),
+                    "db_cpu_us": (after[1] - before[1]) * 1e6 / CLK_TCK / max(total, 1),
+                })
+            print(f"stores round {r + 1}/{args.rounds} done", file=sys.stderr)
+        syscalls = {}
+        for label in targets:
+            gw = [p for n in targets[label] for p in family(procs[n].pid)]
+            counts, res = perf_counts(gw, lambda label=label: {"requests": run(label, args.seconds, args.connections)[1]})
+            if counts:
+                syscalls[label] = counts.get("raw_syscalls:sys_enter", 0) / max(res["requests"], 1)
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        sq.pg_stop(work)
+    med = {label: {k: statistics.median(r[k] for r in rs) for k in ("rps", "gw_cpu_us", "db_cpu_us")}
+           for label, rs in results.items()}
+    print(f"\nstores: vc-user-service creates (a new user each, no password), {args.rounds} rounds x "
+          f"{args.seconds}s, {args.connections} connections, medians; PostgreSQL is a throwaway cluster "
+          "on this machine (fsync off)\n")
+    print("| store | creates/s | gateway CPU µs/req | database CPU µs/req | gateway syscalls/req |")
+    print("|---|---:|---:|---:|---:|")
+    for label, m in med.items():
+        db = "—" if label == "sqlite" else f"{m['db_cpu_us']:.1f}"
+        sc = f"{syscalls[label]:.1f}" if label in syscalls else "—"
+        print(f"| {label} | {m['rps']:,.0f} | {m['gw_cpu_us']:.1f} | {db} | {sc} |")
+    return med, syscalls
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
@@ -341,6 +429,8 @@ def main():
                     help="an environment variable for the second userbridge only (allocator settings, say)")
     ap.add_argument("--backend", default=os.path.join(ROOT, "target/release/examples/bench-backend"))
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--stores", action="store_true",
+                    help="also measure creates on SQLite and PostgreSQL (1 and 2 instances), after the pass-through rounds")
     ap.add_argument("--callgrind", type=int, default=2000,
                     help="requests counted under callgrind for each userbridge target (0: skip)")
     ap.add_argument("--callgrind-keep", metavar="DIR",
@@ -479,10 +569,11 @@ def main():
             ins = f"{instr[n]:,.0f}" if n in instr else "—"
             print(f"| {n} | {m['rps']:,.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {cpu} | {sc} | {cs} | {ins} | {rss[n]:.1f} | {m['rps'] / best_pass:.2f}x |")
         print(f"\nbest pass-through: {best_name}; CPU of direct is the backend's alone: {med['direct']['cpu_us']:.1f} µs/req")
+        stores = stores_part(args, work) if args.stores else None
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"mode": mode, "ready_ms": ready_ms, "median": med, "rss_mib": rss, "per_request": per_req,
-                           "instructions": instr, "rounds": results}, f, indent=1)
+                           "instructions": instr, "rounds": results, "stores": stores}, f, indent=1)
     finally:
         for p in procs.values():
             try:

@@ -159,24 +159,27 @@ async fn every_connection_busy_is_503_in_time() {
     );
 }
 
-/// A TCP proxy in front of `pg` that, once armed, passes a `COMMIT` on to the database and
-/// then cuts the client's connection before the answer comes back: the write is applied, the
-/// gateway never learns it. Its port, and the switch.
-async fn commit_cutter(pg: &Postgres) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    use std::sync::atomic::Ordering;
+/// What the proxy cuts after: the next client message that holds these bytes (empty: the
+/// next message at all).
+type Trigger = std::sync::Arc<std::sync::Mutex<Option<&'static [u8]>>>;
+
+/// A TCP proxy in front of `pg` that, once armed with a [`Trigger`], passes the matching
+/// message on to the database and then cuts the client's connection before the answer comes
+/// back: the write is applied, the gateway never learns it. Its port, and the trigger.
+async fn answer_cutter(pg: &Postgres) -> (u16, Trigger) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = pg.url.split(':').nth(2).unwrap().split('/').next().unwrap();
     let upstream = format!("127.0.0.1:{upstream}");
-    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trigger: Trigger = Default::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let switch = armed.clone();
+    let armed = trigger.clone();
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
             let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
             let (mut cr, mut cw) = client.into_split();
             let (mut sr, mut sw) = server.into_split();
-            let armed = switch.clone();
+            let armed = armed.clone();
             let (cut_tx, mut cut_rx) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 let mut buf = vec![0; 64 * 1024];
@@ -184,9 +187,18 @@ async fn commit_cutter(pg: &Postgres) -> (u16, std::sync::Arc<std::sync::atomic:
                     if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
                         break;
                     }
-                    let commit = buf[..n].windows(6).any(|w| w == b"COMMIT");
-                    if commit && armed.swap(false, Ordering::SeqCst) {
-                        // The database commits; its answer never reaches the gateway.
+                    let hit = {
+                        let mut a = armed.lock().unwrap();
+                        let hit = a.is_some_and(|p| {
+                            p.is_empty() || buf[..n].windows(p.len()).any(|w| w == p)
+                        });
+                        if hit {
+                            *a = None;
+                        }
+                        hit
+                    };
+                    if hit {
+                        // The database applies it; its answer never reaches the gateway.
                         let _ = cut_tx.send(true);
                         tokio::time::sleep(Duration::from_millis(300)).await;
                         break;
@@ -211,13 +223,13 @@ async fn commit_cutter(pg: &Postgres) -> (u16, std::sync::Arc<std::sync::atomic:
             });
         }
     });
-    (port, armed)
+    (port, trigger)
 }
 
 #[tokio::test]
-async fn a_commit_whose_answer_is_lost_is_502_never_resent_and_never_doubled() {
+async fn a_write_whose_answer_is_lost_is_502_never_resent_and_never_doubled() {
     let pg = Postgres::start();
-    let (port, armed) = commit_cutter(&pg).await;
+    let (port, trigger) = answer_cutter(&pg).await;
     let mut config = common::gateway::base_config();
     config.secrets.key = Some(userbridge::redact::Secret::new(
         common::gateway::PG_SECRETS_KEY,
@@ -235,14 +247,13 @@ async fn a_commit_whose_answer_is_lost_is_502_never_resent_and_never_doubled() {
             .status(),
         200
     );
-    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    // A create is one statement: cut after it is sent.
+    *trigger.lock().unwrap() = Some(b"");
     let r = common::vc_create(&base, "demo-vc-token", "erin").await;
     assert_eq!(r.status(), 502, "{:?}", r.text().await);
-    assert!(
-        !armed.load(std::sync::atomic::Ordering::SeqCst),
-        "no COMMIT seen"
-    );
-    // Committed once, not run again; the client's retry learns the user is there.
+    assert!(trigger.lock().unwrap().is_none(), "nothing was cut");
+    // Applied once, not sent again; the client's retry learns the user is there.
     assert_eq!(
         pg.psql("SELECT count(*) FROM users WHERE user_name = 'erin'"),
         "1"
@@ -253,4 +264,13 @@ async fn a_commit_whose_answer_is_lost_is_502_never_resent_and_never_doubled() {
             .status(),
         409
     );
+
+    // An update is a transaction: cut after its COMMIT is sent.
+    *trigger.lock().unwrap() = Some(b"COMMIT");
+    let (status, _, body, _) = update(&base, "erin", "erin@cut.example").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(trigger.lock().unwrap().is_none(), "no COMMIT was cut");
+    let version = pg.psql("SELECT version FROM users WHERE user_name = 'erin'");
+    assert_eq!(version, "2", "the update was applied other than once");
+    assert!(stored(&pg, "erin").contains("erin@cut.example"));
 }

@@ -254,6 +254,27 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Creates `op`'s user in one statement, committed by itself. An answer lost after the
+    /// statement was sent is a write that may have been applied: never sent again, and not
+    /// answered as "retry" (503).
+    async fn alone(&self, op: Operation) -> Result<UserDoc, BackendError> {
+        let client = self.conn.client().await?;
+        let dead_already = client.is_closed();
+        match users::create_alone(&self.ctx, &client, op).await {
+            Err(BackendError::Unavailable(e)) if !dead_already => {
+                self.conn.errors.fetch_add(1, Ordering::Relaxed);
+                Err(BackendError::Failed(format!(
+                    "{}: the connection was lost after the create was sent; it may or may not \
+                     have been applied ({e})",
+                    self.conn.label
+                )))
+            }
+            r => r.inspect_err(|e| self.conn.count(e)),
+        }
+    }
+}
+
 enum Retry {
     Db(tokio_postgres::Error),
     Backend(BackendError),
@@ -340,6 +361,10 @@ impl Backend for Postgres {
     fn apply(&self, mut op: Operation, _: Want) -> BoxFuture<'_, Result<Stored, BackendError>> {
         Box::pin(async move {
             crate::password::hash_in(&self.hashing, &mut op.user.0).await?;
+            if op.operation == OpKind::Create && op.groups.is_none() {
+                // One statement: no transaction around it.
+                return self.alone(op).await.map(Stored::from_doc);
+            }
             let op = &op;
             let stored = self
                 .transaction(move |ctx, tx| {

@@ -143,7 +143,31 @@ pub async fn create(
     tx: &Transaction<'_>,
     op: Operation,
 ) -> Result<UserDoc, BackendError> {
-    let (doc, secrets) = for_create(op.user.0);
+    let written = insert(ctx, tx, op.user.0).await?;
+    if let Some(g) = &op.groups {
+        apply_groups(tx, written.numeric_id, g).await?;
+    }
+    doc_of_written(tx, written).await
+}
+
+/// Creates the user of a create operation without group changes: one statement, committed by
+/// itself (no `BEGIN`/`COMMIT` round trips); a new user is in no group.
+pub async fn create_alone(
+    ctx: &Ctx,
+    client: &deadpool_postgres::Client,
+    op: Operation,
+) -> Result<UserDoc, BackendError> {
+    let written = insert(ctx, client, op.user.0).await?;
+    Ok(UserDoc(written.into_doc(Vec::new(), true)))
+}
+
+/// Inserts the user `user` describes: its row as written.
+async fn insert(
+    ctx: &Ctx,
+    c: &impl deadpool_postgres::GenericClient,
+    user: Map<String, Value>,
+) -> Result<UserRow, BackendError> {
+    let (doc, secrets) = for_create(user);
     let (name, auth) = name_and_authenticator(&doc)?;
     let id = uuid::Uuid::new_v4().to_string();
     let ts = now();
@@ -151,7 +175,7 @@ pub async fn create(
         .sealer
         .seal(&id, &text(&secrets)?)
         .map_err(BackendError::Failed)?;
-    let stmt = tx
+    let stmt = c
         .prepare_cached(
             "INSERT INTO users (id, user_name, authenticator, doc, secrets, created, modified)
              VALUES ($1, $2, $3, $4::text::json, $5, $6, $6)
@@ -160,7 +184,7 @@ pub async fn create(
         )
         .await
         .map_err(db)?;
-    let inserted = tx
+    let inserted = c
         .query_opt(&stmt, &[&id, &name, &auth, &text(&doc)?, &sealed, &ts])
         .await
         .map_err(db)?;
@@ -170,20 +194,15 @@ pub async fn create(
         ));
     };
     let numeric_id: i32 = inserted.try_get(0).map_err(db)?;
-    let numeric_id = i64::from(numeric_id);
-    if let Some(g) = &op.groups {
-        apply_groups(tx, numeric_id, g).await?;
-    }
-    let written = UserRow {
-        numeric_id,
+    Ok(UserRow {
+        numeric_id: i64::from(numeric_id),
         id,
         doc,
         secrets,
         modified: ts.clone(),
         created: ts,
         version: 1,
-    };
-    doc_of_written(tx, written).await
+    })
 }
 
 async fn doc_of_written(tx: &Transaction<'_>, r: UserRow) -> Result<UserDoc, BackendError> {
