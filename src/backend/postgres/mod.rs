@@ -458,15 +458,14 @@ impl Postgres {
         arg: String,
         with_secrets: bool,
     ) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
-        Box::pin(self.transaction(move |ctx, tx| {
-            let arg = arg.clone();
-            Box::pin(async move {
-                match users::find(ctx, tx, cond, &[&arg], false).await? {
-                    Some(r) => Ok(Some(users::doc(tx, r, with_secrets).await?)),
-                    None => Ok(None),
-                }
-            })
-        }))
+        Box::pin(async move {
+            // One statement: no transaction around it.
+            let client = self.conn.client().await?;
+            let found = users::find(&self.ctx, &client, cond, &[&arg], false)
+                .await
+                .inspect_err(|e| self.conn.count(e))?;
+            Ok(found.map(|r| r.into_doc(with_secrets)))
+        })
     }
 
     /// A page of users in creation order, after `cond` (with `args`), and how many there are.
@@ -524,7 +523,7 @@ impl Postgres {
                 };
                 let mut out = Vec::with_capacity(rows.len());
                 for r in &rows {
-                    out.push(users::doc(tx, users::row(ctx, r, false)?, false).await?);
+                    out.push(users::row(ctx, r, false)?.into_doc(false));
                 }
                 Ok((out, usize::try_from(count).unwrap_or(0)))
             })
@@ -552,16 +551,18 @@ impl Store for Postgres {
 
     fn find(&self, target: &UserDoc) -> BoxFuture<'_, Result<Option<UserDoc>, BackendError>> {
         let target = target.clone();
-        Box::pin(self.transaction(move |ctx, tx| {
-            let target = target.clone();
-            Box::pin(async move {
-                match users::resolve(ctx, tx, &target, false).await {
-                    Ok(r) => Ok(Some(users::doc(tx, r, false).await?)),
-                    Err(BackendError::NotFound) => Ok(None),
-                    Err(e) => Err(e),
+        Box::pin(async move {
+            // One statement: no transaction around it.
+            let client = self.conn.client().await?;
+            match users::resolve(&self.ctx, &client, &target, false).await {
+                Ok(r) => Ok(Some(r.into_doc(false))),
+                Err(BackendError::NotFound) => Ok(None),
+                Err(e) => {
+                    self.conn.count(&e);
+                    Err(e)
                 }
-            })
-        }))
+            }
+        })
     }
 
     fn list(
@@ -643,13 +644,16 @@ impl Store for Postgres {
             self.transaction(move |ctx, tx| {
                 let (id, if_match, user) = (id.clone(), if_match.clone(), user.clone());
                 Box::pin(async move {
-                    let Some(r) = users::find(ctx, tx, "id = $1", &[&id], true).await? else {
+                    let Some(users::Read { row: r, groups }) =
+                        users::find(ctx, tx, "id = $1", &[&id], true).await?
+                    else {
                         return Err(BackendError::NotFound);
                     };
                     r.check_version(if_match.as_deref())?;
                     let (doc, secrets) = crate::backend::row::for_replace(&r, user.0);
                     let written = users::write_row(ctx, tx, r, doc, secrets).await?;
-                    users::doc(tx, written, false).await
+                    // A replace leaves the user's groups as they are (read with the row).
+                    Ok(UserDoc(written.into_doc(groups, false)))
                 })
             })
             .await
@@ -670,7 +674,7 @@ impl Store for Postgres {
                     let Some(r) = users::find(ctx, tx, "id = $1", &[&id], true).await? else {
                         return Ok(false);
                     };
-                    r.check_version(if_match.as_deref())?;
+                    r.row.check_version(if_match.as_deref())?;
                     let n = tx
                         .execute("DELETE FROM users WHERE id = $1", &[&id])
                         .await
@@ -695,7 +699,8 @@ impl Store for Postgres {
                     Box::pin(async move {
                         let r = users::find(ctx, tx, "id = $1", &[&id], false).await?;
                         Ok(r.and_then(|r| {
-                            r.secrets
+                            r.row
+                                .secrets
                                 .get("password")?
                                 .get(crate::password::PHC)?
                                 .as_str()

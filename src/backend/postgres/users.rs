@@ -4,7 +4,7 @@
 //! is a conflict, never a second user), the target row locked (`FOR UPDATE`) for the whole of
 //! an update, numeric ids from the table's identity.
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::{Map, Value};
 use tokio_postgres::Row as PgRow;
 use tokio_postgres::types::ToSql;
@@ -17,16 +17,37 @@ use crate::backend::row::{
 };
 use crate::canonical::{GroupChange, GroupOp, Operation, Target, UserDoc};
 
-/// The columns a user is read with; `secrets` as stored (sealed).
-pub const COLUMNS: &str =
-    "SELECT numeric_id, id, doc::text, secrets, created, modified, version FROM users";
+/// The columns a user is read with; `secrets` as stored (sealed); its groups, `[[number,
+/// name], …]` in number order, in the same statement (no second round trip).
+pub const COLUMNS: &str = "SELECT numeric_id, id, doc::text, secrets, created, modified, version,
+        (SELECT coalesce(json_agg(json_build_array(g.id, g.name) ORDER BY g.id), '[]'::json)::text
+           FROM members m JOIN groups g ON g.id = m.group_id
+          WHERE m.user_numeric_id = users.numeric_id)
+   FROM users";
 
-/// A row as read, its secrets opened when `secrets` (else left empty).
-pub fn row(ctx: &Ctx, r: &PgRow, secrets: bool) -> Result<UserRow, BackendError> {
+/// A user as read: its row and its groups.
+pub struct Read {
+    pub row: UserRow,
+    /// `(number, name)` in number order.
+    pub groups: Vec<(i64, String)>,
+}
+
+impl Read {
+    /// The canonical document (secrets included when `with_secrets`).
+    pub fn into_doc(self, with_secrets: bool) -> UserDoc {
+        UserDoc(self.row.into_doc(self.groups, with_secrets))
+    }
+}
+
+/// A user read with [`COLUMNS`], its secrets opened when `secrets` (else left empty).
+pub fn row(ctx: &Ctx, r: &PgRow, secrets: bool) -> Result<Read, BackendError> {
     let numeric_id: i32 = r.try_get(0).map_err(db)?;
     let id: String = r.try_get(1).map_err(db)?;
     let doc: String = r.try_get(2).map_err(db)?;
     let sealed: String = r.try_get(3).map_err(db)?;
+    let groups: String = r.try_get(7).map_err(db)?;
+    let groups: Vec<(i64, String)> = serde_json::from_str(&groups)
+        .map_err(|e| BackendError::Failed(format!("store: groups: {e}")))?;
     let secrets = if secrets {
         let clear = ctx
             .sealer
@@ -36,14 +57,17 @@ pub fn row(ctx: &Ctx, r: &PgRow, secrets: bool) -> Result<UserRow, BackendError>
     } else {
         Map::new()
     };
-    Ok(UserRow {
-        numeric_id: i64::from(numeric_id),
-        doc: parse(&doc)?,
-        id,
-        secrets,
-        created: r.try_get(4).map_err(db)?,
-        modified: r.try_get(5).map_err(db)?,
-        version: r.try_get(6).map_err(db)?,
+    Ok(Read {
+        row: UserRow {
+            numeric_id: i64::from(numeric_id),
+            doc: parse(&doc)?,
+            id,
+            secrets,
+            created: r.try_get(4).map_err(db)?,
+            modified: r.try_get(5).map_err(db)?,
+            version: r.try_get(6).map_err(db)?,
+        },
+        groups,
     })
 }
 
@@ -55,20 +79,20 @@ fn text(v: &Map<String, Value>) -> Result<String, BackendError> {
     serde_json::to_string(v).map_err(|e| BackendError::Failed(format!("store: {e}")))
 }
 
-/// The first row `cond` selects (locked for the transaction when `lock`).
+/// The first user `cond` selects (locked for the transaction when `lock`).
 pub async fn find(
     ctx: &Ctx,
-    tx: &Transaction<'_>,
+    c: &impl GenericClient,
     cond: &str,
     args: &[&(dyn ToSql + Sync)],
     lock: bool,
-) -> Result<Option<UserRow>, BackendError> {
+) -> Result<Option<Read>, BackendError> {
     let sql = format!(
         "{COLUMNS} WHERE {cond}{}",
         if lock { " FOR UPDATE" } else { "" }
     );
-    let stmt = tx.prepare_cached(&sql).await.map_err(db)?;
-    match tx.query_opt(&stmt, args).await.map_err(db)? {
+    let stmt = c.prepare_cached(&sql).await.map_err(db)?;
+    match c.query_opt(&stmt, args).await.map_err(db)? {
         Some(r) => Ok(Some(row(ctx, &r, true)?)),
         None => Ok(None),
     }
@@ -77,14 +101,14 @@ pub async fn find(
 /// The user a target names, locked when `lock`; `NotFound` when none.
 pub async fn resolve(
     ctx: &Ctx,
-    tx: &Transaction<'_>,
+    c: &impl GenericClient,
     target: &UserDoc,
     lock: bool,
-) -> Result<UserRow, BackendError> {
+) -> Result<Read, BackendError> {
     let found = match Target::of(target).ok_or(BackendError::NotFound)? {
-        Target::Id(id) => find(ctx, tx, "id = $1", &[&id], lock).await?,
+        Target::Id(id) => find(ctx, c, "id = $1", &[&id], lock).await?,
         Target::NumericId(n) => match i32::try_from(n) {
-            Ok(n) => find(ctx, tx, "numeric_id = $1", &[&n], lock).await?,
+            Ok(n) => find(ctx, c, "numeric_id = $1", &[&n], lock).await?,
             Err(_) => None,
         },
         Target::Name {
@@ -93,7 +117,7 @@ pub async fn resolve(
         } => {
             find(
                 ctx,
-                tx,
+                c,
                 "user_name = $1 AND authenticator = $2",
                 &[&user_name, &authenticator],
                 lock,
@@ -217,9 +241,9 @@ pub async fn update(
     mut op: Operation,
 ) -> Result<UserDoc, BackendError> {
     let target = op.target.clone().unwrap_or_default();
-    let mut r = resolve(ctx, tx, &target, true).await?;
+    let Read { row: mut r, groups } = resolve(ctx, tx, &target, true).await?;
     if op.is_conditional() {
-        let stored = doc(tx, r.clone(), true).await?;
+        let stored = UserDoc(r.clone().into_doc(groups.clone(), true));
         op.complete(&stored).map_err(BackendError::Rejected)?;
     }
     let mut d = std::mem::take(&mut r.doc);
@@ -227,10 +251,14 @@ pub async fn update(
     merge_into(&mut d, &mut secrets, op.user.0);
     let numeric_id = r.numeric_id;
     let written = write_row(ctx, tx, r, d, secrets).await?;
-    if let Some(g) = &op.groups {
-        apply_groups(tx, numeric_id, g).await?;
+    match &op.groups {
+        Some(g) => {
+            apply_groups(tx, numeric_id, g).await?;
+            doc_of_written(tx, written).await
+        }
+        // Its groups as read with it (the row is locked).
+        None => Ok(UserDoc(written.into_doc(groups, true))),
     }
-    doc_of_written(tx, written).await
 }
 
 /// Writes a row's document and secrets; a new name that is taken is the conflict (the
@@ -280,8 +308,8 @@ pub async fn delete(
 ) -> Result<UserDoc, BackendError> {
     let target = op.target.unwrap_or_default();
     let r = resolve(ctx, tx, &target, true).await?;
-    let n = i32::try_from(r.numeric_id).unwrap_or(0);
-    let gone = doc(tx, r, false).await?;
+    let n = i32::try_from(r.row.numeric_id).unwrap_or(0);
+    let gone = r.into_doc(false);
     let stmt = tx
         .prepare_cached("DELETE FROM users WHERE numeric_id = $1")
         .await
