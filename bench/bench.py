@@ -338,7 +338,7 @@ def stores_part(args, work):
     (2 instances), rounds interleaved: req/s, CPU µs/req of the gateways and of the database,
     the gateways' syscalls/req. Returns the medians."""
     import sqlite as sq  # the store benchmark's helpers (cluster, configs, scripts)
-    for name, port in STORE_PORTS.items():
+    for name, port in list(STORE_PORTS.items()) + [(f"{n}-b", p + 10) for n, p in STORE_PORTS.items()]:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 sys.exit(f"port {port} ({name}) is in use: stop what listens there first")
@@ -348,23 +348,34 @@ def stores_part(args, work):
     with open(os.path.join(sq.PG_DIR, "data", "postmaster.pid")) as f:
         postmaster = int(f.readline())
     procs = {}
+    # With --userbridge-b, the second build's gateways beside the first's (ports + 10).
+    builds = [("", args.userbridge, 0)] + ([("-b", args.userbridge_b, 10)] if args.userbridge_b else [])
+    ports = {}
     try:
-        cfg = os.path.join(work, "store-sqlite.toml")
-        with open(cfg, "w") as f:
-            f.write(userbridge_toml(STORE_PORTS["sqlite"], f'kind = "sqlite"\npath = "{work}/store.db"', work))
-        procs["sqlite"] = subprocess.Popen([args.userbridge, "serve", "--config", cfg],
-                                           env=dict(os.environ, USERBRIDGE_LOG="warn"))
-        wait_port(STORE_PORTS["sqlite"])
-        for name in ("pg-1", "pg-2a", "pg-2b"):
-            port = STORE_PORTS[name]
-            procs[name] = sq.start_on(args.userbridge, sq.pg_config(work, url, f"store-{name}", port), port, password)
-        targets = {"sqlite": ["sqlite"], "postgres x1": ["pg-1"], "postgres x2": ["pg-2a", "pg-2b"]}
+        targets = {}
+        for suffix, binary, shift in builds:
+            env = dict(os.environ, USERBRIDGE_LOG="warn")
+            if suffix:
+                env.update(dict(e.split("=", 1) for e in args.env_b))
+            name = f"sqlite{suffix}"
+            ports[name] = STORE_PORTS["sqlite"] + shift
+            cfg = os.path.join(work, f"store-{name}.toml")
+            with open(cfg, "w") as f:
+                f.write(userbridge_toml(ports[name], f'kind = "sqlite"\npath = "{work}/store{suffix}.db"', work))
+            procs[name] = subprocess.Popen([binary, "serve", "--config", cfg], env=env)
+            wait_port(ports[name])
+            for n in ("pg-1", "pg-2a", "pg-2b"):
+                name = f"{n}{suffix}"
+                ports[name] = STORE_PORTS[n] + shift
+                procs[name] = sq.start_on(binary, sq.pg_config(work, url, f"store-{name}", ports[name]),
+                                          ports[name], password)
+            targets.update({f"sqlite{suffix}": [f"sqlite{suffix}"], f"postgres x1{suffix}": [f"pg-1{suffix}"],
+                            f"postgres x2{suffix}": [f"pg-2a{suffix}", f"pg-2b{suffix}"]})
 
         def run(label, seconds, conns):
-            ports = [STORE_PORTS[p] for p in targets[label]]
             tag = label.replace(" ", "")
             return sq.wrk_many(lambda p: sq.CREATE_LUA % (f"s{tag}{p}{time.monotonic_ns()}", ""), work,
-                               f"store-{tag}.lua", seconds, conns, ports)
+                               f"store-{tag}.lua", seconds, conns, [ports[n] for n in targets[label]])
 
         for label in targets:  # warm up: pools, the schema migrated
             run(label, 1, args.connections)
@@ -406,7 +417,7 @@ def stores_part(args, work):
     print("| store | creates/s | gateway CPU µs/req | database CPU µs/req | gateway syscalls/req |")
     print("|---|---:|---:|---:|---:|")
     for label, m in med.items():
-        db = "—" if label == "sqlite" else f"{m['db_cpu_us']:.1f}"
+        db = "—" if label.startswith("sqlite") else f"{m['db_cpu_us']:.1f}"
         sc = f"{syscalls[label]:.1f}" if label in syscalls else "—"
         print(f"| {label} | {m['rps']:,.0f} | {m['gw_cpu_us']:.1f} | {db} | {sc} |")
     return med, syscalls
