@@ -34,6 +34,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -372,34 +373,50 @@ def stores_part(args, work):
             targets.update({f"sqlite{suffix}": [f"sqlite{suffix}"], f"postgres x1{suffix}": [f"pg-1{suffix}"],
                             f"postgres x2{suffix}": [f"pg-2a{suffix}", f"pg-2b{suffix}"]})
 
-        def run(label, seconds, conns):
-            tag = label.replace(" ", "")
-            return sq.wrk_many(lambda p: sq.CREATE_LUA % (f"s{tag}{p}{time.monotonic_ns()}", ""), work,
-                               f"store-{tag}.lua", seconds, conns, [ports[n] for n in targets[label]])
+        def users_in(label):
+            """How many users the store behind `label` holds (numeric ids 1..n)."""
+            if label.startswith("sqlite"):
+                suffix = label[len("sqlite"):]
+                with sqlite3.connect(f"{work}/store{suffix}.db") as db:
+                    return db.execute("SELECT max(numeric_id) FROM users").fetchone()[0] or 1
+            return int(sq.psql(url, password, "SELECT max(numeric_id) FROM users") or 1)
 
-        for label in targets:  # warm up: pools, the schema migrated
-            run(label, 1, args.connections)
-        results = {label: [] for label in targets}
-        order = list(targets)
+        def run(label, op, seconds, conns):
+            tag = label.replace(" ", "")
+            if op == "creates":
+                script = lambda p: sq.CREATE_LUA % (f"s{tag}{p}{time.monotonic_ns()}", "")  # noqa: E731
+            else:
+                n = users_in(label)
+                script = lambda p: sq.UPDATE_LUA % n  # noqa: E731
+            return sq.wrk_many(script, work, f"store-{tag}-{op}.lua", seconds, conns,
+                               [ports[n] for n in targets[label]])
+
+        ops = ("creates", "updates")
+        for op in ops:  # warm up (pools, the schema migrated), and users to update
+            for label in targets:
+                run(label, op, 1, args.connections)
+        cases = [(label, op) for op in ops for label in targets]
+        results = {c: [] for c in cases}
         for r in range(args.rounds):
-            for label in order[r % len(order):] + order[: r % len(order)]:
+            for label, op in cases[r % len(cases):] + cases[: r % len(cases)]:
                 gw = [p for n in targets[label] for p in family(procs[n].pid)]
                 db = family(postmaster)
                 before = (cpu_ticks(gw), cpu_ticks(db))
-                rps, total = run(label, args.seconds, args.connections)
+                rps, total = run(label, op, args.seconds, args.connections)
                 after = (cpu_ticks(gw), cpu_ticks(db))
-                results[label].append({
+                results[(label, op)].append({
                     "rps": rps,
                     "gw_cpu_us": (after[0] - before[0]) * 1e6 / CLK_TCK / max(total, 1),
                     "db_cpu_us": (after[1] - before[1]) * 1e6 / CLK_TCK / max(total, 1),
                 })
             print(f"stores round {r + 1}/{args.rounds} done", file=sys.stderr)
         syscalls = {}
-        for label in targets:
+        for label, op in cases:
             gw = [p for n in targets[label] for p in family(procs[n].pid)]
-            counts, res = perf_counts(gw, lambda label=label: {"requests": run(label, args.seconds, args.connections)[1]})
+            counts, res = perf_counts(gw, lambda label=label, op=op: {
+                "requests": run(label, op, args.seconds, args.connections)[1]})
             if counts:
-                syscalls[label] = counts.get("raw_syscalls:sys_enter", 0) / max(res["requests"], 1)
+                syscalls[(label, op)] = counts.get("raw_syscalls:sys_enter", 0) / max(res["requests"], 1)
     finally:
         for p in procs.values():
             p.terminate()
@@ -409,18 +426,19 @@ def stores_part(args, work):
             except subprocess.TimeoutExpired:
                 p.kill()
         sq.pg_stop(work)
-    med = {label: {k: statistics.median(r[k] for r in rs) for k in ("rps", "gw_cpu_us", "db_cpu_us")}
-           for label, rs in results.items()}
-    print(f"\nstores: vc-user-service creates (a new user each, no password), {args.rounds} rounds x "
-          f"{args.seconds}s, {args.connections} connections, medians; PostgreSQL is a throwaway cluster "
-          "on this machine (fsync off)\n")
-    print("| store | creates/s | gateway CPU µs/req | database CPU µs/req | gateway syscalls/req |")
-    print("|---|---:|---:|---:|---:|")
-    for label, m in med.items():
+    med = {c: {k: statistics.median(r[k] for r in rs) for k in ("rps", "gw_cpu_us", "db_cpu_us")}
+           for c, rs in results.items()}
+    print(f"\nstores: vc-user-service creates (a new user each, no password) and Commvault V4 updates "
+          f"(of the users created), {args.rounds} rounds x {args.seconds}s, {args.connections} connections, "
+          "medians; PostgreSQL is a throwaway cluster on this machine (fsync off)\n")
+    print("| store | operation | req/s | gateway CPU µs/req | database CPU µs/req | gateway syscalls/req |")
+    print("|---|---|---:|---:|---:|---:|")
+    for (label, op), m in med.items():
         db = "—" if label.startswith("sqlite") else f"{m['db_cpu_us']:.1f}"
-        sc = f"{syscalls[label]:.1f}" if label in syscalls else "—"
-        print(f"| {label} | {m['rps']:,.0f} | {m['gw_cpu_us']:.1f} | {db} | {sc} |")
-    return med, syscalls
+        sc = f"{syscalls[(label, op)]:.1f}" if (label, op) in syscalls else "—"
+        print(f"| {label} | {op} | {m['rps']:,.0f} | {m['gw_cpu_us']:.1f} | {db} | {sc} |")
+    return ({f"{label} {op}": m for (label, op), m in med.items()},
+            {f"{label} {op}": v for (label, op), v in syscalls.items()})
 
 
 def main():

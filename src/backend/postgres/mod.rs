@@ -275,6 +275,79 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Updates the user `op` targets (without group changes) in one transaction of two round
+    /// trips: `BEGIN` queued with the locking read, the write queued with `COMMIT`. The same
+    /// rules as [`users::update`]; a refusal (not found, a precondition, a taken name) rolls
+    /// back. Run again, like any transaction, on a serialization failure or a deadlock.
+    async fn pipelined(&self, mut op: Operation) -> Result<UserDoc, BackendError> {
+        let client = self.conn.client().await?;
+        let target = op.target.take().unwrap_or_default();
+        let mut attempt = 0;
+        loop {
+            let result = self.pipelined_once(&client, &target, op.clone()).await;
+            match result {
+                Err(BackendError::Failed(m)) if m.starts_with(RETRY_MARK) && attempt < RETRIES => {
+                    attempt += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                }
+                r => return r.inspect_err(|e| self.conn.count(e)),
+            }
+        }
+    }
+
+    async fn pipelined_once(
+        &self,
+        client: &deadpool_postgres::Client,
+        target: &UserDoc,
+        mut op: Operation,
+    ) -> Result<UserDoc, BackendError> {
+        let ctx = &self.ctx;
+        // BEGIN is sent first (polled first), the statement and the read right behind it.
+        // `biased`: polled in the order written, so sent in that order.
+        let (begun, stmt, read) = tokio::join!(
+            biased;
+            client.batch_execute("BEGIN"),
+            users::update_statement(client),
+            users::resolve(ctx, client, target, true),
+        );
+        if let Err(e) = begun {
+            // Nothing was written (the read, if it ran, ran outside a transaction).
+            return Err(db(e));
+        }
+        let prepared = match (stmt, read) {
+            (Ok(stmt), Ok(read)) => users::merged(read, &mut op).map(|m| (stmt, m)),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        let (stmt, m) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+        };
+        let groups = m.groups;
+        // The write is sent when first polled, COMMIT right behind it.
+        let (written, committed) = tokio::join!(
+            biased;
+            users::write_row(ctx, client, &stmt, m.row, m.doc, m.secrets),
+            client.batch_execute("COMMIT"),
+        );
+        match (written, committed) {
+            (Ok(w), Ok(())) => Ok(UserDoc(w.into_doc(groups, true))),
+            // The COMMIT (or the write) was sent and its answer lost: it may have been applied.
+            (_, Err(e)) if lost(&e) => Err(BackendError::Failed(format!(
+                "{}: the connection was lost while committing; the write may or may not have \
+                 been applied",
+                self.conn.label
+            ))),
+            // The write was refused: the COMMIT of the failed transaction rolled it back.
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(db(e)),
+        }
+    }
+}
+
 enum Retry {
     Db(tokio_postgres::Error),
     Backend(BackendError),
@@ -361,9 +434,12 @@ impl Backend for Postgres {
     fn apply(&self, mut op: Operation, _: Want) -> BoxFuture<'_, Result<Stored, BackendError>> {
         Box::pin(async move {
             crate::password::hash_in(&self.hashing, &mut op.user.0).await?;
-            if op.operation == OpKind::Create && op.groups.is_none() {
+            match (op.operation, op.groups.is_none()) {
                 // One statement: no transaction around it.
-                return self.alone(op).await.map(Stored::from_doc);
+                (OpKind::Create, true) => return self.alone(op).await.map(Stored::from_doc),
+                // Two round trips: BEGIN with the read, the write with COMMIT.
+                (OpKind::Update, true) => return self.pipelined(op).await.map(Stored::from_doc),
+                _ => {}
             }
             let op = &op;
             let stored = self
@@ -651,7 +727,8 @@ impl Store for Postgres {
                     };
                     r.check_version(if_match.as_deref())?;
                     let (doc, secrets) = crate::backend::row::for_replace(&r, user.0);
-                    let written = users::write_row(ctx, tx, r, doc, secrets).await?;
+                    let stmt = users::update_statement(tx).await?;
+                    let written = users::write_row(ctx, tx, &stmt, r, doc, secrets).await?;
                     // A replace leaves the user's groups as they are (read with the row).
                     Ok(UserDoc(written.into_doc(groups, false)))
                 })

@@ -6,8 +6,8 @@
 
 use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::{Map, Value};
-use tokio_postgres::Row as PgRow;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row as PgRow, Statement};
 
 use super::{Ctx, db};
 use crate::backend::BackendError;
@@ -241,16 +241,16 @@ pub async fn update(
     mut op: Operation,
 ) -> Result<UserDoc, BackendError> {
     let target = op.target.clone().unwrap_or_default();
-    let Read { row: mut r, groups } = resolve(ctx, tx, &target, true).await?;
-    if op.is_conditional() {
-        let stored = UserDoc(r.clone().into_doc(groups.clone(), true));
-        op.complete(&stored).map_err(BackendError::Rejected)?;
-    }
-    let mut d = std::mem::take(&mut r.doc);
-    let mut secrets = std::mem::take(&mut r.secrets);
-    merge_into(&mut d, &mut secrets, op.user.0);
-    let numeric_id = r.numeric_id;
-    let written = write_row(ctx, tx, r, d, secrets).await?;
+    let read = resolve(ctx, tx, &target, true).await?;
+    let Merged {
+        row,
+        doc,
+        secrets,
+        groups,
+    } = merged(read, &mut op)?;
+    let numeric_id = row.numeric_id;
+    let stmt = update_statement(tx).await?;
+    let written = write_row(ctx, tx, &stmt, row, doc, secrets).await?;
     match &op.groups {
         Some(g) => {
             apply_groups(tx, numeric_id, g).await?;
@@ -261,11 +261,55 @@ pub async fn update(
     }
 }
 
-/// Writes a row's document and secrets; a new name that is taken is the conflict (the
-/// constraint decides, also against a gateway renaming another user at the same time).
+/// An update worked out on the user as read (its row locked): what to write.
+pub struct Merged {
+    /// The row as read (its document and secrets taken out).
+    pub row: UserRow,
+    /// The new document and secrets.
+    pub doc: Map<String, Value>,
+    pub secrets: Map<String, Value>,
+    /// The user's groups as read.
+    pub groups: Vec<(i64, String)>,
+}
+
+/// Checks `op`'s preconditions against the user as read and merges its changes in, as the
+/// embedded store does. No I/O.
+pub fn merged(read: Read, op: &mut Operation) -> Result<Merged, BackendError> {
+    let Read { row: mut r, groups } = read;
+    if op.is_conditional() {
+        let stored = UserDoc(r.clone().into_doc(groups.clone(), true));
+        op.complete(&stored).map_err(BackendError::Rejected)?;
+    }
+    let mut doc = std::mem::take(&mut r.doc);
+    let mut secrets = std::mem::take(&mut r.secrets);
+    merge_into(&mut doc, &mut secrets, std::mem::take(&mut op.user.0));
+    Ok(Merged {
+        row: r,
+        doc,
+        secrets,
+        groups,
+    })
+}
+
+/// The statement [`write_row`] runs, prepared (once per connection).
+pub async fn update_statement(c: &impl GenericClient) -> Result<Statement, BackendError> {
+    c.prepare_cached(
+        "UPDATE users SET user_name = $2, authenticator = $3, doc = $4::text::json,
+                secrets = $5, modified = $6, version = version + 1
+         WHERE numeric_id = $1",
+    )
+    .await
+    .map_err(db)
+}
+
+/// Writes a row's document and secrets with `stmt` ([`update_statement`]); a new name that is
+/// taken is the conflict (the constraint decides, also against a gateway renaming another user
+/// at the same time). The statement is sent when the future is first polled (so that a caller
+/// can queue its `COMMIT` right behind it).
 pub async fn write_row(
     ctx: &Ctx,
-    tx: &Transaction<'_>,
+    c: &impl GenericClient,
+    stmt: &Statement,
     r: UserRow,
     doc: Map<String, Value>,
     secrets: Map<String, Value>,
@@ -276,16 +320,8 @@ pub async fn write_row(
         .sealer
         .seal(&r.id, &text(&secrets)?)
         .map_err(BackendError::Failed)?;
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE users SET user_name = $2, authenticator = $3, doc = $4::text::json,
-                    secrets = $5, modified = $6, version = version + 1
-             WHERE numeric_id = $1",
-        )
-        .await
-        .map_err(db)?;
     let n = i32::try_from(r.numeric_id).unwrap_or(0);
-    tx.execute(&stmt, &[&n, &name, &auth, &text(&doc)?, &sealed, &modified])
+    c.execute(stmt, &[&n, &name, &auth, &text(&doc)?, &sealed, &modified])
         .await
         .map_err(|e| match super::conflict(&e) {
             true => BackendError::Conflict("the new userName is taken".into()),
