@@ -373,13 +373,18 @@ def stores_part(args, work):
             targets.update({f"sqlite{suffix}": [f"sqlite{suffix}"], f"postgres x1{suffix}": [f"pg-1{suffix}"],
                             f"postgres x2{suffix}": [f"pg-2a{suffix}", f"pg-2b{suffix}"]})
 
+        # The last numeric id of the run 1..n without a gap: a create cut off when wrk stops (its
+        # client gone) may have used a number and rolled back.
+        contiguous = ("SELECT coalesce(min(numeric_id), 1) FROM users u WHERE NOT EXISTS "
+                      "(SELECT 1 FROM users v WHERE v.numeric_id = u.numeric_id + 1)")
+
         def users_in(label):
-            """How many users the store behind `label` holds (numeric ids 1..n)."""
+            """n: the users 1..n exist in the store behind `label`."""
             if label.startswith("sqlite"):
                 suffix = label[len("sqlite"):]
                 with sqlite3.connect(f"{work}/store{suffix}.db") as db:
-                    return db.execute("SELECT max(numeric_id) FROM users").fetchone()[0] or 1
-            return int(sq.psql(url, password, "SELECT max(numeric_id) FROM users") or 1)
+                    return db.execute(contiguous).fetchone()[0]
+            return int(sq.psql(url, password, contiguous))
 
         def run(label, op, seconds, conns):
             tag = label.replace(" ", "")

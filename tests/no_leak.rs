@@ -1,5 +1,7 @@
 //! Nothing leaks: the real binary, with trace-level JSON logs, is sent requests carrying known
-//! secrets (accepted and refused ones); no answer and no log line contains any of them.
+//! secrets (accepted and refused ones); no answer and no log line contains any of them — on
+//! the embedded store, and on PostgreSQL (whose client logs its statements at trace level),
+//! where the database password and the secrets key must not appear either.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,7 +17,23 @@ fn start() -> Running {
 
 #[tokio::test]
 async fn no_secret_in_any_answer_or_log_line() {
-    let gw = start();
+    no_leak(start(), &[]).await;
+}
+
+#[tokio::test]
+async fn on_postgres_no_secret_in_any_answer_or_log_line() {
+    let pg = common::postgres::Postgres::start();
+    let gw = pg.serve_with(
+        format!("kind = \"postgres\"\nurl = \"{}\"\n", pg.url),
+        "",
+        &[("USERBRIDGE_LOG", "trace")],
+    );
+    no_leak(gw, &[&pg.password, common::gateway::PG_SECRETS_KEY]).await;
+}
+
+/// Sends the requests carrying secrets through `gw`; neither its answers nor its log holds any
+/// of them, nor any of `also`.
+async fn no_leak(gw: Running, also: &[&str]) {
     let vc = "demo-vc-token".to_owned();
     let cv = "demo-commvault-token".to_owned();
     let c = reqwest::Client::new();
@@ -71,6 +89,7 @@ async fn no_secret_in_any_answer_or_log_line() {
     for s in secrets
         .iter()
         .chain(&["Leak-Token-5", vc.as_str(), cv.as_str()])
+        .chain(also)
     {
         assert!(!answers.contains(s), "an answer contains {s}");
         assert!(!log.contains(s), "the log contains {s}");

@@ -274,3 +274,46 @@ async fn a_write_whose_answer_is_lost_is_502_never_resent_and_never_doubled() {
     assert_eq!(version, "2", "the update was applied other than once");
     assert!(stored(&pg, "erin").contains("erin@cut.example"));
 }
+
+#[tokio::test]
+async fn a_client_gone_mid_update_leaves_no_transaction_open() {
+    let pg = Postgres::start();
+    let (base, _stop) = pg.gateway(2, 5000).await;
+    assert_eq!(
+        common::vc_create(&base, "demo-vc-token", "gwen")
+            .await
+            .status(),
+        200
+    );
+    // The update waits on gwen's row; its client gives up and closes the connection.
+    let mut holder = pg.hold("gwen", 1.0);
+    let gave_up = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap()
+        .post(format!("{base}/user-service/v1/user"))
+        .bearer_auth("demo-vc-token")
+        .json(
+            &json!({"userKey": {"username": "gwen", "authenticator": "LOCAL"},
+                      "email": "gwen@gone.example"}),
+        )
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client did not give up");
+    holder.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The write went through or not, but whole: no connection is left inside a transaction
+    // (holding locks, or carrying a stale transaction into the next request).
+    assert_eq!(
+        pg.psql(
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE application_name = 'userbridge' AND state LIKE 'idle in transaction%'"
+        ),
+        "0"
+    );
+    // And the pool serves the next writes normally.
+    for i in 0..4 {
+        let (status, _, body, _) = update(&base, "gwen", &format!("gwen{i}@next.example")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}

@@ -1,17 +1,26 @@
 //! The `/scim/v2` ingress checked by a SCIM compliance tester: `scim2 test` (PyPI `scim2-cli`
 //! with `scim2-tester`, installed into `.venv` by `scripts/test`) against the gateway on a real
-//! socket over a real SQLite store. Every check must succeed.
+//! socket over a real SQLite store, and over a real PostgreSQL. Every check must succeed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::gateway::start;
+use common::gateway::{Kind, start_on};
 use common::peers::venv_bin;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scim2_tester_reports_no_failure() {
-    let gw = start().await;
+    scim2_tester_on(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim2_tester_reports_no_failure_on_postgres() {
+    scim2_tester_on(Kind::Postgres).await;
+}
+
+async fn scim2_tester_on(kind: Kind) {
+    let gw = start_on(kind).await;
     let bin = venv_bin("scim2");
     let url = format!("{}/scim/v2", gw.base);
     let program = bin.clone();

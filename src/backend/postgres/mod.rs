@@ -48,6 +48,8 @@ struct Conn {
     groups: Vec<GroupConfig>,
     migrated: OnceCell<usize>,
     errors: AtomicU64,
+    /// Transactions run again after a serialization failure or a deadlock.
+    retries: AtomicU64,
     /// `host:port/db`, for messages (never the password).
     label: String,
 }
@@ -85,6 +87,7 @@ impl Conn {
             groups: groups.to_vec(),
             migrated: OnceCell::new(),
             errors: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
             label,
         })
     }
@@ -130,7 +133,6 @@ pub struct Postgres {
     conn: Arc<Conn>,
     ctx: Arc<Ctx>,
     hashing: crate::password::Hashing,
-    retries: AtomicU64,
 }
 
 /// How often a transaction the database aborted for a serialization failure or a deadlock is
@@ -194,7 +196,6 @@ impl Postgres {
             conn: Arc::new(conn),
             ctx: Arc::new(Ctx { sealer }),
             hashing: crate::password::Hashing::new(&secrets.passwords)?,
-            retries: AtomicU64::new(0),
         })
     }
 
@@ -236,13 +237,13 @@ impl Postgres {
                 Ok(v) => return Ok(v),
                 Err(Retry::Db(e)) if retryable(&e) && attempt < RETRIES => {
                     attempt += 1;
-                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    self.conn.retries.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(Retry::Backend(BackendError::Failed(m)))
                     if m.starts_with(RETRY_MARK) && attempt < RETRIES =>
                 {
                     attempt += 1;
-                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    self.conn.retries.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(Retry::Db(e)) => return Err(self.failed(e)),
                 Err(Retry::Backend(e)) => {
@@ -280,71 +281,87 @@ impl Postgres {
     /// trips: `BEGIN` queued with the locking read, the write queued with `COMMIT`. The same
     /// rules as [`users::update`]; a refusal (not found, a precondition, a taken name) rolls
     /// back. Run again, like any transaction, on a serialization failure or a deadlock.
-    async fn pipelined(&self, mut op: Operation) -> Result<UserDoc, BackendError> {
-        let client = self.conn.client().await?;
-        let target = op.target.take().unwrap_or_default();
-        let mut attempt = 0;
-        loop {
-            let result = self.pipelined_once(&client, &target, op.clone()).await;
-            match result {
-                Err(BackendError::Failed(m)) if m.starts_with(RETRY_MARK) && attempt < RETRIES => {
-                    attempt += 1;
-                    self.retries.fetch_add(1, Ordering::Relaxed);
-                }
-                r => return r.inspect_err(|e| self.conn.count(e)),
+    ///
+    /// It runs as a task of its own: the request's future is dropped when its client goes
+    /// away, and a transaction begun by hand must still end (committed or rolled back) before
+    /// its connection goes back to the pool.
+    async fn pipelined(&self, op: Operation) -> Result<UserDoc, BackendError> {
+        let (conn, ctx) = (Arc::clone(&self.conn), Arc::clone(&self.ctx));
+        tokio::spawn(pipelined(conn, ctx, op))
+            .await
+            .unwrap_or_else(|e| Err(BackendError::Failed(format!("the update stopped: {e}"))))
+    }
+}
+
+/// [`Postgres::pipelined`], on its task.
+async fn pipelined(
+    conn: Arc<Conn>,
+    ctx: Arc<Ctx>,
+    mut op: Operation,
+) -> Result<UserDoc, BackendError> {
+    let client = conn.client().await?;
+    let target = op.target.take().unwrap_or_default();
+    let mut attempt = 0;
+    loop {
+        let result = pipelined_once(&conn, &ctx, &client, &target, op.clone()).await;
+        match result {
+            Err(BackendError::Failed(m)) if m.starts_with(RETRY_MARK) && attempt < RETRIES => {
+                attempt += 1;
+                conn.retries.fetch_add(1, Ordering::Relaxed);
             }
+            r => return r.inspect_err(|e| conn.count(e)),
         }
     }
+}
 
-    async fn pipelined_once(
-        &self,
-        client: &deadpool_postgres::Client,
-        target: &UserDoc,
-        mut op: Operation,
-    ) -> Result<UserDoc, BackendError> {
-        let ctx = &self.ctx;
-        // BEGIN is sent first (polled first), the statement and the read right behind it.
-        // `biased`: polled in the order written, so sent in that order.
-        let (begun, stmt, read) = tokio::join!(
-            biased;
-            client.batch_execute("BEGIN"),
-            users::update_statement(client),
-            users::resolve(ctx, client, target, true),
-        );
-        if let Err(e) = begun {
-            // Nothing was written (the read, if it ran, ran outside a transaction).
-            return Err(db(e));
+async fn pipelined_once(
+    conn: &Conn,
+    ctx: &Ctx,
+    client: &deadpool_postgres::Client,
+    target: &UserDoc,
+    mut op: Operation,
+) -> Result<UserDoc, BackendError> {
+    // `biased`: polled in the order written, so sent in that order — BEGIN first, the
+    // statement and the locking read right behind it.
+    let (begun, stmt, read) = tokio::join!(
+        biased;
+        client.batch_execute("BEGIN"),
+        users::update_statement(client),
+        users::resolve(ctx, client, target, true),
+    );
+    if let Err(e) = begun {
+        // Nothing was written (the read, if it ran, ran outside a transaction).
+        return Err(db(e));
+    }
+    let prepared = match (stmt, read) {
+        (Ok(stmt), Ok(read)) => users::merged(read, &mut op).map(|m| (stmt, m)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    let (stmt, m) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(e);
         }
-        let prepared = match (stmt, read) {
-            (Ok(stmt), Ok(read)) => users::merged(read, &mut op).map(|m| (stmt, m)),
-            (Err(e), _) | (_, Err(e)) => Err(e),
-        };
-        let (stmt, m) = match prepared {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = client.batch_execute("ROLLBACK").await;
-                return Err(e);
-            }
-        };
-        let groups = m.groups;
-        // The write is sent when first polled, COMMIT right behind it.
-        let (written, committed) = tokio::join!(
-            biased;
-            users::write_row(ctx, client, &stmt, m.row, m.doc, m.secrets),
-            client.batch_execute("COMMIT"),
-        );
-        match (written, committed) {
-            (Ok(w), Ok(())) => Ok(UserDoc(w.into_doc(groups, true))),
-            // The COMMIT (or the write) was sent and its answer lost: it may have been applied.
-            (_, Err(e)) if lost(&e) => Err(BackendError::Failed(format!(
-                "{}: the connection was lost while committing; the write may or may not have \
-                 been applied",
-                self.conn.label
-            ))),
-            // The write was refused: the COMMIT of the failed transaction rolled it back.
-            (Err(e), _) => Err(e),
-            (Ok(_), Err(e)) => Err(db(e)),
-        }
+    };
+    let groups = m.groups;
+    // The write is sent when first polled, COMMIT right behind it.
+    let (written, committed) = tokio::join!(
+        biased;
+        users::write_row(ctx, client, &stmt, m.row, m.doc, m.secrets),
+        client.batch_execute("COMMIT"),
+    );
+    match (written, committed) {
+        (Ok(w), Ok(())) => Ok(UserDoc(w.into_doc(groups, true))),
+        // The COMMIT (or the write) was sent and its answer lost: it may have been applied.
+        (_, Err(e)) if lost(&e) => Err(BackendError::Failed(format!(
+            "{}: the connection was lost while committing; the write may or may not have been \
+             applied",
+            conn.label
+        ))),
+        // The write was refused: the COMMIT of the failed transaction rolled it back.
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(db(e)),
     }
 }
 
@@ -520,7 +537,7 @@ impl Backend for Postgres {
             Gauge {
                 name: "postgres_retries",
                 help: "Transactions run again after a serialization failure or a deadlock",
-                value: Gauge::value_of(&self.retries),
+                value: Gauge::value_of(&self.conn.retries),
                 counter: true,
             },
         ]
