@@ -18,10 +18,13 @@
 //! release with its figures written to `target/battery.json`. Environment: `BATTERY_USERS`
 //! (default 5000: a create and an update each), `BATTERY_SECONDS` (30: the least time the load
 //! is spread over, so that it meets ten kills), `BATTERY_SLOWLORIS` (1200),
-//! `BATTERY_JSON` (a path for the figures).
+//! `BATTERY_JSON` (a path for the figures), `BATTERY_STORE` (`sqlite`, or `postgres`: the
+//! backend process on a throwaway PostgreSQL from `scripts/pg`, reconciled against its tables).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../common/mod.rs"]
+mod common;
 mod load;
 mod malformed;
 mod procs;
@@ -100,7 +103,17 @@ async fn battery(nofile: u64) -> Value {
     let run = format!("{:x}", std::process::id());
     let mut failures: Vec<String> = Vec::new();
 
-    let backend = Arc::new(Mutex::new(Proc::backend(dir.path())));
+    let pg = (std::env::var("BATTERY_STORE").as_deref() == Ok("postgres"))
+        .then(common::postgres::Postgres::start);
+    let backend = Arc::new(Mutex::new(match &pg {
+        Some(pg) => Proc::backend_on_postgres(
+            dir.path(),
+            &pg.url,
+            &pg.password,
+            common::gateway::PG_SECRETS_KEY,
+        ),
+        None => Proc::backend(dir.path()),
+    }));
     let backend_addr = backend.lock().unwrap().addr;
     let proxy = Arc::new(proxy::Proxy::start(backend_addr, 50, 0x5eed_1234).await);
     let mut gateway = Proc::gateway(dir.path(), proxy.addr);
@@ -247,13 +260,13 @@ async fn battery(nofile: u64) -> Value {
     }
     backend.lock().unwrap().kill9();
 
-    // Reconcile against the backend's own file.
-    let store = reconcile(
-        &dir.path().join("backend.db"),
-        &runs,
-        &normal_runs,
-        &mut failures,
-    );
+    // Reconcile against the backend's own store.
+    let stored = match &pg {
+        Some(pg) => stored_in_postgres(pg),
+        None => stored_in_sqlite(&dir.path().join("backend.db")),
+    };
+    let mut store = reconcile(stored, &runs, &normal_runs, &mut failures);
+    store["kind"] = json!(if pg.is_some() { "postgres" } else { "sqlite" });
     for odd in tally.unexpected.lock().unwrap().iter() {
         failures.push(format!("load: {odd}"));
     }
@@ -345,13 +358,8 @@ async fn battery(nofile: u64) -> Value {
     })
 }
 
-/// Checks the backend's store against what the clients were told; returns the figures.
-fn reconcile(
-    db: &std::path::Path,
-    runs: &[load::UserRun],
-    normal: &[load::UserRun],
-    failures: &mut Vec<String>,
-) -> Value {
+/// The users the SQLite store at `db` holds: each lowercased name, with its documents.
+fn stored_in_sqlite(db: &std::path::Path) -> BTreeMap<String, Vec<String>> {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
@@ -366,6 +374,44 @@ fn reconcile(
         let (name, doc) = row.unwrap();
         stored.entry(name).or_default().push(doc);
     }
+    stored
+}
+
+/// The users the database holds: each lowercased name, with its documents (a JSON text has
+/// no raw tab, so a tab separates the two).
+fn stored_in_postgres(pg: &common::postgres::Postgres) -> BTreeMap<String, Vec<String>> {
+    let out = std::process::Command::new("psql")
+        .arg(&pg.url)
+        .args(["-X", "-A", "-t", "-F", "\t", "-c"])
+        .arg("SELECT lower(user_name), doc::text FROM users")
+        .env("PGPASSWORD", &pg.password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut stored: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        if let Some((name, doc)) = line.split_once('\t') {
+            stored
+                .entry(name.to_owned())
+                .or_default()
+                .push(doc.to_owned());
+        }
+    }
+    stored
+}
+
+/// Checks the backend's store (`stored`: each name with its documents) against what the
+/// clients were told; returns the figures.
+fn reconcile(
+    stored: BTreeMap<String, Vec<String>>,
+    runs: &[load::UserRun],
+    normal: &[load::UserRun],
+    failures: &mut Vec<String>,
+) -> Value {
     let duplicates = stored.values().filter(|v| v.len() > 1).count();
     let mut f = BTreeMap::<&str, u64>::new();
     for r in runs.iter().chain(normal) {

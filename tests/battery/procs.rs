@@ -1,6 +1,6 @@
 //! The two real `userbridge` processes of the battery: the gateway under test (`scim` backend,
 //! through the proxy) and the backend (a second userbridge serving `/scim/v2` from its SQLite
-//! store), which is killed with SIGKILL and started again. Logs go to files, appended across
+//! store, or from a PostgreSQL), which is killed with SIGKILL and started again. Logs go to files, appended across
 //! restarts, to be searched for secrets afterwards.
 
 use std::fs::OpenOptions;
@@ -17,6 +17,8 @@ pub const COMMVAULT_PASSWORD: &str = "battery-admin-password";
 /// A userbridge process and where its log goes.
 pub struct Proc {
     child: Option<Child>,
+    /// Its environment beyond the inherited one.
+    envs: Vec<(String, String)>,
     /// Its listening address.
     pub addr: SocketAddr,
     config: PathBuf,
@@ -83,6 +85,23 @@ impl Proc {
         Self::start(dir, "backend", &cfg)
     }
 
+    /// The backend on PostgreSQL: `/scim/v2` over the database `url` (its password and the
+    /// secrets key from the environment, as a deployment gives them).
+    pub fn backend_on_postgres(dir: &Path, url: &str, password: &str, key: &str) -> Self {
+        let cfg = format!(
+            "[backend]\nkind = \"postgres\"\nurl = \"{url}\"\n\n{}",
+            common(dir, "backend")
+        );
+        let envs = vec![
+            (
+                "USERBRIDGE_BACKEND__PASSWORD".to_owned(),
+                password.to_owned(),
+            ),
+            ("USERBRIDGE_SECRETS__KEY".to_owned(), key.to_owned()),
+        ];
+        Self::start_with(dir, "backend", &cfg, envs)
+    }
+
     /// The gateway under test: the `scim` backend at `upstream` (the proxy).
     pub fn gateway(dir: &Path, upstream: SocketAddr) -> Self {
         let cfg = format!(
@@ -94,10 +113,15 @@ impl Proc {
     }
 
     fn start(dir: &Path, name: &str, cfg: &str) -> Self {
+        Self::start_with(dir, name, cfg, Vec::new())
+    }
+
+    fn start_with(dir: &Path, name: &str, cfg: &str, envs: Vec<(String, String)>) -> Self {
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(&config, cfg).expect("write config");
         let mut p = Self {
             child: None,
+            envs,
             addr: free_addr(),
             config,
             log: dir.join(format!("{name}.log")),
@@ -132,6 +156,7 @@ impl Proc {
             .arg(self.addr.to_string())
             .args(["--log-format", "json"])
             .env("USERBRIDGE_LOG", "info")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
