@@ -365,6 +365,30 @@ async fn pipelined_once(
     }
 }
 
+/// An indexed condition that every user `query`'s filter selects satisfies, if the filter
+/// has one at its top (alone, or in an `and`): `userName eq` (ASCII: the database's `lower`
+/// and the filter's case folding agree there) or `id eq`.
+fn narrowing(query: &super::Query) -> Option<(&'static str, String)> {
+    use crate::filter::{Filter, Op};
+    fn of(f: &Filter) -> Option<(&'static str, String)> {
+        match f {
+            Filter::Compare(c) if c.op == Op::Eq && c.attr.keys.len() == 1 => {
+                let s = c.value.as_str()?;
+                match c.attr.keys[0].as_str() {
+                    "userName" if !c.attr.case_exact && s.is_ascii() => {
+                        Some(("lower(user_name) = lower($1)", s.to_owned()))
+                    }
+                    "id" => Some(("id = $1", s.to_owned())),
+                    _ => None,
+                }
+            }
+            Filter::And(all) => all.iter().find_map(of),
+            _ => None,
+        }
+    }
+    of(query.filter.as_ref()?)
+}
+
 enum Retry {
     Db(tokio_postgres::Error),
     Backend(BackendError),
@@ -668,6 +692,23 @@ impl Store for Postgres {
             match user_name {
                 Some(n) => self.page("user_name = $1", Some(n), start, count).await,
                 None => self.page("", None, start, count).await,
+            }
+        })
+    }
+
+    fn query(
+        &self,
+        query: super::Query,
+    ) -> BoxFuture<'_, Result<(Vec<UserDoc>, usize), BackendError>> {
+        Box::pin(async move {
+            match narrowing(&query) {
+                // The users the filter can select, by an index; the filter itself (its meaning
+                // as everywhere else) then runs on those.
+                Some((cond, arg)) => {
+                    let (candidates, _) = self.page(cond, Some(arg), 0, super::MAX_SCAN).await?;
+                    Ok(query.select(candidates))
+                }
+                None => query.scan(self).await,
             }
         })
     }

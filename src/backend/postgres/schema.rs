@@ -91,6 +91,9 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_trail_user_name ON audit_trail (user_name);
     CREATE INDEX audit_trail_user_id ON audit_trail (user_id);",
+    // 6: the lookup identity providers make before every write (`userName eq`, which SCIM
+    // compares without case) reads one row, not the table.
+    "CREATE INDEX users_user_name_lower ON users (lower(user_name));",
 ];
 
 /// The advisory lock key migrations hold (`userbridge` as a number).
