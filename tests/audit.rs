@@ -242,3 +242,56 @@ async fn writes_recorded(gw: &common::binary::Running, trail: &Trail<'_>) {
     assert_eq!(r["id"], id);
     assert_eq!(records[2]["outcome"]["status"], 404);
 }
+
+#[tokio::test]
+async fn a_write_whose_client_went_away_still_ends_and_is_recorded() {
+    let pg = common::postgres::Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::gateway::base_config();
+    config.secrets.key = Some(userbridge::redact::Secret::new(
+        common::gateway::PG_SECRETS_KEY,
+    ));
+    config.backend = pg.backend();
+    config.audit.enabled = true;
+    config.audit.path = dir.path().join("audit.jsonl");
+    let (base, _stop) = common::gateway::serve_config(config).await;
+    let created = send(
+        reqwest::Method::PUT,
+        format!("{base}/user-service/v1/user"),
+        ("authorization", "Bearer demo-vc-token"),
+        "req-gone-create",
+        json!({"userKey": {"username": "gone", "authenticator": "LOCAL"}}),
+    )
+    .await;
+    assert_eq!(created, 200);
+    // The update waits on the user's row; its client gives up and closes the connection.
+    let mut holder = pg.hold("gone", 1.0);
+    let gave_up = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap()
+        .post(format!("{base}/user-service/v1/user"))
+        .bearer_auth("demo-vc-token")
+        .header("x-request-id", "req-gone-update")
+        .json(
+            &json!({"userKey": {"username": "gone", "authenticator": "LOCAL"},
+                      "email": "gone@later.example"}),
+        )
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client did not give up");
+    holder.wait().unwrap();
+    // The write ran to its end once the row was free, and the trail says so.
+    let trail = Trail::File(&dir.path().join("audit.jsonl"));
+    let text = trail.wait_for(2).await;
+    let update = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["requestId"] == "req-gone-update")
+        .unwrap_or_else(|| panic!("no record of the update:\n{text}"));
+    assert_eq!(update["outcome"]["status"], 200, "{update}");
+    assert!(
+        pg.psql("SELECT doc::text FROM users WHERE user_name = 'gone'")
+            .contains("gone@later.example")
+    );
+}
