@@ -127,7 +127,7 @@ pub struct Tower<H>(H);
 impl<B: Send + 'static, H: Handler<B>> Service<Request<B>> for Tower<H> {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Future = Finishing;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // Always ready: shedding is a layer of its own.
@@ -136,7 +136,49 @@ impl<B: Send + 'static, H: Handler<B>> Service<Request<B>> for Tower<H> {
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let h = self.0.clone();
+        let write = !matches!(*req.method(), http::Method::GET | http::Method::HEAD);
         let req = Box::new(req);
-        Box::pin(async move { Ok(h.handle(req).await) })
+        Finishing {
+            future: Some(Box::pin(async move { Ok(h.handle(req).await) })),
+            write,
+        }
+    }
+}
+
+/// A request's whole future, boxed.
+type Answering = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+/// The boxed future of a request, which a write does not leave half done: hyper drops a
+/// request's future when its client goes away, and a write's — its backend call, its audit
+/// record, a mirror's copy — then goes on to its end on a task of its own. Nothing is spent on
+/// this while the client stays (no task, no second allocation).
+pub struct Finishing {
+    future: Option<Answering>,
+    /// Whether the request may write (any method but `GET` and `HEAD`).
+    write: bool,
+}
+
+impl Future for Finishing {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(f) = self.future.as_mut() else {
+            // Polled after it answered: there is nothing more.
+            return Poll::Pending;
+        };
+        let answer = std::task::ready!(f.as_mut().poll(cx));
+        self.future = None;
+        Poll::Ready(answer)
+    }
+}
+
+impl Drop for Finishing {
+    fn drop(&mut self) {
+        if let (Some(f), true) = (self.future.take(), self.write)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            // The box moves, not the future in it: it stays pinned.
+            runtime.spawn(f);
+        }
     }
 }

@@ -204,20 +204,7 @@ pub async fn handle(req: Request<Bytes>) -> Response<Body> {
     let Some(routed) = req.extensions().get::<Arc<ingress::Routed>>().cloned() else {
         return http::text(hyper::StatusCode::INTERNAL_SERVER_ERROR, "not routed\n");
     };
-    let write = matches!(routed.ingress, Ingress::Dialect(_) | Ingress::Scim(_))
-        && !matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
-    if !write {
-        return answer(routed, req).await;
-    }
-    // A write runs to its end — the backend's call, its audit record, a mirror's copy — even
-    // when its client goes away: hyper drops a request's future when its connection closes,
-    // which would cut the write between the backend and the record of it. A panic goes on
-    // unwinding into the stack, which answers it.
-    match tokio::spawn(answer(routed, req)).await {
-        Ok(resp) => resp,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => http::text(hyper::StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
-    }
+    answer(routed, req).await
 }
 
 /// [`handle`]'s answer: by the request's ingress.
