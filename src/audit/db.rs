@@ -80,44 +80,35 @@ impl DbWriter {
 
 impl DbSink {
     async fn run(mut self, mut rx: Receiver<Msg>) {
-        {
-            let mut waiting = Vec::new();
-            loop {
-                let first = if self.pending.is_empty() {
-                    rx.recv().await
-                } else {
-                    match tokio::time::timeout(RETRY, rx.recv()).await {
-                        Ok(m) => m,
-                        Err(_) => {
-                            self.push_out(false).await;
-                            continue;
-                        }
+        let mut waiting = Vec::new();
+        loop {
+            let first = if self.pending.is_empty() {
+                rx.recv().await
+            } else {
+                match tokio::time::timeout(RETRY, rx.recv()).await {
+                    Ok(m) => m,
+                    Err(_) => {
+                        self.push_out(false).await;
+                        continue;
                     }
-                };
-                let Some(first) = first else { break };
-                let mut next = Some(first);
-                while let Some(msg) = next {
-                    match msg {
-                        Msg::Line(l) => {
-                            self.since.get_or_insert_with(Instant::now);
-                            self.pending.push(l);
-                        }
-                        Msg::Flush(done) => waiting.push(done),
-                    }
-                    next = rx.try_recv().ok();
                 }
-                let urgent = !waiting.is_empty();
-                self.push_out(urgent).await;
-                for done in waiting.drain(..) {
-                    let _ = done.send(());
-                }
-                if !urgent {
-                    // Let records gather: one insert for many.
-                    tokio::time::sleep(super::LINGER).await;
-                }
+            };
+            let Some(first) = first else { break };
+            super::take_queued(&mut rx, first, &mut waiting, |l| {
+                self.since.get_or_insert_with(Instant::now);
+                self.pending.push(l);
+            });
+            let urgent = !waiting.is_empty();
+            self.push_out(urgent).await;
+            for done in waiting.drain(..) {
+                let _ = done.send(());
             }
-            self.push_out(true).await;
+            if !urgent {
+                // Let records gather: one insert for many.
+                tokio::time::sleep(super::LINGER).await;
+            }
         }
+        self.push_out(true).await;
     }
 
     /// Sends the pending records to the database; when it does not take them and they have

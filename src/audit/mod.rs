@@ -245,18 +245,29 @@ impl Audit {
     }
 }
 
+/// `first` and whatever else is queued behind it, without waiting: each record to `line`, each
+/// flush request to `waiting` (answered once the batch is written).
+fn take_queued(
+    rx: &mut tokio::sync::mpsc::Receiver<Msg>,
+    first: Msg,
+    waiting: &mut Vec<tokio::sync::oneshot::Sender<()>>,
+    mut line: impl FnMut(String),
+) {
+    let mut next = Some(first);
+    while let Some(msg) = next {
+        match msg {
+            Msg::Line(l) => line(l),
+            Msg::Flush(done) => waiting.push(done),
+        }
+        next = rx.try_recv().ok();
+    }
+}
+
 /// The file sink's writer: whatever is queued goes in one write, then the file is flushed.
 fn file_loop(mut rx: tokio::sync::mpsc::Receiver<Msg>, mut writer: file::Writer) {
     let mut waiting = Vec::new();
     while let Some(first) = rx.blocking_recv() {
-        let mut next = Some(first);
-        while let Some(msg) = next {
-            match msg {
-                Msg::Line(l) => writer.write(&l),
-                Msg::Flush(done) => waiting.push(done),
-            }
-            next = rx.try_recv().ok();
-        }
+        take_queued(&mut rx, first, &mut waiting, |l| writer.write(&l));
         writer.flush();
         let flushed = !waiting.is_empty();
         for done in waiting.drain(..) {

@@ -396,12 +396,12 @@ pub fn open(
             http,
             groups,
         )?)),
-        BackendConfig::Postgres { .. } => match postgres::Settings::of(cfg) {
-            Some(settings) => Ok(Arc::new(postgres::Postgres::open(
+        BackendConfig::Postgres { .. } => {
+            let settings = postgres::Settings::of(cfg).ok_or("not a postgres backend")?;
+            Ok(Arc::new(postgres::Postgres::open(
                 &settings, groups, secrets,
-            )?)),
-            None => Err("not a postgres backend".into()),
-        },
+            )?))
+        }
         BackendConfig::Mirror { .. } => Err("a mirror backend is opened with open_in".into()),
     }
 }

@@ -184,6 +184,31 @@ pub struct Compare {
     pub sent: Value,
 }
 
+/// An equality a store can serve from an index instead of reading every user: the lookups
+/// identity providers make before every write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// `userName eq` an ASCII literal (folded to lower case: a store's `lower` and this
+    /// filter's folding agree on ASCII).
+    UserName(&'a str),
+    /// `id eq`.
+    Id(&'a str),
+}
+
+impl<'a> Lookup<'a> {
+    /// The lookup an equality of `attr` (not inside a value path) with `literal` is, if any.
+    pub fn of_eq(attr: &Attr, literal: &'a Value) -> Option<Self> {
+        let (Value::String(s), [key]) = (literal, attr.keys.as_slice()) else {
+            return None;
+        };
+        match key.as_str() {
+            "userName" if !attr.case_exact && s.is_ascii() => Some(Lookup::UserName(s)),
+            "id" => Some(Lookup::Id(s)),
+            _ => None,
+        }
+    }
+}
+
 /// Why a filter was refused: the SCIM `scimType` and a message naming the position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterError {

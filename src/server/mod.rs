@@ -204,11 +204,6 @@ pub async fn handle(req: Request<Bytes>) -> Response<Body> {
     let Some(routed) = req.extensions().get::<Arc<ingress::Routed>>().cloned() else {
         return http::text(hyper::StatusCode::INTERNAL_SERVER_ERROR, "not routed\n");
     };
-    answer(routed, req).await
-}
-
-/// [`handle`]'s answer: by the request's ingress.
-async fn answer(routed: Arc<ingress::Routed>, req: Request<Bytes>) -> Response<Body> {
     let caller = routed.caller();
     match (&routed.ingress, caller) {
         (Ingress::Health, _) => health::handle(&routed.state, req.method(), req.uri().path()).await,

@@ -118,6 +118,15 @@ impl Conn {
         e
     }
 
+    /// The error of a write whose answer the connection lost `when`: it may have been applied,
+    /// so it is never run again, and not answered as "retry" (503).
+    fn maybe_applied(&self, when: &str) -> BackendError {
+        BackendError::Failed(format!(
+            "{}: the connection was lost {when}; the write may or may not have been applied",
+            self.label
+        ))
+    }
+
     fn count(&self, e: &BackendError) {
         if matches!(
             e,
@@ -220,11 +229,9 @@ impl Postgres {
                     // The COMMIT was sent and its answer lost: the write may have been
                     // applied. Never run again, and not answered as "retry" (503).
                     Err(e) if lost(&e) => {
-                        self.conn.errors.fetch_add(1, Ordering::Relaxed);
-                        return Err(BackendError::Failed(format!(
-                            "{}: the connection was lost while committing; the write may or                              may not have been applied",
-                            self.conn.label
-                        )));
+                        let e = self.conn.maybe_applied("while committing");
+                        self.conn.count(&e);
+                        return Err(e);
                     }
                     Err(e) => Err(Retry::Db(e)),
                 },
@@ -239,9 +246,7 @@ impl Postgres {
                     attempt += 1;
                     self.conn.retries.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(Retry::Backend(BackendError::Failed(m)))
-                    if m.starts_with(RETRY_MARK) && attempt < RETRIES =>
-                {
+                Err(Retry::Backend(e)) if run_again(&e) && attempt < RETRIES => {
                     attempt += 1;
                     self.conn.retries.fetch_add(1, Ordering::Relaxed);
                 }
@@ -263,13 +268,12 @@ impl Postgres {
         let client = self.conn.client().await?;
         let dead_already = client.is_closed();
         match users::create_alone(&self.ctx, &client, op).await {
-            Err(BackendError::Unavailable(e)) if !dead_already => {
-                self.conn.errors.fetch_add(1, Ordering::Relaxed);
-                Err(BackendError::Failed(format!(
-                    "{}: the connection was lost after the create was sent; it may or may not \
-                     have been applied ({e})",
-                    self.conn.label
-                )))
+            Err(BackendError::Unavailable(cause)) if !dead_already => {
+                let e = self
+                    .conn
+                    .maybe_applied(&format!("after the create was sent ({cause})"));
+                self.conn.count(&e);
+                Err(e)
             }
             r => r.inspect_err(|e| self.conn.count(e)),
         }
@@ -305,7 +309,7 @@ async fn pipelined(
     loop {
         let result = pipelined_once(&conn, &ctx, &client, &target, op.clone()).await;
         match result {
-            Err(BackendError::Failed(m)) if m.starts_with(RETRY_MARK) && attempt < RETRIES => {
+            Err(e) if run_again(&e) && attempt < RETRIES => {
                 attempt += 1;
                 conn.retries.fetch_add(1, Ordering::Relaxed);
             }
@@ -354,11 +358,7 @@ async fn pipelined_once(
     match (written, committed) {
         (Ok(w), Ok(())) => Ok(UserDoc(w.into_doc(groups, true))),
         // The COMMIT (or the write) was sent and its answer lost: it may have been applied.
-        (_, Err(e)) if lost(&e) => Err(BackendError::Failed(format!(
-            "{}: the connection was lost while committing; the write may or may not have been \
-             applied",
-            conn.label
-        ))),
+        (_, Err(e)) if lost(&e) => Err(conn.maybe_applied("while committing")),
         // The write was refused: the COMMIT of the failed transaction rolled it back.
         (Err(e), _) => Err(e),
         (Ok(_), Err(e)) => Err(db(e)),
@@ -366,22 +366,15 @@ async fn pipelined_once(
 }
 
 /// An indexed condition that every user `query`'s filter selects satisfies, if the filter
-/// has one at its top (alone, or in an `and`): `userName eq` (ASCII: the database's `lower`
-/// and the filter's case folding agree there) or `id eq`.
+/// has one at its top (alone, or in an `and`): a [`Lookup`](crate::filter::Lookup).
 fn narrowing(query: &super::Query) -> Option<(&'static str, String)> {
-    use crate::filter::{Filter, Op};
+    use crate::filter::{Filter, Lookup, Op};
     fn of(f: &Filter) -> Option<(&'static str, String)> {
         match f {
-            Filter::Compare(c) if c.op == Op::Eq && c.attr.keys.len() == 1 => {
-                let s = c.value.as_str()?;
-                match c.attr.keys[0].as_str() {
-                    "userName" if !c.attr.case_exact && s.is_ascii() => {
-                        Some(("lower(user_name) = lower($1)", s.to_owned()))
-                    }
-                    "id" => Some(("id = $1", s.to_owned())),
-                    _ => None,
-                }
-            }
+            Filter::Compare(c) if c.op == Op::Eq => match Lookup::of_eq(&c.attr, &c.value)? {
+                Lookup::UserName(s) => Some(("lower(user_name) = lower($1)", s.to_owned())),
+                Lookup::Id(s) => Some(("id = $1", s.to_owned())),
+            },
             Filter::And(all) => all.iter().find_map(of),
             _ => None,
         }
@@ -402,6 +395,12 @@ impl From<tokio_postgres::Error> for Retry {
 
 /// How [`db`] marks an error the transaction may be run again for.
 const RETRY_MARK: &str = "store: retry: ";
+
+/// Whether `e` is a serialization failure or a deadlock ([`db`] marked it): the transaction
+/// may be run again.
+fn run_again(e: &BackendError) -> bool {
+    matches!(e, BackendError::Failed(m) if m.starts_with(RETRY_MARK))
+}
 
 fn retryable(e: &tokio_postgres::Error) -> bool {
     e.code().is_some_and(|c| {

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use super::{Row, db, into_doc, row};
 use crate::backend::{BackendError, Query};
 use crate::canonical::{EXT_SCHEMA, UserDoc};
-use crate::filter::{Attr, Compare, Filter, Kind, Op, Sort};
+use crate::filter::{Attr, Compare, Filter, Kind, Lookup, Op, Sort};
 
 /// The index a case-insensitive `userName eq` is served by (SQLite's `lower` folds ASCII).
 pub const INDEX: &str =
@@ -185,21 +185,16 @@ fn leaf(sql: &mut Sql, attr: &Attr, element: Option<&str>, op: u8, literal: &Val
     let call = format!("scim_test({src}, {keys}, {op}, {}, {lit})", flags_of(attr));
     // The lookups made before every write use the columns' indexes as well.
     if element.is_none() && op == Op::Eq.code() {
-        if let (Some("userName"), Value::String(s), false) = (
-            attr.keys.first().map(String::as_str),
-            literal,
-            attr.case_exact,
-        ) && attr.keys.len() == 1
-            && s.is_ascii()
-        {
-            let p = sql.param(SqlValue::Text(s.clone()));
-            return format!("(lower(user_name) = {p} AND {call})");
-        }
-        if let (Some("id"), Value::String(s)) = (attr.keys.first().map(String::as_str), literal)
-            && attr.keys.len() == 1
-        {
-            let p = sql.param(SqlValue::Text(s.clone()));
-            return format!("id = {p}");
+        match Lookup::of_eq(attr, literal) {
+            Some(Lookup::UserName(s)) => {
+                let p = sql.param(SqlValue::Text(s.to_owned()));
+                return format!("(lower(user_name) = {p} AND {call})");
+            }
+            Some(Lookup::Id(s)) => {
+                let p = sql.param(SqlValue::Text(s.to_owned()));
+                return format!("id = {p}");
+            }
+            None => {}
         }
     }
     call
