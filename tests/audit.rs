@@ -102,11 +102,7 @@ fn pg_env(pg: &common::postgres::Postgres) -> [(&str, &str); 3] {
 async fn on_postgres_the_trail_is_one_table_for_every_instance_and_survives_an_outage() {
     let pg = common::postgres::Postgres::start();
     let sink = [("USERBRIDGE_AUDIT__SINK", "postgres")];
-    let a = pg.serve_with(
-        format!("kind = \"postgres\"\nurl = \"{}\"\n", pg.url),
-        "",
-        &sink,
-    );
+    let a = pg.serve_env(&sink);
     writes_recorded(&a, &Trail::Postgres(&pg)).await;
     assert!(
         std::fs::read_to_string(a.dir.path().join("audit.jsonl"))
@@ -115,11 +111,7 @@ async fn on_postgres_the_trail_is_one_table_for_every_instance_and_survives_an_o
         "records went to the file while the database took them"
     );
     // A second instance updates the same user: one history, read from either config.
-    let b = pg.serve_with(
-        format!("kind = \"postgres\"\nurl = \"{}\"\n", pg.url),
-        "",
-        &sink,
-    );
+    let b = pg.serve_env(&sink);
     let status = send(
         reqwest::Method::PUT,
         format!("{}/webconsole/api/V4/user/1", b.base),
@@ -247,11 +239,7 @@ async fn writes_recorded(gw: &common::binary::Running, trail: &Trail<'_>) {
 async fn a_write_whose_client_went_away_still_ends_and_is_recorded() {
     let pg = common::postgres::Postgres::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = common::gateway::base_config();
-    config.secrets.key = Some(userbridge::redact::Secret::new(
-        common::gateway::PG_SECRETS_KEY,
-    ));
-    config.backend = pg.backend();
+    let mut config = pg.config();
     config.audit.enabled = true;
     config.audit.path = dir.path().join("audit.jsonl");
     let (base, _stop) = common::gateway::serve_config(config).await;
@@ -266,20 +254,7 @@ async fn a_write_whose_client_went_away_still_ends_and_is_recorded() {
     assert_eq!(created, 200);
     // The update waits on the user's row; its client gives up and closes the connection.
     let mut holder = pg.hold("gone", 1.0);
-    let gave_up = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_millis(300))
-        .build()
-        .unwrap()
-        .post(format!("{base}/user-service/v1/user"))
-        .bearer_auth("demo-vc-token")
-        .header("x-request-id", "req-gone-update")
-        .json(
-            &json!({"userKey": {"username": "gone", "authenticator": "LOCAL"},
-                      "email": "gone@later.example"}),
-        )
-        .send()
-        .await;
-    assert!(gave_up.is_err(), "the client did not give up");
+    common::vc_update_given_up(&base, "gone", "gone@later.example", "req-gone-update").await;
     holder.wait().unwrap();
     // The write ran to its end once the row was free, and the trail says so.
     let trail = Trail::File(&dir.path().join("audit.jsonl"));

@@ -23,11 +23,7 @@ async fn no_secret_in_any_answer_or_log_line() {
 #[tokio::test]
 async fn on_postgres_no_secret_in_any_answer_or_log_line() {
     let pg = common::postgres::Postgres::start();
-    let gw = pg.serve_with(
-        format!("kind = \"postgres\"\nurl = \"{}\"\n", pg.url),
-        "",
-        &[("USERBRIDGE_LOG", "trace")],
-    );
+    let gw = pg.serve_env(&[("USERBRIDGE_LOG", "trace")]);
     no_leak(gw, &[&pg.password, common::gateway::PG_SECRETS_KEY]).await;
 }
 

@@ -230,15 +230,7 @@ async fn answer_cutter(pg: &Postgres) -> (u16, Trigger) {
 async fn a_write_whose_answer_is_lost_is_502_never_resent_and_never_doubled() {
     let pg = Postgres::start();
     let (port, trigger) = answer_cutter(&pg).await;
-    let mut config = common::gateway::base_config();
-    config.secrets.key = Some(userbridge::redact::Secret::new(
-        common::gateway::PG_SECRETS_KEY,
-    ));
-    let mut backend = pg.backend();
-    if let userbridge::config::BackendConfig::Postgres { url, .. } = &mut backend {
-        *url = format!("postgres://userbridge@127.0.0.1:{port}/userbridge");
-    }
-    config.backend = backend;
+    let config = pg.config_via(format!("postgres://userbridge@127.0.0.1:{port}/userbridge"));
     let (base, _stop) = common::gateway::serve_config(config).await;
     // Through the proxy, the schema migrated.
     assert_eq!(
@@ -287,19 +279,7 @@ async fn a_client_gone_mid_update_leaves_no_transaction_open() {
     );
     // The update waits on gwen's row; its client gives up and closes the connection.
     let mut holder = pg.hold("gwen", 1.0);
-    let gave_up = reqwest::Client::builder()
-        .timeout(Duration::from_millis(300))
-        .build()
-        .unwrap()
-        .post(format!("{base}/user-service/v1/user"))
-        .bearer_auth("demo-vc-token")
-        .json(
-            &json!({"userKey": {"username": "gwen", "authenticator": "LOCAL"},
-                      "email": "gwen@gone.example"}),
-        )
-        .send()
-        .await;
-    assert!(gave_up.is_err(), "the client did not give up");
+    common::vc_update_given_up(&base, "gwen", "gwen@gone.example", "req-gwen-gone").await;
     holder.wait().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The write went through or not, but whole: no connection is left inside a transaction

@@ -10,16 +10,7 @@ use common::postgres::Postgres;
 
 /// An in-process gateway on `pg` through `url`.
 async fn gateway_at(pg: &Postgres, url: String) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let mut config = common::gateway::base_config();
-    config.secrets.key = Some(userbridge::redact::Secret::new(
-        common::gateway::PG_SECRETS_KEY,
-    ));
-    let mut backend = pg.backend();
-    if let userbridge::config::BackendConfig::Postgres { url: u, .. } = &mut backend {
-        *u = url;
-    }
-    config.backend = backend;
-    common::gateway::serve_config(config).await
+    common::gateway::serve_config(pg.config_via(url)).await
 }
 
 #[tokio::test]

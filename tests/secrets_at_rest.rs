@@ -119,11 +119,7 @@ fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
 #[tokio::test]
 async fn a_clients_secrets_are_sealed_in_postgres_and_still_serve() {
     let pg = common::postgres::Postgres::start();
-    let mut config = common::gateway::base_config();
-    config.backend = pg.backend();
-    config.secrets.key = Some(userbridge::redact::Secret::new(
-        common::gateway::PG_SECRETS_KEY,
-    ));
+    let config = pg.config();
     let (base, _stop) = common::gateway::serve_config(config).await;
     let c = reqwest::Client::new();
     let r = c

@@ -99,11 +99,7 @@ async fn workers_share_the_load_a_reload_and_the_drain() {
 #[tokio::test]
 async fn on_postgres_workers_share_the_load_a_reload_and_the_drain() {
     let pg = common::postgres::Postgres::start();
-    let gw = pg.serve_with(
-        format!("kind = \"postgres\"\nurl = \"{}\"\n", pg.url),
-        "",
-        &[("USERBRIDGE_SERVER__WORKERS", "4")],
-    );
+    let gw = pg.serve_env(&[("USERBRIDGE_SERVER__WORKERS", "4")]);
     share_load_reload_and_drain(gw).await;
     let n: i64 = pg.psql("SELECT count(*) FROM users").parse().unwrap();
     assert!(n >= 48, "{n} users stored");
@@ -158,16 +154,12 @@ async fn share_load_reload_and_drain(mut gw: common::binary::Running) -> tempfil
 #[test]
 fn on_postgres_sigterm_lets_every_workers_requests_finish() {
     let pg = common::postgres::Postgres::start();
-    let mut gw = pg.serve_with(
-        format!("kind = \"postgres\"\nurl = \"{}\"\n", pg.url),
-        "",
-        // Two connections for four workers: a request is served on whichever connection is
-        // free, opened by whichever worker opened it.
-        &[
-            ("USERBRIDGE_SERVER__WORKERS", "4"),
-            ("USERBRIDGE_BACKEND__POOL_SIZE", "2"),
-        ],
-    );
+    // Two connections for four workers: a request is served on whichever connection is free,
+    // opened by whichever worker opened it.
+    let mut gw = pg.serve_env(&[
+        ("USERBRIDGE_SERVER__WORKERS", "4"),
+        ("USERBRIDGE_BACKEND__POOL_SIZE", "2"),
+    ]);
     let addr = gw.base.trim_start_matches("http://").to_owned();
     // Connections on every worker, each opening pool connections on its worker's runtime.
     let mut conns: Vec<Conn> = (0..8).map(|_| Conn::open(&addr)).collect();

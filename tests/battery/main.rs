@@ -377,28 +377,12 @@ fn stored_in_sqlite(db: &std::path::Path) -> BTreeMap<String, Vec<String>> {
     stored
 }
 
-/// The users the database holds: each lowercased name, with its documents (a JSON text has
-/// no raw tab, so a tab separates the two).
+/// The users the database holds: each lowercased name, with its documents.
 fn stored_in_postgres(pg: &common::postgres::Postgres) -> BTreeMap<String, Vec<String>> {
-    let out = std::process::Command::new("psql")
-        .arg(&pg.url)
-        .args(["-X", "-A", "-t", "-F", "\t", "-c"])
-        .arg("SELECT lower(user_name), doc::text FROM users")
-        .env("PGPASSWORD", &pg.password)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let mut stored: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        if let Some((name, doc)) = line.split_once('\t') {
-            stored
-                .entry(name.to_owned())
-                .or_default()
-                .push(doc.to_owned());
+    for row in pg.rows("SELECT lower(user_name), doc::text FROM users") {
+        if let [name, doc] = &row[..] {
+            stored.entry(name.clone()).or_default().push(doc.clone());
         }
     }
     stored

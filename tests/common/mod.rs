@@ -46,6 +46,26 @@ pub async fn vc_create(base: &str, token: &str, name: &str) -> reqwest::Response
         .unwrap()
 }
 
+/// A vc-user-service update of `name`'s email (`POST`, demo token, `X-Request-Id`
+/// `request_id`) from a client that gives up after 300 ms and closes its connection; panics
+/// when an answer came first.
+pub async fn vc_update_given_up(base: &str, name: &str, email: &str, request_id: &str) {
+    let sent = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap()
+        .post(format!("{base}/user-service/v1/user"))
+        .bearer_auth("demo-vc-token")
+        .header("x-request-id", request_id)
+        .json(
+            &serde_json::json!({"userKey": {"username": name, "authenticator": "LOCAL"},
+                                  "email": email}),
+        )
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client did not give up: {sent:?}");
+}
+
 /// The token of the first credential of `dialect` in `config`.
 pub fn dialect_token(config: &userbridge::config::Config, dialect: &str) -> String {
     config

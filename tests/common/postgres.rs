@@ -49,46 +49,35 @@ impl Postgres {
         }
     }
 
-    /// Makes (the first time) and starts the server; returns once it accepts connections.
-    pub fn start_server(&self) {
-        let out = Command::new(script())
-            .arg("start")
-            .arg(self.dir.path())
-            .arg(self.port.to_string())
-            .output()
-            .unwrap();
+    /// Runs `scripts/pg WHAT DIR [PORT]` on this cluster; what it printed.
+    fn script(&self, what: &str, with_port: bool) -> String {
+        let mut cmd = Command::new(script());
+        cmd.arg(what).arg(self.dir.path());
+        if with_port {
+            cmd.arg(self.port.to_string());
+        }
+        let out = cmd.output().unwrap();
         assert!(
             out.status.success(),
-            "scripts/pg start: {}",
+            "scripts/pg {what}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), self.url);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Makes (the first time) and starts the server; returns once it accepts connections.
+    pub fn start_server(&self) {
+        assert_eq!(self.script("start", true), self.url);
     }
 
     /// Stops the server at once (`pg_ctl stop -m immediate`): every connection is cut.
     pub fn stop_server(&self) {
-        let out = Command::new(script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "scripts/pg stop");
+        self.script("stop", false);
     }
 
     /// Turns TLS on (`scripts/pg tls`): the file of the CA that signed the server's certificate.
     pub fn enable_tls(&self) -> PathBuf {
-        let out = Command::new(script())
-            .arg("tls")
-            .arg(self.dir.path())
-            .arg(self.port.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "scripts/pg tls: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        PathBuf::from(self.script("tls", true))
     }
 
     /// The cluster's files (tables, WAL): what a thief of the disk would hold.
@@ -98,20 +87,23 @@ impl Postgres {
 
     /// The backend config of a gateway on this database.
     pub fn backend(&self) -> BackendConfig {
-        BackendConfig::Postgres {
-            url: self.url.clone(),
-            password: Some(Secret::new(self.password.clone())),
-            password_file: None,
-            pool_size: 8,
-            timeout_ms: 5000,
-        }
+        self.config().backend
     }
 
     /// A gateway process on this database: the shipped config with the postgres backend, its
     /// password and the secrets key from the environment, and `more` at the end of the config.
     pub fn serve(&self, more: &str) -> Running {
-        let backend = format!("kind = \"postgres\"\nurl = \"{}\"\n", self.url);
-        self.serve_with(backend, more, &[])
+        self.serve_with(self.backend_keys(), more, &[])
+    }
+
+    /// [`Postgres::serve`] with `envs` in the gateway's environment.
+    pub fn serve_env(&self, envs: &[(&str, &str)]) -> Running {
+        self.serve_with(self.backend_keys(), "", envs)
+    }
+
+    /// The `[backend]` keys of a gateway on this database.
+    fn backend_keys(&self) -> String {
+        format!("kind = \"postgres\"\nurl = \"{}\"\n", self.url)
     }
 
     /// [`Postgres::serve`] with `backend` as the `[backend]` table's keys (a mirror whose
@@ -156,25 +148,43 @@ impl Postgres {
         )
     }
 
-    /// An in-process gateway on this database with `pool_size` connections and `timeout_ms`: its base URL and stopper.
+    /// The shipped config on this database: its backend, and the secrets key every gateway on
+    /// it shares.
+    pub fn config(&self) -> userbridge::config::Config {
+        self.config_via(self.url.clone())
+    }
+
+    /// [`Postgres::config`], the database reached through `url` (a proxy, TLS settings).
+    pub fn config_via(&self, url: String) -> userbridge::config::Config {
+        let mut config = super::gateway::base_config();
+        config.secrets.key = Some(Secret::new(PG_SECRETS_KEY));
+        config.backend = BackendConfig::Postgres {
+            url,
+            password: Some(Secret::new(self.password.clone())),
+            password_file: None,
+            pool_size: 8,
+            timeout_ms: 5000,
+        };
+        config
+    }
+
+    /// An in-process gateway on this database with `pool_size` connections and `timeout_ms`:
+    /// its base URL and stopper.
     pub async fn gateway(
         &self,
         pool_size: usize,
         timeout_ms: u64,
     ) -> (String, tokio::sync::oneshot::Sender<()>) {
-        let mut config = super::gateway::base_config();
-        config.secrets.key = Some(Secret::new(PG_SECRETS_KEY));
-        let mut backend = self.backend();
-        if let userbridge::config::BackendConfig::Postgres {
+        let mut config = self.config();
+        if let BackendConfig::Postgres {
             pool_size: p,
             timeout_ms: t,
             ..
-        } = &mut backend
+        } = &mut config.backend
         {
             *p = pool_size;
             *t = timeout_ms;
         }
-        config.backend = backend;
         super::gateway::serve_config(config).await
     }
 
@@ -209,9 +219,24 @@ impl Postgres {
 
     /// Runs `sql` with psql; its output, unaligned, without headers.
     pub fn psql(&self, sql: &str) -> String {
+        self.run_psql(&[], sql).trim().to_owned()
+    }
+
+    /// Runs `sql` with psql: its rows, each its fields (separated by tabs, which a JSON text
+    /// never holds raw).
+    pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        self.run_psql(&["-F", "\t"], sql)
+            .lines()
+            .map(|l| l.split('\t').map(str::to_owned).collect())
+            .collect()
+    }
+
+    fn run_psql(&self, extra: &[&str], sql: &str) -> String {
         let out = Command::new("psql")
             .arg(&self.url)
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .args(extra)
+            .args(["-c", sql])
             .env("PGPASSWORD", &self.password)
             .output()
             .unwrap();
@@ -220,7 +245,7 @@ impl Postgres {
             "psql {sql}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        String::from_utf8(out.stdout).unwrap()
     }
 }
 
